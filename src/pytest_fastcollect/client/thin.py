@@ -1,0 +1,74 @@
+"""``pytest-fastcollect run ARGS...``: run through the daemon without importing pytest.
+
+For editors, scripts and the fastest path. Finds the daemon by walking up
+from the current directory; if none serves it, or the daemon refuses the run,
+it executes the ordinary ``pytest`` with the same arguments, so the outcome
+is always that of pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = "usage: pytest-fastcollect run [PYTEST ARGS...]"
+
+
+def _find_daemon(start: str) -> str | None:
+    from pytest_fastcollect.paths import project_files
+
+    here = os.path.realpath(start)
+    while True:
+        try:
+            sock = project_files(here).socket
+        except Exception:
+            sock = None
+        if sock is not None and os.path.exists(sock):
+            return str(sock)
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def _exec_pytest(args: list[str]) -> int:
+    script = os.path.join(os.path.dirname(sys.executable), "pytest")
+    env = dict(os.environ, PYTEST_FASTCOLLECT_DISABLE="1")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.path.exists(script):
+        os.execve(script, [script, *args], env)
+    os.execve(sys.executable, [sys.executable, "-m", "pytest", *args], env)
+    return 127  # pragma: no cover
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE + "\n")
+        return 0 if argv else 4
+    if argv[0] != "run":
+        sys.stderr.write(f"pytest-fastcollect: error: unknown command {argv[0]!r}\n{USAGE}\n")
+        return 4
+    args = argv[1:]
+    sock_path = _find_daemon(os.getcwd())
+    if sock_path is None or os.environ.get("PYTEST_FASTCOLLECT_DISABLE", "") not in ("", "0"):
+        return _exec_pytest(args)
+    from pytest_fastcollect.client.connect import connect
+    from pytest_fastcollect.client.handoff import notice, run_through
+    from pytest_fastcollect.errors import DaemonConnectionError
+
+    try:
+        sock = connect(sock_path, timeout=None)
+    except DaemonConnectionError:
+        notice("the daemon is not answering; running pytest without it")
+        return _exec_pytest(args)
+    with sock:
+        code = run_through(sock, args, os.getcwd(), list(sys.path))
+    if code is None:
+        return _exec_pytest(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

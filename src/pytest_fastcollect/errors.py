@@ -1,0 +1,47 @@
+"""Typed errors, each with a one-line user message and an exit code.
+
+Standard library only. Exit codes for the ``--daemon-*`` verbs (documented in
+docs/reference.md) are chosen not to collide with pytest's own 0-5.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    USAGE = 4  # pytest.ExitCode.USAGE_ERROR
+    NO_DAEMON = 6
+    NOT_HEALTHY = 7
+    DAEMON_ERROR = 8
+
+
+class FastCollectError(Exception):
+    exit_code: Exit = Exit.DAEMON_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(FastCollectError):
+    exit_code = Exit.USAGE
+
+
+class RuntimeDirError(FastCollectError):
+    exit_code = Exit.DAEMON_ERROR
+
+
+class NoDaemon(FastCollectError):
+    exit_code = Exit.NO_DAEMON
+
+
+class DaemonError(FastCollectError):
+    """The daemon answered with an error, or broke the protocol."""
+
+    exit_code = Exit.DAEMON_ERROR
+
+
+class DaemonConnectionError(NoDaemon, ConnectionError):
+    """No daemon answers on the socket (the seed document's ``ConnectionError``)."""

@@ -1,0 +1,234 @@
+"""One warm process as seen from the supervisor: spawn, events, fork requests.
+
+The warm process is a fresh interpreter (never a fork of this threaded
+process). A reader thread validates its events and routes them: start-up
+events to the supervisor, per-request events to that request's mailbox.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import queue
+import select
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pydantic
+
+from pytest_fastcollect.supervisor import warm_messages as wm
+from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
+
+log = logging.getLogger("pytest_fastcollect.daemon.lifecycle")
+
+EVENT_LIMIT = 256 * 1024 * 1024
+
+
+class WarmState(enum.Enum):
+    STARTING = "starting"
+    READY = "ready"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+class Mailbox:
+    """A queue whose arrivals can also be waited on with select()."""
+
+    def __init__(self) -> None:
+        self._q: queue.Queue[wm.WarmEvent | None] = queue.Queue()
+        self._r, self._w = os.pipe()
+
+    def fileno(self) -> int:
+        return self._r
+
+    def put(self, event: wm.WarmEvent | None) -> None:
+        self._q.put(event)
+        try:
+            os.write(self._w, b"x")
+        except OSError:
+            pass
+
+    def get(self, timeout: float | None = None) -> wm.WarmEvent | None:
+        """None means the warm process died."""
+        if timeout is not None:
+            ready, _, _ = select.select([self._r], [], [], timeout)
+            if not ready:
+                raise TimeoutError
+        os.read(self._r, 1)
+        return self._q.get_nowait()
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class WarmProcess:
+    def __init__(
+        self,
+        generation: int,
+        root: str,
+        cwd: str,
+        env: dict[str, str],
+        sys_path0: str | None,
+        warm_args: list[str],
+        log_fd: int,
+        on_progress: Callable[[wm.Progress], None],
+        on_death: Callable[[WarmProcess], None] | None = None,
+    ) -> None:
+        self.on_death = on_death
+        self.retired = False
+        self.generation = generation
+        self.state = WarmState.STARTING
+        self.ready: wm.Ready | None = None
+        self.error: str | None = None
+        self.modules: dict[str, str] = {}  # file -> module name
+        self.test_files: set[str] = set()
+        self.cached_modules = 0
+        self._on_progress = on_progress
+        self._ready_event = threading.Event()
+        self._send_lock = threading.Lock()
+        self._mailboxes: dict[str, Mailbox] = {}
+        self._mailbox_lock = threading.Lock()
+        self.running: dict[str, int] = {}  # request id -> worker pid
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = parent
+        cmd = [sys.executable, "-m", "pytest_fastcollect.warm.zygote",
+               "--control-fd", str(child.fileno()), "--root", root]
+        if sys_path0 is not None:
+            cmd += ["--sys-path0", sys_path0]
+        cmd += ["--", *warm_args]
+        self.proc = subprocess.Popen(
+            cmd,
+            pass_fds=(child.fileno(),),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,
+            start_new_session=True,
+        )
+        child.close()
+        self.pid = self.proc.pid
+        self._reader = threading.Thread(target=self._read_loop, name=f"warm-reader-{generation}", daemon=True)
+        self._reader.start()
+
+    # -- events ------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                raw, _ = recv_frame(self.sock, EVENT_LIMIT)
+                try:
+                    event = wm.WARM_EVENT_ADAPTER.validate_json(raw)
+                except pydantic.ValidationError as exc:
+                    log.error("Invalid message from warm process %d: %s", self.pid, exc)
+                    continue
+                self._dispatch(event)
+        except (FrameError, OSError):
+            pass
+        finally:
+            was_starting = self.state is WarmState.STARTING
+            was_ready = self.state is WarmState.READY
+            self.state = WarmState.FAILED if was_starting else WarmState.DEAD
+            if was_starting and self.error is None:
+                self.error = f"the warm process exited during warm-up (exit code {self.proc.wait()}); see the log"
+            self._ready_event.set()
+            with self._mailbox_lock:
+                boxes = list(self._mailboxes.values())
+            for box in boxes:
+                box.put(None)
+            if was_ready and not self.retired and self.on_death is not None:
+                self.on_death(self)
+
+    def _dispatch(self, event: wm.WarmEvent) -> None:
+        if isinstance(event, wm.Progress):
+            self._on_progress(event)
+        elif isinstance(event, wm.Ready):
+            self.ready = event
+            self.update_modules(event)
+            self.state = WarmState.READY
+            self._ready_event.set()
+        elif isinstance(event, wm.WarmFailed):
+            self.error = event.error
+            self.state = WarmState.FAILED
+            self._ready_event.set()
+        else:
+            if isinstance(event, wm.Forked):
+                self.running[event.id] = event.pid
+            elif isinstance(event, wm.Exited):
+                self.running.pop(event.id, None)
+            with self._mailbox_lock:
+                box = self._mailboxes.get(event.id)
+            if box is not None:
+                box.put(event)
+
+    def update_modules(self, report: wm.ModuleReport) -> None:
+        self.modules = {path: name for name, path in report.modules}
+        self.test_files = set(report.test_files)
+        self.cached_modules = report.cached_modules
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        self._ready_event.wait(timeout)
+        return self.state is WarmState.READY
+
+    @property
+    def key(self) -> dict[str, Any]:
+        assert self.ready is not None
+        return self.ready.key
+
+    # -- requests ------------------------------------------------------------------
+
+    def request(self, request_id: str, msg: dict[str, Any], fds: tuple[int, ...] = ()) -> Mailbox:
+        box = Mailbox()
+        with self._mailbox_lock:
+            self._mailboxes[request_id] = box
+        try:
+            with self._send_lock:
+                send_frame(self.sock, json.dumps({**msg, "id": request_id}).encode(), fds)
+        except OSError:
+            box.put(None)
+        return box
+
+    def done(self, request_id: str) -> None:
+        with self._mailbox_lock:
+            box = self._mailboxes.pop(request_id, None)
+        if box is not None:
+            box.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.state in (WarmState.STARTING, WarmState.READY)
+
+    def retire(self) -> None:
+        """Ask the warm process to exit once its running workers finish."""
+        self.retired = True
+        try:
+            with self._send_lock:
+                send_frame(self.sock, b'{"op": "exit"}')
+        except OSError:
+            pass
+        threading.Thread(target=self.proc.wait, name=f"warm-reap-{self.generation}", daemon=True).start()
+
+    def kill(self) -> None:
+        self.retired = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass

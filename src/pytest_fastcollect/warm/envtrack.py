@@ -1,0 +1,81 @@
+"""Record which environment variables project code reads while it is imported.
+
+Runs in the warm process only. A value read at import time is baked into the
+warm modules; a run whose environment differs there cannot be served warm.
+Reads made by pytest's configuration are not recorded: every run builds a
+fresh configuration from its own environment.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+_BOOTSTRAP_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
+
+recorded: dict[str, str] = {}
+_enabled = False
+_originals: dict[str, Callable[..., Any]] = {}
+
+
+def _importing() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_call_with_frames_removed" and code.co_filename in _BOOTSTRAP_FILES:
+            return True
+        if code.co_name == "exec_module" and code.co_filename.endswith(
+            os.path.join("assertion", "rewrite.py")
+        ):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+def _record(key: object) -> None:
+    if _enabled and isinstance(key, str) and key not in recorded and _importing():
+        recorded[key] = _peek(key)
+
+
+def _peek(key: str) -> str:
+    try:
+        value: str = _originals["__getitem__"](os.environ, key)
+    except KeyError:
+        return ""
+    return value
+
+
+def install() -> None:
+    global _enabled
+    if _originals:
+        _enabled = True
+        return
+    cls = type(os.environ)
+    orig_getitem = cls.__getitem__
+    orig_contains = cls.__contains__
+    _originals["__getitem__"] = orig_getitem
+    _originals["__contains__"] = orig_contains
+
+    def __getitem__(self: Any, key: Any) -> Any:
+        _record(key)
+        return orig_getitem(self, key)
+
+    def __contains__(self: Any, key: Any) -> bool:
+        _record(key)
+        return bool(orig_contains(self, key))
+
+    cls.__getitem__ = __getitem__  # type: ignore[method-assign]
+    cls.__contains__ = __contains__  # type: ignore[method-assign]
+    _enabled = True
+
+
+def uninstall() -> None:
+    """Restore os.environ (a run worker must not pay for the recorder)."""
+    global _enabled
+    _enabled = False
+    if _originals:
+        cls = type(os.environ)
+        cls.__getitem__ = _originals.pop("__getitem__")  # type: ignore[method-assign]
+        cls.__contains__ = _originals.pop("__contains__")  # type: ignore[method-assign]

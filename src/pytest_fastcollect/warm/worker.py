@@ -1,0 +1,173 @@
+"""What a forked run does: become the client's pytest process, run, exit.
+
+Runs only in a child forked from the warm process. Everything here happens
+after fork() and before pytest.main(): take the client's stdio, environment,
+cwd and umask, reset what the warm process set up for itself, and start a
+fresh pytest session (never a reused Config or Session).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import io
+import json
+import linecache
+import os
+import random
+import signal
+import sys
+import traceback
+from typing import Any
+
+from pytest_fastcollect.warm import envtrack
+
+
+def _stream(fd: int, mode: str, env: dict[str, str]) -> io.TextIOWrapper:
+    encoding = None
+    errors = None
+    spec = env.get("PYTHONIOENCODING")
+    if spec:
+        enc, _, err = spec.partition(":")
+        encoding = enc or None
+        errors = err or None
+    tty = os.isatty(fd)
+    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+    raw = io.FileIO(fd, mode, closefd=False)
+    buffered: io.BufferedIOBase
+    if mode == "r":
+        buffered = io.BufferedReader(raw)
+    else:
+        buffered = io.BufferedWriter(raw)
+    wrapper = io.TextIOWrapper(
+        buffered,  # type: ignore[arg-type]
+        encoding=encoding or (sys.__stdout__.encoding if sys.__stdout__ else "utf-8"),
+        errors=errors or ("backslashreplace" if fd == 2 else "strict"),
+        line_buffering=(tty or fd == 2) and mode != "r",
+        write_through=unbuffered and mode != "r",
+    )
+    return wrapper
+
+
+def _become_client(msg: dict[str, Any], fds: list[int], close: list[int]) -> None:
+    for fd in close:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # A process group of its own: the client's Ctrl-C reaches the run and
+    # whatever the tests spawned, and never the warm process.
+    os.setpgid(0, 0)
+
+    envtrack.uninstall()
+    env: dict[str, str] = msg["env"]
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(msg["cwd"])
+    os.umask(msg["umask"])
+
+    for target, fd in enumerate(fds[:3]):
+        if fd != target:
+            os.dup2(fd, target)
+    for fd in set(fds[:3]):
+        if fd > 2:
+            os.close(fd)
+    sys.stdin = sys.__stdin__ = _stream(0, "r", env)
+    sys.stdout = sys.__stdout__ = _stream(1, "w", env)
+    sys.stderr = sys.__stderr__ = _stream(2, "w", env)
+
+    sys.argv = [msg.get("argv0") or "pytest", *msg["args"]]
+    # A cold process starts with fresh random state; so does each run.
+    random.seed()
+    linecache.clearcache()
+    importlib.invalidate_caches()
+
+
+def _finish(code: int) -> None:
+    # A cold interpreter runs atexit handlers and flushes its streams; so do we.
+    try:
+        atexit._run_exitfuncs()
+    except BaseException:
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+    os._exit(code)
+
+
+def run_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> None:
+    """Entry point in the forked child; never returns."""
+    code = 3
+    try:
+        if msg["mode"] == "collect":
+            code = _collect_child(msg, fds, close)
+        else:
+            _become_client(msg, fds, close)
+            import pytest
+
+            from pytest_fastcollect import plugin
+
+            if len(fds) > 3:
+                os.set_inheritable(fds[3], False)
+                plugin.set_refuse_fd(fds[3])
+
+            code = int(pytest.main(list(msg["args"])))
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        code = 2
+    except BaseException:
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+        code = 3
+    _finish(code)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.node_ids: list[str] = []
+        self.errors: list[dict[str, str]] = []
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        self.node_ids = [item.nodeid for item in session.items]
+
+    def pytest_collectreport(self, report: Any) -> None:
+        if report.failed:
+            self.errors.append({"nodeid": report.nodeid, "message": short_error(report.longreprtext)})
+
+
+def short_error(text: str) -> str:
+    """The last ``E   ...`` line of a pytest failure (the exception), else the last line."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if line.startswith("E "):
+            return line[1:].strip()
+    return lines[-1].strip() if lines else "unknown error"
+
+
+def _collect_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> int:
+    result_fd = fds[0]
+    devnull = os.open(os.devnull, os.O_RDWR)
+    _become_client(msg, [devnull, devnull, devnull], close)
+    import pytest
+
+    collector = _Collector()
+    code = int(pytest.main(list(msg["args"]), plugins=[collector]))
+    payload = json.dumps(
+        {"node_ids": collector.node_ids, "errors": collector.errors, "exit_code": code}
+    ).encode()
+    view = memoryview(payload)
+    while view:
+        written = os.write(result_fd, view)
+        view = view[written:]
+    os.close(result_fd)
+    return code

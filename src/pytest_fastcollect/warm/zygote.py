@@ -1,0 +1,339 @@
+"""The warm process: warm up through pytest, then fork one worker per request.
+
+Runs as its own interpreter (``python -m pytest_fastcollect.warm.zygote``),
+started by the supervisor with a control socket. It must stay single-threaded:
+it checks its OS thread count before every fork and reports itself tainted
+instead of forking from a multi-threaded process. Messages on the control
+socket are JSON frames; the supervisor validates them with pydantic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fnmatch
+import gc
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_fastcollect import keys
+from pytest_fastcollect import plugin as plugin_module
+from pytest_fastcollect.warm import envtrack, reload, worker
+from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
+
+CONTROL_FRAME_LIMIT = 256 * 1024 * 1024
+PROGRESS_INTERVAL = 0.1
+
+
+def os_thread_count() -> int:
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Threads:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import threading
+
+    return threading.active_count()
+
+
+class WarmupPlugin:
+    """Counts modules imported by collection and records the warm key."""
+
+    def __init__(self, send: Any | None) -> None:
+        self._send = send
+        self.key: dict[str, Any] | None = None
+        self.total = 0
+        self.imported = 0
+        self.failures: list[dict[str, str]] = []
+        self._modules: dict[str, str] = {}
+        self.test_files: set[str] = set()
+        self._last_progress = 0.0
+        self.config: pytest.Config | None = None
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_load_initial_conftests(self, early_config: pytest.Config) -> Generator[None]:
+        self.key = {
+            "python": sys.executable,
+            "sys_path": keys.base_sys_path(keys.ini_pythonpath(early_config)),
+            "options": keys.option_key(early_config),
+            "env": keys.fixed_env(),
+        }
+        return (yield)
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self, session: pytest.Session) -> None:
+        self.total = estimate_modules(session.config)
+        self._progress(force=True)
+
+    def pytest_collectstart(self, collector: pytest.Collector) -> None:
+        if isinstance(collector, pytest.Module):
+            self._modules[collector.nodeid] = str(collector.path)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        path = self._modules.pop(report.nodeid, None)
+        if path is None:
+            return
+        if report.failed:
+            self.failures.append({"path": path, "error": worker.short_error(report.longreprtext)})
+        else:
+            self.imported += 1
+            self.test_files.add(os.path.realpath(path))
+        self._progress()
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._send is None or (not force and now - self._last_progress < PROGRESS_INTERVAL):
+            return
+        self._last_progress = now
+        done = self.imported + len(self.failures)
+        self._send({"ev": "progress", "done": done, "total": max(self.total, done)})
+
+
+def estimate_modules(config: pytest.Config) -> int:
+    """How many test modules collection will import (for the progress display)."""
+    patterns = [str(p) for p in config.getini("python_files")]
+    norecurse = [str(p) for p in config.getini("norecursedirs")]
+    count = 0
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        if path.is_file():
+            count += 1
+            continue
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames[:] = [
+                d for d in dirnames
+                if d != "__pycache__" and not any(fnmatch.fnmatch(d, pat) for pat in norecurse)
+            ]
+            count += sum(
+                1 for f in filenames if f.endswith(".py") and any(fnmatch.fnmatch(f, p) for p in patterns)
+            )
+    return count
+
+
+@contextlib.contextmanager
+def _stdout_to_devnull() -> Iterator[None]:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1)
+    os.dup2(devnull, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+class Zygote:
+    def __init__(self, ctl: socket.socket, root: str, warm_args: list[str]) -> None:
+        self.ctl = ctl
+        self.root = os.path.realpath(root)
+        self.warm_args = warm_args
+        self.children: dict[int, str] = {}
+        self.cache_dir = tempfile.mkdtemp(prefix="pytest-fastcollect-cache-")
+        self.warm_options: list[str] = []
+        self.warm_paths: list[str] = []
+        self.key: dict[str, Any] | None = None
+        self.test_files: set[str] = set()
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        self.wake_r, self.wake_w = rfd, wfd
+
+    def send(self, msg: dict[str, Any]) -> None:
+        send_frame(self.ctl, json.dumps(msg).encode())
+
+    # -- warm-up -------------------------------------------------------------
+
+    def collect_args(self, paths: list[str]) -> list[str]:
+        return [*self.warm_options, "--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}", *paths]
+
+    def warm_up(self) -> None:
+        started = time.monotonic()
+        plugin = WarmupPlugin(self.send)
+        envtrack.install()
+        with _stdout_to_devnull(), plugin_module.warm_role():
+            code = pytest.main(
+                [*self.warm_args, "--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}"],
+                plugins=[plugin],
+            )
+        if plugin.config is None or plugin.key is None:
+            self.send({"ev": "warm_failed", "error": f"pytest could not start (exit code {int(code)}); "
+                       "run the same command without the daemon to see why"})
+            sys.exit(1)
+        ns = plugin.config.known_args_namespace
+        positionals = list(getattr(ns, "file_or_dir", None) or [])
+        self.warm_options = list(self.warm_args)
+        for p in positionals:
+            if p in self.warm_options:
+                self.warm_options.remove(p)
+        self.warm_paths = [str(a) for a in plugin.config.args]
+        self.key = plugin.key
+        self.test_files |= plugin.test_files
+        self.key["env"].update(envtrack.recorded)
+        plugin_module.become_worker(self.key["options"])
+        gc.collect()
+        gc.freeze()
+        self.send({
+            "ev": "ready",
+            "pid": os.getpid(),
+            "key": self.key,
+            "imported": plugin.imported,
+            "total": plugin.imported + len(plugin.failures),
+            "seconds": time.monotonic() - started,
+            "failures": plugin.failures,
+            "warm_paths": self.warm_paths,
+            **self.module_report(),
+        })
+
+    def module_report(self) -> dict[str, Any]:
+        project: list[list[str]] = []
+        prefix = self.root + os.sep
+        for name, mod in list(sys.modules.items()):
+            f = getattr(mod, "__file__", None)
+            if not f:
+                continue
+            real = os.path.realpath(f)
+            if real.startswith(prefix) and "site-packages" not in real:
+                project.append([name, real])
+        return {
+            "cached_modules": len(sys.modules),
+            "modules": project,
+            "env_keys": sorted(envtrack.recorded),
+            "test_files": sorted(self.test_files),
+        }
+
+    # -- serving ---------------------------------------------------------------
+
+    def loop(self) -> None:
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        while True:
+            readable, _, _ = select.select([self.ctl, self.wake_r], [], [])
+            if self.wake_r in readable:
+                try:
+                    while os.read(self.wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                self.reap()
+            if self.ctl in readable:
+                try:
+                    raw, fds = recv_frame(self.ctl, CONTROL_FRAME_LIMIT, want_fds=True)
+                except PeerClosed:
+                    self.shutdown()
+                    return
+                msg = json.loads(raw)
+                op = msg.get("op")
+                if op == "fork":
+                    self.fork(msg, fds)
+                elif op == "reload":
+                    self.reload(msg)
+                elif op == "exit":
+                    self.drain()
+                    return
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run_id = self.children.pop(pid, None)
+            if run_id is None:
+                continue
+            self.send({"ev": "exited", "id": run_id, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+    def fork(self, msg: dict[str, Any], fds: list[int]) -> None:
+        threads = os_thread_count()
+        if threads != 1:
+            for fd in fds:
+                os.close(fd)
+            self.send({"ev": "tainted", "id": msg["id"], "threads": threads})
+            return
+        pid = os.fork()
+        if pid == 0:
+            worker.run_child(msg, fds, [self.ctl.fileno(), self.wake_r, self.wake_w])
+            os._exit(3)  # run_child never returns; belt and braces
+        for fd in fds:
+            os.close(fd)
+        self.children[pid] = msg["id"]
+        self.send({"ev": "forked", "id": msg["id"], "pid": pid})
+
+    def recollect(self, paths: list[str]) -> list[dict[str, str]]:
+        plugin = WarmupPlugin(None)
+        with _stdout_to_devnull(), plugin_module.warm_role():
+            pytest.main(self.collect_args(paths), plugins=[plugin])
+        self.test_files |= plugin.test_files
+        return plugin.failures
+
+    def reload(self, msg: dict[str, Any]) -> None:
+        envtrack.install()
+        result = reload.reload_modules(
+            msg["modules"], msg.get("recollect", []), bool(msg.get("reimport", True)), self.recollect
+        )
+        if self.key is not None:
+            self.key["env"].update(envtrack.recorded)
+        self.send({"ev": "reloaded", "id": msg["id"], **result, **self.module_report()})
+
+    def drain(self) -> None:
+        """Retired by the supervisor: let running workers finish, then exit."""
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            run_id = self.children.pop(pid, None)
+            if run_id is not None:
+                try:
+                    self.send({"ev": "exited", "id": run_id, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+                except OSError:
+                    pass
+
+    def shutdown(self) -> None:
+        for pid in list(self.children):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pytest-fastcollect-warm")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--root", required=True)
+    parser.add_argument("--sys-path0", default=None)
+    parser.add_argument("warm_args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv)
+    # Mirror the client's interpreter: `pytest` puts its script directory first
+    # on sys.path, `python -m` puts the cwd; the supervisor tells us which.
+    if ns.sys_path0 is not None and sys.path:
+        sys.path[0] = ns.sys_path0
+    warm_args = [a for a in ns.warm_args if a != "--"]
+    ctl = socket.socket(fileno=ns.control_fd)
+    zygote = Zygote(ctl, ns.root, warm_args)
+    zygote.warm_up()
+    zygote.loop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""The socket protocol: pydantic v2 models for every request and response.
+
+Spoken by the client and the supervisor (the warm process speaks a private
+JSON dialect to the supervisor, validated there by ``warm_messages``). Every
+model forbids extra fields; requests and responses are discriminated unions,
+validated straight from the raw frame bytes with ``TypeAdapter.validate_json``.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class _Request(_Model):
+    protocol_version: int = PROTOCOL_VERSION
+    request_id: str = Field(default_factory=new_request_id, max_length=64)
+
+
+# --- requests ---------------------------------------------------------------
+
+
+class StatusRequest(_Request):
+    command: Literal["status"] = "status"
+
+
+class HealthRequest(_Request):
+    command: Literal["health"] = "health"
+
+
+class CollectFilters(_Model):
+    """What ``DaemonClient.collect(root, filters=...)`` accepts."""
+
+    keyword: str | None = Field(default=None, alias="-k")
+    markers: str | None = Field(default=None, alias="-m")
+    paths: list[str] = Field(default_factory=list)
+
+
+class CollectRequest(_Request):
+    command: Literal["collect"] = "collect"
+    root: str
+    filters: CollectFilters = Field(default_factory=CollectFilters)
+
+
+class RunRequest(_Request):
+    command: Literal["run"] = "run"
+    args: list[str]
+    cwd: str
+    env: dict[str, str]
+    umask: int = Field(ge=0, le=0o777)
+    python: str
+    sys_path: list[str]
+    # Sent with SCM_RIGHTS: the client's stdin, stdout and stderr.
+    fd_count: int = Field(default=3, ge=0, le=3)
+
+
+class SignalRequest(_Request):
+    """Sent on an open run connection: forward a signal to the run's process group."""
+
+    command: Literal["signal"] = "signal"
+    signum: int = Field(ge=1, le=64)
+
+
+class ReloadRequest(_Request):
+    command: Literal["reload"] = "reload"
+
+
+class StopRequest(_Request):
+    command: Literal["stop"] = "stop"
+
+
+Request = Annotated[
+    Union[
+        StatusRequest,
+        HealthRequest,
+        CollectRequest,
+        RunRequest,
+        SignalRequest,
+        ReloadRequest,
+        StopRequest,
+    ],
+    Field(discriminator="command"),
+]
+REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+# --- responses --------------------------------------------------------------
+
+
+class ErrorCode(str, enum.Enum):
+    BAD_REQUEST = "bad_request"
+    UNKNOWN_COMMAND = "unknown_command"
+    TOO_LARGE = "too_large"
+    TIMEOUT = "timeout"
+    VERSION_MISMATCH = "version_mismatch"
+    OUTSIDE_ROOT = "outside_root"
+    NOT_READY = "not_ready"
+    BUSY = "busy"
+    INTERNAL = "internal"
+
+
+class ErrorResponse(_Model):
+    kind: Literal["error"] = "error"
+    request_id: str | None = None
+    code: ErrorCode
+    message: str
+
+
+class DaemonState(str, enum.Enum):
+    WARMING = "warming"
+    READY = "ready"
+    RELOADING = "reloading"
+    REPLACING = "replacing"
+    FAILED = "failed"
+    STOPPING = "stopping"
+
+
+class Metrics(_Model):
+    total_requests: int = 0
+    successful_requests: int = 0
+    failed_requests: int = 0
+    error_rate: float = 0.0
+    by_command: dict[str, int] = Field(default_factory=dict)
+    runs: int = 0
+    collects: int = 0
+
+
+class ImportFailure(_Model):
+    path: str
+    error: str
+
+
+class WarmupStats(_Model):
+    imported: int = 0
+    total: int = 0
+    seconds: float = 0.0
+    failures: list[ImportFailure] = Field(default_factory=list)
+
+
+class LastReload(_Model):
+    at: float
+    files: list[str]
+    modules: int
+    duration_ms: float
+    action: str
+
+
+class ReloadStats(_Model):
+    reloads: int = 0
+    modules_reloaded: int = 0
+    replacements: dict[str, int] = Field(default_factory=dict)
+    last: LastReload | None = None
+    mean_ms: float | None = None
+    p95_ms: float | None = None
+    pending_changes: int = 0
+    events_seen: int = 0
+    watcher: str = "none"
+
+
+class ProcessInfo(_Model):
+    role: str
+    pid: int
+    rss_bytes: int
+    pss_bytes: int | None = None
+    cpu_percent: float
+    cpu_seconds: float
+    threads: int
+    open_fds: int
+    children: int
+    zombies: int
+
+
+class Versions(_Model):
+    plugin: str
+    protocol: int
+    python: str
+    pytest: str
+
+
+class StatusResponse(_Model):
+    kind: Literal["status"] = "status"
+    request_id: str | None = None
+    pid: int
+    state: DaemonState
+    uptime: float
+    root: str
+    socket_path: str
+    log_path: str
+    versions: Versions
+    generation: int
+    warm_pid: int | None
+    warm_paths: list[str]
+    cached_modules: int
+    project_modules: int
+    watched_paths: list[str]
+    inotify_watches: int | None = None
+    metrics: Metrics
+    warmup: WarmupStats
+    reload: ReloadStats
+    processes: list[ProcessInfo]
+    limits: dict[str, float]
+
+
+class HealthVerdict(str, enum.Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+
+
+class HealthCheck(_Model):
+    ok: bool
+    value: float | int | str | bool | None
+    detail: str = ""
+    severity: Literal["degraded", "unhealthy"] = "unhealthy"
+
+
+class HealthResponse(_Model):
+    kind: Literal["health"] = "health"
+    request_id: str | None = None
+    status: HealthVerdict
+    pid: int
+    generation: int
+    uptime: float
+    checks: dict[str, HealthCheck]
+
+
+class CollectError(_Model):
+    nodeid: str
+    message: str
+
+
+class CollectResponse(_Model):
+    kind: Literal["collect"] = "collect"
+    request_id: str | None = None
+    node_ids: list[str]
+    count: int
+    errors: list[CollectError]
+    exit_code: int
+    collection_time: float
+    generation: int
+
+
+class Notice(_Model):
+    """Something the client shows the user while a run waits (e.g. a reload)."""
+
+    kind: Literal["notice"] = "notice"
+    message: str
+
+
+class RunRefused(_Model):
+    """The daemon will not serve this run warm; the client runs cold instead."""
+
+    kind: Literal["run_refused"] = "run_refused"
+    request_id: str | None = None
+    reason: str
+
+
+class RunStarted(_Model):
+    kind: Literal["run_started"] = "run_started"
+    request_id: str | None = None
+    pid: int
+    generation: int
+
+
+class RunFinished(_Model):
+    kind: Literal["run_finished"] = "run_finished"
+    request_id: str | None = None
+    exit_code: int
+    signal: int | None = None
+    message: str | None = None
+
+
+class ReloadResponse(_Model):
+    kind: Literal["reload"] = "reload"
+    request_id: str | None = None
+    generation: int
+    duration_ms: float
+
+
+class StopResponse(_Model):
+    kind: Literal["stop"] = "stop"
+    request_id: str | None = None
+    pid: int
+
+
+Response = Annotated[
+    Union[
+        ErrorResponse,
+        StatusResponse,
+        HealthResponse,
+        CollectResponse,
+        Notice,
+        RunRefused,
+        RunStarted,
+        RunFinished,
+        ReloadResponse,
+        StopResponse,
+    ],
+    Field(discriminator="kind"),
+]
+RESPONSE_ADAPTER: TypeAdapter[Response] = TypeAdapter(Response)
+
+
+# --- start-up progress (supervisor -> the starting client, over a pipe) -------
+
+
+class StartProgress(_Model):
+    event: Literal["progress"] = "progress"
+    done: int
+    total: int
+
+
+class StartReady(_Model):
+    event: Literal["ready"] = "ready"
+    pid: int
+    socket_path: str
+    log_path: str
+    warmup: WarmupStats
+
+
+class StartFailed(_Model):
+    event: Literal["failed"] = "failed"
+    message: str
+
+
+StartEvent = Annotated[
+    Union[StartProgress, StartReady, StartFailed], Field(discriminator="event")
+]
+START_EVENT_ADAPTER: TypeAdapter[StartEvent] = TypeAdapter(StartEvent)
+
+
+def dump(model: BaseModel) -> bytes:
+    return model.model_dump_json(by_alias=True).encode()
+
+
+# --- the daemon's record on disk (<key>.json in the runtime directory) --------
+
+
+class DaemonRecord(_Model):
+    """Written by the supervisor once it holds the lock; read by stop and status."""
+
+    pid: int
+    create_time: float
+    root: str
+    socket_path: str
+    log_path: str
+    version: str
+    warm_pid: int | None = None
+    warm_args: list[str] = Field(default_factory=list)
+    cwd: str = ""
