@@ -34,6 +34,9 @@ from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
+# Re-import purged test modules once saves have been quiet this long.
+REWARM_DELAY = 1.0
+
 Notify = Callable[[str], None]
 
 
@@ -93,6 +96,10 @@ class Supervisor:
         self.watcher_kind = "none"
         self.warmup = p.WarmupStats()
         self.progress_cb: Callable[[wm.Progress], None] = lambda _ev: None
+        self.site_dirs: list[str] = []
+        self._site_mtimes: dict[str, int] = {}
+        self._rewarm_files: set[str] = set()
+        self._rewarm_timer: threading.Timer | None = None
 
     # -- warm process ------------------------------------------------------------
 
@@ -156,8 +163,9 @@ class Supervisor:
                 dirs[d] = _dir_sig(d)
         for test_dir in {os.path.dirname(f) for f in wp.test_files}:
             dirs.setdefault(test_dir, _dir_sig(test_dir))
+        site = {d: _dir_sig(d)[0] for d in self.site_dirs}
         with self._lock:
-            self._stats, self._hashes, self._dirs = stats, hashes, dirs
+            self._stats, self._hashes, self._dirs, self._site_mtimes = stats, hashes, dirs, site
 
     def _on_warm_death(self, wp: WarmProcess) -> None:
         if self.stop_event.is_set():
@@ -196,6 +204,10 @@ class Supervisor:
             stats = dict(self._stats)
             dirs = dict(self._dirs)
         found: set[str] = set()
+        for d, mtime in list(self._site_mtimes.items()):
+            if _dir_sig(d)[0] != mtime:
+                # pip adds or removes a *.dist-info directory here on every install.
+                found.add(os.path.join(d, "(installed packages).dist-info"))
         for path, sig in stats.items():
             if _stat(path) != sig:
                 found.add(path)
@@ -247,10 +259,12 @@ class Supervisor:
         rels = ", ".join(os.path.relpath(x, self.root) for x in decision.changed.values())
         if notify is not None:
             notify(f"reloading {len(closure)} module(s) (changed: {rels})")
-        recollect = [by_name[n] for n in closure if by_name[n] in wp.test_files]
+        tests = [n for n in closure if by_name[n] in wp.test_files]
+        # Project modules are imported again now; test modules by the next run
+        # (through pytest, so assertions are rewritten) and by a later re-warm.
+        reimport = [] if decision.broken else [n for n in closure if n not in tests]
         started = time.perf_counter()
-        box = wp.request(_new_id(), {"op": "reload", "modules": closure, "recollect": recollect,
-                                     "reimport": not decision.broken})
+        box = wp.request(_new_id(), {"op": "reload", "modules": closure, "reimport": reimport})
         try:
             event = box.get()
         finally:
@@ -279,6 +293,45 @@ class Supervisor:
                 action="reimport" if not decision.broken else "purge (syntax error)",
             )
         log.info("Reloaded %d modules in %.1f ms (changed: %s)", len(closure), elapsed, rels)
+        if tests and not decision.broken:
+            self._schedule_rewarm(wp, [by_name[n] for n in tests])
+
+    def _schedule_rewarm(self, wp: WarmProcess, files: list[str]) -> None:
+        with self._lock:
+            self._rewarm_files |= set(files)
+            if self._rewarm_timer is not None:
+                self._rewarm_timer.cancel()
+            self._rewarm_timer = threading.Timer(REWARM_DELAY, self._rewarm, args=(wp,))
+            self._rewarm_timer.daemon = True
+            self._rewarm_timer.start()
+
+    def _rewarm(self, wp: WarmProcess) -> None:
+        """Import purged test modules again while nothing else is happening."""
+        with self._reload_lock:
+            with self._lock:
+                files = sorted(f for f in self._rewarm_files if os.path.exists(f))
+                self._rewarm_files.clear()
+                busy = bool(self._pending) or self.current is not wp or self.stop_event.is_set()
+            if busy or not files or wp.state is not WarmState.READY:
+                return
+            before = {f: _stat(f) for f in files}
+            box = wp.request(_new_id(), {"op": "rewarm", "files": files})
+            try:
+                event = box.get()
+            finally:
+                box.close()
+            if not isinstance(event, wm.Reloaded):
+                return
+            wp.update_modules(event)
+            with self._lock:
+                for f in files:
+                    if f in wp.modules:
+                        # Stat from before the import: a save during the import still shows.
+                        self._stats[f] = before[f]
+                        self._hashes[f] = None
+                        d = os.path.dirname(f)
+                        self._dirs.setdefault(d, _dir_sig(d))
+            log.info("Re-warmed %d test modules in %.1f ms", event.reimported, event.duration_ms)
 
     def _replace(self, kind: changes.Replace, reason: str, notify: Notify | None) -> None:
         """Replace the warm process: warm a new one, switch, retire the old. Caller holds the reload lock."""

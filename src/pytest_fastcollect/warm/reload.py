@@ -52,12 +52,22 @@ def purge(names: list[str]) -> list[tuple[str, weakref.ref[Any]]]:
     return refs
 
 
-def reload_modules(
-    names: list[str],
-    recollect: list[str],
-    reimport: bool,
-    collect: Callable[[list[str]], list[dict[str, str]]],
-) -> dict[str, Any]:
+def _result(started: float, ok: bool, reason: str = "", reimported: int = 0) -> dict[str, Any]:
+    return {
+        "ok": ok,
+        "reason": reason,
+        "reimported": reimported,
+        "failures": [],
+        "duration_ms": (time.perf_counter() - started) * 1000,
+    }
+
+
+def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
+    """Purge ``names``; then import ``reimport`` (project modules, never test modules).
+
+    Test modules are left for the next run to import through pytest (so
+    assertion rewriting applies) and for a later re-warm.
+    """
     started = time.perf_counter()
     gc.unfreeze()
     try:
@@ -68,49 +78,33 @@ def reload_modules(
         alive = [label for label, ref in refs if ref() is not None]
         del refs
         if alive:
-            return {
-                "ok": False,
-                "reason": "objects of the old modules are still referenced: "
-                + ", ".join(alive[:ALIVE_REPORT_LIMIT]),
-                "reimported": 0,
-                "failures": [],
-                "duration_ms": (time.perf_counter() - started) * 1000,
-            }
+            return _result(started, False, "objects of the old modules are still referenced: "
+                           + ", ".join(alive[:ALIVE_REPORT_LIMIT]))
         importlib.invalidate_caches()
         linecache.clearcache()
-        failures: list[dict[str, str]] = []
-        if reimport:
-            if recollect:
-                failures.extend(collect(recollect))
-            for name in names:
-                if name in sys.modules or name.rpartition(".")[2] == "conftest":
-                    continue
-                try:
-                    importlib.import_module(name)
-                except Exception as exc:
-                    return {
-                        "ok": False,
-                        "reason": f"re-importing {name} raised {type(exc).__name__}: {exc}",
-                        "reimported": 0,
-                        "failures": failures,
-                        "duration_ms": (time.perf_counter() - started) * 1000,
-                    }
-        reimported = sum(1 for n in names if n in sys.modules)
-        if failures and any(not f["error"].startswith("SyntaxError") for f in failures):
-            return {
-                "ok": False,
-                "reason": "re-import raised: " + "; ".join(f"{f['path']}: {f['error']}" for f in failures[:3]),
-                "reimported": reimported,
-                "failures": failures,
-                "duration_ms": (time.perf_counter() - started) * 1000,
-            }
-        return {
-            "ok": True,
-            "reason": "",
-            "reimported": reimported,
-            "failures": failures,
-            "duration_ms": (time.perf_counter() - started) * 1000,
-        }
+        for name in reimport:
+            if name in sys.modules:
+                continue
+            try:
+                importlib.import_module(name)
+            except Exception as exc:
+                return _result(started, False, f"re-importing {name} raised {type(exc).__name__}: {exc}")
+        return _result(started, True, reimported=sum(1 for n in reimport if n in sys.modules))
+    finally:
+        # One full collection (above) is the price of the liveness check; the
+        # survivors go back into the permanent generation uncollected.
+        gc.freeze()
+
+
+def rewarm(files: list[str], collect: Callable[[list[str]], list[dict[str, str]]]) -> dict[str, Any]:
+    """Import purged test modules again through pytest's collection."""
+    started = time.perf_counter()
+    gc.unfreeze()
+    try:
+        failures = collect(files)
+        result = _result(started, True, reimported=len(files) - len(failures))
+        result["failures"] = failures
+        return result
     finally:
         gc.collect()
         gc.freeze()

@@ -126,6 +126,24 @@ def estimate_modules(config: pytest.Config) -> int:
     return count
 
 
+def detach_rewrite_hooks() -> None:
+    """Let a finished session be garbage.
+
+    Every module that pytest's assertion rewriter imported keeps the rewriter
+    as its ``__loader__``, and the rewriter keeps its Config and Session, which
+    keep every collected item and so every test function. Without this, the
+    objects of a purged module stay reachable and every reload would look
+    unsafe. The loader needs neither after its session ended.
+    """
+    from _pytest.assertion.rewrite import AssertionRewritingHook
+
+    for module in list(sys.modules.values()):
+        loader = getattr(module, "__loader__", None)
+        if isinstance(loader, AssertionRewritingHook):
+            loader.config = None  # type: ignore[assignment]
+            loader.session = None
+
+
 @contextlib.contextmanager
 def _stdout_to_devnull() -> Iterator[None]:
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -185,6 +203,8 @@ class Zygote:
                 self.warm_options.remove(p)
         self.warm_paths = [str(a) for a in plugin.config.args]
         self.key = plugin.key
+        plugin.config = None
+        detach_rewrite_hooks()
         self.test_files |= plugin.test_files
         self.key["env"].update(envtrack.recorded)
         plugin_module.become_worker(self.key["options"])
@@ -243,7 +263,7 @@ class Zygote:
                 op = msg.get("op")
                 if op == "fork":
                     self.fork(msg, fds)
-                elif op == "reload":
+                elif op in ("reload", "rewarm"):
                     self.reload(msg)
                 elif op == "exit":
                     self.drain()
@@ -282,14 +302,17 @@ class Zygote:
         plugin = WarmupPlugin(None)
         with _stdout_to_devnull(), plugin_module.warm_role():
             pytest.main(self.collect_args(paths), plugins=[plugin])
+        plugin.config = None
+        detach_rewrite_hooks()
         self.test_files |= plugin.test_files
         return plugin.failures
 
     def reload(self, msg: dict[str, Any]) -> None:
         envtrack.install()
-        result = reload.reload_modules(
-            msg["modules"], msg.get("recollect", []), bool(msg.get("reimport", True)), self.recollect
-        )
+        if msg["op"] == "rewarm":
+            result = reload.rewarm(msg["files"], self.recollect)
+        else:
+            result = reload.reload_modules(msg["modules"], msg["reimport"])
         if self.key is not None:
             self.key["env"].update(envtrack.recorded)
         self.send({"ev": "reloaded", "id": msg["id"], **result, **self.module_report()})

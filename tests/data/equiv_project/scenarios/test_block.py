@@ -1,0 +1,41 @@
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+def test_before():
+    assert True
+
+
+def test_blocks():
+    # Blocks until interrupted; prints (with -s) so a caller knows it started.
+    print("BLOCKING-NOW", flush=True)
+    threading.Event().wait()
+
+
+def test_blocks_ignoring_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("IGNORING-SIGINT-NOW", flush=True)
+    threading.Event().wait()
+
+
+def test_hangs_with_child():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    path = os.environ.get("EQUIV_CHILD_PID_FILE")
+    if path:
+        with open(path + ".tmp", "w") as fh:
+            fh.write(str(child.pid))
+        os.replace(path + ".tmp", path)
+    print("HANGING-NOW", flush=True)
+    time.sleep(600)
+
+
+def test_sleeps_long():
+    time.sleep(30)
+
+
+def test_after():
+    assert True
