@@ -172,3 +172,175 @@ def example(tmp_path: Path) -> Iterator[object]:
         for proj in made:
             proj.cleanup()
             shutil.rmtree(proj.runtime, ignore_errors=True)
+
+
+# --- the equivalence fixture project (tests/data/equiv_project) ---------------------------
+
+EQUIV_PROJECT = Path(__file__).resolve().parent / "data" / "equiv_project"
+
+
+def equiv_copy(dest: Path) -> Project:
+    """A fresh copy of tests/data/equiv_project at ``dest``, with its own runtime dir."""
+    shutil.copytree(EQUIV_PROJECT, dest,
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc"))
+    return make_project(dest)
+
+
+def daemon_runs(proj: Project) -> int:
+    """How many run requests the project's daemon has received (read in-process: fast)."""
+    from pytest_fastcollect.daemon_client import DaemonClient
+
+    record = proj.record()
+    assert record is not None, "no daemon record"
+    status = DaemonClient(str(record["socket_path"])).get_status()
+    return int(status["metrics"]["runs"])
+
+
+def daemon_status(proj: Project) -> dict[str, object]:
+    from pytest_fastcollect.daemon_client import DaemonClient
+
+    record = proj.record()
+    assert record is not None, "no daemon record"
+    status: dict[str, object] = DaemonClient(str(record["socket_path"])).get_status()
+    return status
+
+
+@pytest.fixture(scope="module")
+def equiv_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """One copy of the equivalence project per test module, with a daemon warmed on it."""
+    proj = equiv_copy(tmp_path_factory.mktemp("equiv") / "proj")
+    try:
+        started = proj.start("tests", "scenarios")
+        assert started.returncode == 0, str(started)
+        yield proj
+    finally:
+        proj.cleanup()
+        shutil.rmtree(proj.runtime, ignore_errors=True)
+
+
+# --- helpers for the lifecycle, security, protocol, API and verb tests --------------------------
+# Appended; nothing above changes behaviour.
+
+import re  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+T = TypeVar("T")
+DEFAULT_INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 15.0, what: str = "a condition",
+               interval: float = 0.02) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what} (last value: {value!r})")
+        time.sleep(interval)
+
+
+def files_of(project: Project) -> Any:
+    """The project's ProjectFiles (socket, lock, state, log) in its private runtime dir."""
+    from pytest_fastcollect.paths import project_files
+
+    return project_files(project.root, project.runtime)
+
+
+def record_of(project: Project) -> dict[str, Any] | None:
+    """This project's daemon record (by key, so several projects can share a runtime dir)."""
+    try:
+        data: dict[str, Any] = json.loads(files_of(project).state.read_text())
+    except FileNotFoundError:
+        return None
+    return data
+
+
+def log_text(project: Project) -> str:
+    path = files_of(project).log
+    return path.read_text() if path.exists() else ""
+
+
+def wait_for_log(project: Project, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+    """Wait until the project's daemon log has a line matching ``pattern`` (a regex)."""
+    return wait_until(lambda: re.search(pattern, log_text(project), re.MULTILINE), timeout,
+                      f"log line /{pattern}/ in {files_of(project).log}")
+
+
+def our_processes(root: Path) -> list[psutil.Process]:
+    """Live supervisor and warm processes started for ``root`` (any runtime dir)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if ("pytest_fastcollect.supervisor" in cmd or "pytest_fastcollect.warm.zygote" in cmd) \
+                and str(root) in cmd:
+            found.append(proc)
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+class RawConnection:
+    """A hand-driven client connection, for sending what DaemonClient never would."""
+
+    def __init__(self, socket_path: str | os.PathLike[str], timeout: float = 10.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(os.fspath(socket_path))
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_response(self) -> Any:
+        """The next response frame, validated by the protocol models; None if the daemon closed."""
+        from pytest_fastcollect.wire import protocol as p
+
+        header = self._exact(4)
+        if header is None:
+            return None
+        (size,) = struct.unpack(">I", header)
+        body = self._exact(size)
+        assert body is not None, "the daemon closed the connection mid-frame"
+        return p.response_adapter().validate_json(body)
+
+    def _exact(self, n: int) -> bytes | None:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                assert not data, f"connection closed after {len(data)} of {n} bytes"
+                return None
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def raw_exchange(socket_path: str | os.PathLike[str], data: bytes, timeout: float = 10.0) -> Any:
+    with RawConnection(socket_path, timeout) as conn:
+        conn.send(data)
+        return conn.read_response()

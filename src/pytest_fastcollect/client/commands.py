@@ -41,6 +41,10 @@ RUN_ONLY_FLAGS = frozenset({"--lf", "--last-failed", "--ff", "--failed-first", "
 STOP_TIMEOUT = 10.0
 
 
+class _LostStartRace(DaemonError):
+    """Our supervisor found the lock taken: a concurrent start got there first."""
+
+
 def run_verb(verb: str, config: pytest.Config) -> int:
     try:
         handler = {
@@ -93,11 +97,17 @@ def check_paths(config: pytest.Config) -> None:
             raise UsageError(f"{raw} is outside the project root {root}")
 
 
-def spawn_supervisor(config: pytest.Config, warm_args: list[str], wait: bool) -> p.StartReady | None:
-    """Start the daemon detached (double fork, new session, stdio on /dev/null)."""
+def spawn_supervisor(config: pytest.Config, warm_args: list[str], wait: bool,
+                     sys_path: list[str] | None = None) -> p.StartReady | None:
+    """Start the daemon detached (double fork, new session, stdio on /dev/null).
+
+    ``sys_path``: the client's sys.path from before conftests and test modules
+    changed it, when called later than ``pytest_load_initial_conftests``.
+    """
     files = _files(config, create=True)
     ini = config.getini
-    sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
+    if sys_path is None:
+        sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
     cmd = [
         sys.executable, "-m", "pytest_fastcollect.supervisor",
         "--root", str(files.root),
@@ -154,7 +164,7 @@ def _follow_start(read_fd: int) -> p.StartReady:
         with os.fdopen(read_fd, "rb") as stream:
             for line in stream:
                 buffer = line
-                event = p.START_EVENT_ADAPTER.validate_json(line)
+                event = p.start_event_adapter().validate_json(line)
                 if isinstance(event, p.StartProgress):
                     if tty:
                         sys.stderr.write(f"\rpytest-fastcollect: warming up: {event.done}/{event.total} modules")
@@ -162,6 +172,8 @@ def _follow_start(read_fd: int) -> p.StartReady:
                 elif isinstance(event, p.StartReady):
                     return event
                 elif isinstance(event, p.StartFailed):
+                    if event.already_running:
+                        raise _LostStartRace(event.message)
                     raise DaemonError(f"the daemon did not start: {event.message}")
     finally:
         if tty:
@@ -175,15 +187,24 @@ def start(config: pytest.Config) -> int:
     check_paths(config)
     files = _files(config, create=True)
     if not lock_is_free(files):
-        record = read_record(files)
-        pid = f" (pid {record.pid})" if record else ""
-        sys.stdout.write(f"pytest-fastcollect: a daemon is already running for {files.root}{pid}; "
-                         "nothing started (pytest --daemon-restart replaces it)\n")
-        return int(Exit.OK)
-    remove_stale_files(files)
-    ready = spawn_supervisor(config, warm_args_from(config), wait=True)
+        return _already_running(files)
+    # Stale files are left to the supervisor, which replaces them once it
+    # holds the lock: removing them here could delete the files of a daemon
+    # that a concurrent start has just brought up.
+    try:
+        ready = spawn_supervisor(config, warm_args_from(config), wait=True)
+    except _LostStartRace:
+        return _already_running(files)
     assert ready is not None
     sys.stdout.write(ui.render_started(ready, str(files.root)))
+    return int(Exit.OK)
+
+
+def _already_running(files: ProjectFiles) -> int:
+    record = read_record(files)
+    pid = f" (pid {record.pid})" if record else ""
+    sys.stdout.write(f"pytest-fastcollect: a daemon is already running for {files.root}{pid}; "
+                     "nothing started (pytest --daemon-restart replaces it)\n")
     return int(Exit.OK)
 
 

@@ -7,22 +7,23 @@ examples use them (``status['metrics']['total_requests']``).
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import socket
 from pathlib import Path
 from typing import Any
 
 import pydantic
+from pydantic import TypeAdapter
 
+from pytest_fastcollect.client.transport import DEFAULT_TIMEOUT, connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, DaemonError
 from pytest_fastcollect.paths import ProjectFiles, project_files
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 RESPONSE_LIMIT = 256 * 1024 * 1024
-DEFAULT_TIMEOUT = 30.0
+
+__all__ = ["DaemonClient", "connect", "get_socket_path", "lock_is_free", "read_record", "remove_stale_files"]
 
 
 def get_socket_path(project_root: str | os.PathLike[str]) -> str:
@@ -30,21 +31,8 @@ def get_socket_path(project_root: str | os.PathLike[str]) -> str:
     return str(project_files(project_root).socket)
 
 
-def connect(socket_path: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(os.fspath(socket_path))
-    except OSError as exc:
-        sock.close()
-        raise DaemonConnectionError(
-            f"Cannot connect to daemon at {os.fspath(socket_path)}. Is the daemon running? "
-            f"({exc.strerror or exc}; start one with: pytest --daemon-start)"
-        ) from exc
-    return sock
-
-
-def read_response(sock: socket.socket, timeout: float | None = None) -> p.Response:
+def read_response(sock: socket.socket, timeout: float | None = None,
+                  adapter: TypeAdapter[Any] | None = None) -> Any:
     try:
         raw, _ = recv_frame(sock, RESPONSE_LIMIT, timeout=timeout)
     except FrameError as exc:
@@ -52,7 +40,7 @@ def read_response(sock: socket.socket, timeout: float | None = None) -> p.Respon
     except OSError as exc:
         raise DaemonError(f"lost the connection to the daemon ({exc})") from exc
     try:
-        return p.RESPONSE_ADAPTER.validate_json(raw)
+        return (adapter or p.response_adapter()).validate_json(raw)
     except pydantic.ValidationError as exc:
         raise DaemonError(
             "the daemon sent a response this client does not understand (a different version?); "
@@ -79,7 +67,7 @@ class DaemonClient:
                 send_frame(sock, p.dump(req))
             except OSError as exc:
                 raise DaemonConnectionError(f"Cannot send to daemon at {self.socket_path}: {exc}") from exc
-            response = read_response(sock, t)
+            response: p.Response = read_response(sock, t)
         if isinstance(response, p.ErrorResponse):
             raise DaemonError(f"{response.code.value}: {response.message}")
         return response
@@ -126,36 +114,6 @@ class DaemonClient:
     def stop(self) -> dict[str, Any]:
         """Ask the daemon to stop; returns its pid. The daemon removes its files as it exits."""
         return self.request(p.StopRequest()).model_dump(mode="json")
-
-
-def lock_is_free(files: ProjectFiles) -> bool:
-    """True when no process holds the daemon's lock (so its files are stale)."""
-    try:
-        fd = os.open(files.lock, os.O_RDWR)
-    except FileNotFoundError:
-        return True
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EAGAIN):
-            return False
-        raise
-    else:
-        fcntl.lockf(fd, fcntl.LOCK_UN)
-        return True
-    finally:
-        os.close(fd)
-
-
-def remove_stale_files(files: ProjectFiles) -> list[str]:
-    removed = []
-    for path in (files.socket, files.state, files.lock):
-        try:
-            os.unlink(path)
-            removed.append(str(path))
-        except FileNotFoundError:
-            pass
-    return removed
 
 
 def read_record(files: ProjectFiles) -> p.DaemonRecord | None:

@@ -16,11 +16,11 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pytest_fastcollect import keys
-from pytest_fastcollect.client.connect import connect, lock_is_free, read_response, remove_stale_files
-from pytest_fastcollect.errors import DaemonConnectionError, DaemonError, FastCollectError
+from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
+from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
 from pytest_fastcollect.paths import project_files
-from pytest_fastcollect.wire import protocol as p
-from pytest_fastcollect.wire.framing import send_frame
+from pytest_fastcollect.wire import lite
+from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 if TYPE_CHECKING:
     import pytest
@@ -37,12 +37,23 @@ def disabled_by_env() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+# sys.path before conftests and test modules changed it (prepend import mode
+# inserts test dirs): what a daemon autostarted at session end must mirror.
+_startup_sys_path: list[str] | None = None
+
+
 def try_handoff(config: pytest.Config) -> int | None:
     """The run's exit code if the daemon ran it, or None to run cold here."""
+    global _startup_sys_path
+    _startup_sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
     ns = config.known_args_namespace
     if getattr(ns, "no_daemon", False) or disabled_by_env():
         return None
     if getattr(ns, "help", False) or getattr(ns, "version", False):
+        return None
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # An xdist worker gets its run from its controller over execnet (with
+        # the controller's args, so it would hand off again, recursively).
         return None
     try:
         files = project_files(config.rootpath)
@@ -55,6 +66,9 @@ def try_handoff(config: pytest.Config) -> int | None:
         return None
     try:
         sock = connect(files.socket, timeout=None)
+    except RuntimeDirError as exc:
+        notice(f"{exc.message}; running without the daemon")
+        return None
     except DaemonConnectionError:
         if lock_is_free(files):
             remove_stale_files(files)
@@ -109,17 +123,27 @@ class _Forwarder:
             if self.interrupts > 1:
                 signum = signal.SIGKILL
         try:
-            send_frame(self.sock, p.dump(p.SignalRequest(signum=signum)))
+            send_frame(self.sock, lite.encode_signal(signum))
         except OSError:
             pass
 
 
+RESPONSE_LIMIT = 1024 * 1024
+
+
+def _read(sock: socket.socket) -> lite.RunResponse:
+    try:
+        raw, _ = recv_frame(sock, RESPONSE_LIMIT)
+    except (FrameError, OSError) as exc:
+        raise lite.LiteProtocolError(f"lost the connection to the daemon ({exc})") from exc
+    return lite.decode_run_response(raw)
+
+
 def run_through(sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str]) -> int | None:
     """Send a run over ``sock`` and follow it; None means: run it cold."""
-    req = p.RunRequest(args=list(args), cwd=cwd, env=dict(os.environ), umask=_umask(),
-                       python=sys.executable, sys_path=sys_path)
+    payload = lite.encode_run(args, cwd, dict(os.environ), _umask(), sys.executable, sys_path)
     try:
-        send_frame(sock, p.dump(req), fds=_stdio_fds())
+        send_frame(sock, payload, fds=_stdio_fds())
     except OSError as exc:
         notice(f"could not reach the daemon ({exc}); running without it")
         return None
@@ -128,35 +152,41 @@ def run_through(sock: socket.socket, args: Sequence[str], cwd: str, sys_path: li
     try:
         while True:
             try:
-                response = read_response(sock)
-            except DaemonError as exc:
+                response = _read(sock)
+            except lite.LiteProtocolError as exc:
                 if not started:
                     notice(f"{exc}; running without the daemon")
                     return None
                 notice(f"the daemon went away during the run ({exc})")
                 return 3
-            if isinstance(response, p.Notice):
+            if isinstance(response, lite.Notice):
                 notice(response.message)
-            elif isinstance(response, p.RunStarted):
+            elif isinstance(response, lite.Started):
                 if not started:
                     forwarder.__enter__()
                     started = True
-            elif isinstance(response, p.RunRefused):
+            elif isinstance(response, lite.Refused):
                 notice(f"{response.reason}; running without the daemon")
                 return None
-            elif isinstance(response, p.ErrorResponse):
+            elif isinstance(response, lite.Error):
                 notice(f"the daemon refused the run ({response.message}); running without it")
                 return None
-            elif isinstance(response, p.RunFinished):
+            else:
                 if response.message:
                     notice(response.message)
-                if response.signal is not None and response.signal not in (signal.SIGINT,):
+                die_with = response.signal
+                if die_with == signal.SIGKILL and forwarder.interrupts > 1:
+                    # Killed at the user's second Ctrl-C: die of SIGINT, as a
+                    # shell expects of a program stopped with Ctrl-C.
+                    die_with = signal.SIGINT
+                if die_with is not None:
                     # Die the way the run died, so the shell sees the same status.
                     forwarder.__exit__()
                     started = False
                     sys.stdout.flush()
-                    signal.signal(response.signal, signal.SIG_DFL)
-                    os.kill(os.getpid(), response.signal)
+                    if die_with not in (signal.SIGKILL, signal.SIGSTOP):
+                        signal.signal(die_with, signal.SIG_DFL)
+                    os.kill(os.getpid(), die_with)
                 return response.exit_code
     finally:
         if started:
@@ -176,7 +206,8 @@ def autostart(config: pytest.Config) -> None:
     from pytest_fastcollect.client import commands
 
     try:
-        commands.spawn_supervisor(config, list(config.invocation_params.args), wait=False)
+        commands.spawn_supervisor(config, commands.warm_args_from(config), wait=False,
+                                  sys_path=_startup_sys_path)
     except FastCollectError as exc:
         notice(f"daemon_autostart: {exc.message}")
         return

@@ -54,12 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     sock_path = _find_daemon(os.getcwd())
     if sock_path is None or os.environ.get("PYTEST_FASTCOLLECT_DISABLE", "") not in ("", "0"):
         return _exec_pytest(args)
-    from pytest_fastcollect.client.connect import connect
+    from pytest_fastcollect.client.transport import connect
     from pytest_fastcollect.client.handoff import notice, run_through
-    from pytest_fastcollect.errors import DaemonConnectionError
+    from pytest_fastcollect.errors import DaemonConnectionError, RuntimeDirError
 
     try:
         sock = connect(sock_path, timeout=None)
+    except RuntimeDirError as exc:
+        notice(f"{exc.message}; running pytest without the daemon")
+        return _exec_pytest(args)
     except DaemonConnectionError:
         notice("the daemon is not answering; running pytest without it")
         return _exec_pytest(args)

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runtime.acquire()
     except AlreadyRunning:
-        progress.emit(p.StartFailed(message=f"a daemon is already running for {files.root}"))
+        progress.emit(p.StartFailed(message=f"a daemon is already running for {files.root}",
+                                    already_running=True))
         return 1
     log_fd = setup_logging(str(files.log), ns.log_level.upper())
     try:
@@ -160,11 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     progress.close()
     sup.stop_event.wait()
     log.info("Daemon %d stopping", os.getpid())
-    for op in (lambda: listener.shutdown(socket.SHUT_RDWR), listener.close):
-        try:
-            op()
-        except OSError:
-            pass
+    try:
+        # shutdown() wakes the thread blocked in accept(); close() alone does not.
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
     watcher.stop()
     sup.shutdown()
     runtime.release()

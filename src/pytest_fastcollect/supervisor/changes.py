@@ -37,6 +37,7 @@ class Replace(str, enum.Enum):
     MANUAL = "manual"
     CRASH = "crash"
     TAINTED = "tainted"
+    RETRY = "retry"  # a change after a failed warm-up (perhaps the fix): warm again
 
 
 def is_relevant(path: str, root: str) -> bool:

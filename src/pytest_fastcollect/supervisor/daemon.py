@@ -195,7 +195,7 @@ class Supervisor:
         if self.stop_event.is_set():
             return
         with self._reload_lock:
-            if self.state is p.DaemonState.READY:
+            if self.state in (p.DaemonState.READY, p.DaemonState.FAILED):
                 self._apply_pending(None)
 
     def _sweep(self) -> None:
@@ -236,6 +236,11 @@ class Supervisor:
             return
         wp = self.current
         if wp is None or wp.state is not WarmState.READY:
+            if self.state is p.DaemonState.FAILED:
+                # The last warm-up failed (a broken conftest, say). Try again
+                # once per change, which may be the fix, never once per run.
+                rels = ", ".join(sorted(os.path.relpath(x, self.root) for x in paths))
+                self._replace(changes.Replace.RETRY, f"retrying after a change ({rels})", notify)
             return
         decision = changes.classify(paths, self.root, wp.modules, self._hashes)
         if decision.replace is not None:
@@ -344,6 +349,10 @@ class Supervisor:
             self._pending.clear()
             self._pending_since = None
         started = time.perf_counter()
+        with self._lock:
+            known, known_dirs = list(self._stats), list(self._dirs)
+        # Taken before the warm-up: a save during a failed warm-up still shows as a change.
+        snapshot = ({f: _stat(f) for f in known}, {d: _dir_sig(d) for d in known_dirs})
         wp = self.spawn()
         if wp.wait_ready():
             self._adopt(wp)
@@ -355,6 +364,9 @@ class Supervisor:
                 old = self.current
                 self.current = wp
                 self.state = p.DaemonState.FAILED
+                # What failed is on disk now: only a later change retries.
+                self._stats.update(snapshot[0])
+                self._dirs.update(snapshot[1])
             if old is not None and old is not wp:
                 old.retire()
 
@@ -614,7 +626,7 @@ class Supervisor:
         send_frame(conn, p.dump(p.RunStarted(request_id=req.request_id, pid=pid, generation=wp.generation)))
         client_gone = False
         while True:
-            waiting: list[object] = [box] if client_gone else [box, conn]
+            waiting: list[Mailbox | socket.socket] = [box] if client_gone else [box, conn]
             readable, _, _ = select.select(waiting, [], [])
             if box in readable:
                 event = box.get()
@@ -634,7 +646,7 @@ class Supervisor:
             if not client_gone and conn in readable:
                 try:
                     raw, _ = recv_frame(conn, 4096, timeout=self.config.limits.request_timeout)
-                    sig = p.REQUEST_ADAPTER.validate_json(raw)
+                    sig = p.request_adapter().validate_json(raw)
                     if isinstance(sig, p.SignalRequest):
                         _killpg(pid, sig.signum)
                 except (FrameError, OSError, ValueError):

@@ -68,7 +68,9 @@ class Server:
                 log.warning("Refused connection from uid %d (daemon runs as uid %d)", uid, os.getuid())
                 self.sup.count("refused", ok=False)
                 return
-            if not self._slots.acquire(blocking=False):
+            # Beyond the limit a connection waits for a slot (as long as a
+            # request may take to arrive) rather than failing a burst of clients.
+            if not self._slots.acquire(timeout=self.limits.request_timeout):
                 log.warning("Refused connection: %d connections already open", self.limits.max_connections)
                 self.sup.count("busy", ok=False)
                 self._reply(conn, p.ErrorResponse(code=p.ErrorCode.BUSY, message=(
@@ -111,7 +113,7 @@ class Server:
             log.warning("Request [-] rejected: %s", exc)
             return
         try:
-            req = p.REQUEST_ADAPTER.validate_json(raw)
+            req = p.request_adapter().validate_json(raw)
         except pydantic.ValidationError as exc:
             for fd in fds:
                 os.close(fd)

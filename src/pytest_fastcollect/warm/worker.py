@@ -17,7 +17,9 @@ import os
 import random
 import signal
 import sys
+import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from pytest_fastcollect.warm import envtrack
@@ -40,7 +42,7 @@ def _stream(fd: int, mode: str, env: dict[str, str]) -> io.TextIOWrapper:
     else:
         buffered = io.BufferedWriter(raw)
     wrapper = io.TextIOWrapper(
-        buffered,  # type: ignore[arg-type]
+        buffered,
         encoding=encoding or (sys.__stdout__.encoding if sys.__stdout__ else "utf-8"),
         errors=errors or ("backslashreplace" if fd == 2 else "strict"),
         line_buffering=(tty or fd == 2) and mode != "r",
@@ -77,9 +79,13 @@ def _become_client(msg: dict[str, Any], fds: list[int], close: list[int]) -> Non
     for fd in set(fds[:3]):
         if fd > 2:
             os.close(fd)
-    sys.stdin = sys.__stdin__ = _stream(0, "r", env)
-    sys.stdout = sys.__stdout__ = _stream(1, "w", env)
-    sys.stderr = sys.__stderr__ = _stream(2, "w", env)
+    sys.stdin = _stream(0, "r", env)
+    sys.stdout = _stream(1, "w", env)
+    sys.stderr = _stream(2, "w", env)
+    # faulthandler and pytest's capture fall back to the dunder streams.
+    setattr(sys, "__stdin__", sys.stdin)  # noqa: B010
+    setattr(sys, "__stdout__", sys.stdout)  # noqa: B010
+    setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
 
     sys.argv = [msg.get("argv0") or "pytest", *msg["args"]]
     # A cold process starts with fresh random state; so does each run.
@@ -88,8 +94,22 @@ def _become_client(msg: dict[str, Any], fds: list[int], close: list[int]) -> Non
     importlib.invalidate_caches()
 
 
+def _console_entry() -> Callable[[], int]:
+    """What the ``pytest`` script calls: it names the program from sys.argv[0]
+    in usage errors (not "pytest.main()") and handles a closed stdout."""
+    from _pytest import config as pytest_config
+
+    entry: Callable[[], int] | None = getattr(pytest_config, "_console_main", None)
+    return entry if entry is not None else pytest_config.console_main
+
+
 def _finish(code: int) -> None:
-    # A cold interpreter runs atexit handlers and flushes its streams; so do we.
+    # A cold interpreter waits for non-daemon threads, then runs atexit
+    # handlers and flushes its streams; so do we, in that order.
+    try:
+        threading._shutdown()  # type: ignore[attr-defined]
+    except BaseException:
+        pass
     try:
         atexit._run_exitfuncs()
     except BaseException:
@@ -110,15 +130,13 @@ def run_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> None:
             code = _collect_child(msg, fds, close)
         else:
             _become_client(msg, fds, close)
-            import pytest
-
             from pytest_fastcollect import plugin
 
             if len(fds) > 3:
                 os.set_inheritable(fds[3], False)
                 plugin.set_refuse_fd(fds[3])
 
-            code = int(pytest.main(list(msg["args"])))
+            code = int(_console_entry()())
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:

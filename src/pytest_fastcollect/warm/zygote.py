@@ -245,7 +245,8 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         while True:
-            readable, _, _ = select.select([self.ctl, self.wake_r], [], [])
+            watched: list[socket.socket | int] = [self.ctl, self.wake_r]
+            readable, _, _ = select.select(watched, [], [])
             if self.wake_r in readable:
                 try:
                     while os.read(self.wake_r, 512):

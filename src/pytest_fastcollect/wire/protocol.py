@@ -9,16 +9,19 @@ validated straight from the raw frame bytes with ``TypeAdapter.validate_json``.
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = 1
+from pytest_fastcollect.wire.version import PROTOCOL_VERSION as PROTOCOL_VERSION
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+    # defer_build: schemas are built on first use, so a client that only
+    # runs tests never pays for the status and health models.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 def new_request_id() -> str:
@@ -94,7 +97,11 @@ Request = Annotated[
     ],
     Field(discriminator="command"),
 ]
-REQUEST_ADAPTER: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+@functools.cache
+def request_adapter() -> TypeAdapter[Request]:
+    return TypeAdapter(Request)
 
 
 # --- responses --------------------------------------------------------------
@@ -311,7 +318,23 @@ Response = Annotated[
     ],
     Field(discriminator="kind"),
 ]
-RESPONSE_ADAPTER: TypeAdapter[Response] = TypeAdapter(Response)
+
+
+@functools.cache
+def response_adapter() -> TypeAdapter[Response]:
+    return TypeAdapter(Response)
+
+
+RunResponse = Annotated[
+    Union[ErrorResponse, Notice, RunRefused, RunStarted, RunFinished],
+    Field(discriminator="kind"),
+]
+
+
+@functools.cache
+def run_response_adapter() -> TypeAdapter[RunResponse]:
+    """What can arrive on a run connection (the client's hot path)."""
+    return TypeAdapter(RunResponse)
 
 
 # --- start-up progress (supervisor -> the starting client, over a pipe) -------
@@ -334,12 +357,18 @@ class StartReady(_Model):
 class StartFailed(_Model):
     event: Literal["failed"] = "failed"
     message: str
+    # Another supervisor holds the lock: a concurrent start won the race.
+    already_running: bool = False
 
 
 StartEvent = Annotated[
     Union[StartProgress, StartReady, StartFailed], Field(discriminator="event")
 ]
-START_EVENT_ADAPTER: TypeAdapter[StartEvent] = TypeAdapter(StartEvent)
+
+
+@functools.cache
+def start_event_adapter() -> TypeAdapter[StartEvent]:
+    return TypeAdapter(StartEvent)
 
 
 def dump(model: BaseModel) -> bytes:

@@ -1,0 +1,151 @@
+"""nox sessions: tests on every installed Python 3.10-3.13, pytest 8, lint, typecheck, demo, bench.
+
+``nox -l`` lists them. Interpreters are found at import time: a ``pythonX.Y``
+on PATH that actually runs (a pyenv shim for a version that is not selected
+fails), else pyenv's ``~/.pyenv/versions/X.Y.*`` and the usual system
+prefixes. Missing versions are skipped, not failed. Working interpreters are
+linked into ``.nox/_interpreters`` and that directory is put first on PATH,
+so nox finds them by their plain version names (``tests-3.12``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+VERSIONS = ("3.10", "3.11", "3.12", "3.13")
+LINT_PATHS = ("src", "tests", "bench", "noxfile.py", "examples")
+BENCH_NEEDS = ("sympy",)
+BENCH_SCRIPTS = ("bench_daemon.py", "bench_runs.py", "bench_reload.py")
+
+nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]
+nox.options.reuse_venv = "yes"
+
+
+def _runs_as(path: str, version: str) -> bool:
+    try:
+        out = subprocess.run(
+            [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and out.stdout.strip() == version
+
+
+def _candidates(version: str) -> list[str]:
+    found = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        found.append(on_path)
+    pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    # Newest patch release first.
+    pattern = os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")
+    found += sorted(glob.glob(pattern), key=_patch_level, reverse=True)
+    found += [f"{prefix}/bin/python{version}" for prefix in ("/usr/local", "/usr")]
+    return found
+
+
+def _patch_level(path: str) -> int:
+    name = Path(path).parent.parent.name
+    try:
+        return int(name.split(".")[2])
+    except (IndexError, ValueError):
+        return -1
+
+
+def find_interpreters() -> dict[str, str]:
+    """Map each installed version to an interpreter that runs."""
+    out = {}
+    for version in VERSIONS:
+        if sys.version_info[:2] == tuple(int(x) for x in version.split(".")):
+            out[version] = sys.executable
+            continue
+        for candidate in _candidates(version):
+            if os.path.exists(candidate) and _runs_as(candidate, version):
+                out[version] = candidate
+                break
+    return out
+
+
+def _expose(interpreters: dict[str, str]) -> None:
+    """Put working interpreters first on PATH under their ``pythonX.Y`` names."""
+    shims = ROOT / ".nox" / "_interpreters"
+    shims.mkdir(parents=True, exist_ok=True)
+    for version, path in interpreters.items():
+        link = shims / f"python{version}"
+        if link.is_symlink() or link.exists():
+            if os.path.realpath(link) == os.path.realpath(path):
+                continue
+            link.unlink()
+        link.symlink_to(path)
+    os.environ["PATH"] = f"{shims}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+INTERPRETERS = find_interpreters()
+_expose(INTERPRETERS)
+PYTHONS = [v for v in VERSIONS if v in INTERPRETERS]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite on each installed Python (posargs go to pytest)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session
+def pytest8(session: nox.Session) -> None:
+    """The test suite with the oldest supported pytest major (pytest<9)."""
+    session.install("-e", ".[test]", "pytest>=8,<9")
+    session.run("python", "-m", "pytest", "--version")
+    session.run("python", "-m", "pytest", *(session.posargs or ["tests"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    paths = [p for p in LINT_PATHS if (ROOT / p).exists()]
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over src, as configured in pyproject.toml [tool.mypy]."""
+    session.install("-e", ".", "mypy", "types-psutil")
+    session.run("mypy", "--strict", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Install the package and run examples/demo.py (the README's first command)."""
+    session.install(".")
+    session.run("python", "examples/demo.py", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks for issues 2-4: JSON in bench-results/, then one summary table.
+
+    ``nox -s bench -- --quick`` for a short run. posargs go to every script,
+    so use the options they share (--quick, --reps N, --bytecode MODE).
+    """
+    session.install("-e", ".", *BENCH_NEEDS)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    results = []
+    for script in BENCH_SCRIPTS:
+        target = out / f"{script.removeprefix('bench_').removesuffix('.py')}.json"
+        results.append(str(target))
+        # Exit 1 means a sanity check failed; the summary below says which and fails the session.
+        session.run("python", f"bench/{script}", "--output", str(target), *session.posargs, success_codes=[0, 1])
+    session.run("python", "bench/report.py", *results)

@@ -1,0 +1,78 @@
+"""Sockets and stale files, without pydantic (the hand-off path imports this)."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+from pytest_fastcollect.errors import DaemonConnectionError
+from pytest_fastcollect.paths import ProjectFiles, check_runtime_dir
+
+DEFAULT_TIMEOUT = 30.0
+BACKLOG_RETRY = 0.005
+
+
+def connect(socket_path: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT) -> socket.socket:
+    """Connect to a daemon's socket; raises RuntimeDirError if its directory is not private.
+
+    Whoever can write to the socket's directory can put their own socket
+    there, and a run hands the daemon our environment and our terminal: so
+    every client checks the directory (ours, 0700, not a symlink) first.
+    """
+    path = os.fspath(socket_path)
+    directory = Path(os.path.dirname(os.path.abspath(path)))
+    if os.path.lexists(directory):
+        check_runtime_dir(directory)
+    deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            # A full listen backlog (a burst of clients) fails an AF_UNIX
+            # connect at once with EAGAIN instead of waiting: retry until the
+            # deadline, as a TCP connect would wait.
+            if exc.errno == errno.EAGAIN and time.monotonic() < deadline:
+                time.sleep(BACKLOG_RETRY)
+                continue
+            raise DaemonConnectionError(
+                f"Cannot connect to daemon at {path}. Is the daemon running? "
+                f"({exc.strerror or exc}; start one with: pytest --daemon-start)"
+            ) from exc
+        return sock
+
+
+def lock_is_free(files: ProjectFiles) -> bool:
+    """True when no process holds the daemon's lock (so its files are stale)."""
+    try:
+        fd = os.open(files.lock, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
+def remove_stale_files(files: ProjectFiles) -> list[str]:
+    removed = []
+    for path in (files.socket, files.state, files.lock):
+        try:
+            os.unlink(path)
+            removed.append(str(path))
+        except FileNotFoundError:
+            pass
+    return removed

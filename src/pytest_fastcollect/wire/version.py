@@ -1,0 +1,5 @@
+"""The protocol version, importable without pydantic."""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = 1

@@ -1,0 +1,1 @@
+"""The code under test in the never-stale example project."""

@@ -1,0 +1,5 @@
+"""A module the scenarios move."""
+
+
+def helper():
+    return 42

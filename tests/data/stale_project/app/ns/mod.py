@@ -1,0 +1,3 @@
+"""A module in a namespace package (app/ns has no __init__.py yet)."""
+
+VALUE = 7

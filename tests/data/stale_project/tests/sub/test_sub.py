@@ -1,0 +1,2 @@
+def test_offset_in_sub(offset):
+    assert offset == 1

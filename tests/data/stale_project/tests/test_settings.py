@@ -1,0 +1,5 @@
+from app.settings import MODE
+
+
+def test_mode():
+    assert MODE == "default"

@@ -1,0 +1,358 @@
+"""Never stale: after every kind of edit, a warm run equals a cold run.
+
+Each scenario copies tests/data/stale_project, starts a daemon, then edits
+files for real (the ways editors save) and runs the same pytest command
+through the daemon (first, immediately after the save) and with
+``--no-daemon``: exit codes and every test's outcome (``-rA``) must be
+identical, and the warm run must really have been served by the daemon.
+The expected cold outcomes are asserted too, so a scenario whose edit had
+no effect cannot pass by accident. Ordinary edits (a project or test module
+changed in place) must not replace the warm process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fuzz_edits import StaleBench, Style, edit, outcomes, save
+
+pytestmark = pytest.mark.timeout(240)
+
+
+class Checker:
+    def __init__(self, bench: StaleBench) -> None:
+        self.bench = bench
+
+    def path(self, rel: str) -> Path:
+        return self.bench.path(rel)
+
+    def check(self, *args: str, env: dict[str, str] | None = None, ordinary: bool = False,
+              allow_cold: bool = False, expect: tuple[str, ...] = (), absent: tuple[str, ...] = (),
+              thin: bool = False) -> None:
+        """Warm vs cold for ``args``; ``expect``/``absent``: `-rA` line prefixes in the cold run."""
+        before = self.bench.replacements() if ordinary else None
+        cmp = self.bench.compare(list(args or ("tests",)), env, allow_cold=allow_cold, thin=thin)
+        assert not cmp.problems, cmp.report() + "\n----- daemon log -----\n" + self.bench.log_tail()
+        cold = outcomes(cmp.cold).tests
+        for prefix in expect:
+            assert any(line.startswith(prefix) for line in cold), f"the edit had no effect: no {prefix!r}\n{cmp.report()}"
+        for prefix in absent:
+            assert not any(line.startswith(prefix) for line in cold), f"{prefix!r} still there\n{cmp.report()}"
+        if before is not None:
+            after = self.bench.replacements()
+            assert after == before, (
+                f"an ordinary edit replaced the warm process: {before} -> {after}\n" + self.bench.log_tail()
+            )
+
+
+@pytest.fixture
+def checker(tmp_path: Path) -> Iterator[Checker]:
+    bench = StaleBench(tmp_path / "proj")
+    try:
+        bench.start()
+        yield Checker(bench)
+    finally:
+        bench.cleanup()
+
+
+SCENARIOS: dict[str, Callable[[Checker], None]] = {}
+
+
+def scenario(fn: Callable[[Checker], None]) -> Callable[[Checker], None]:
+    SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+# -- project modules ---------------------------------------------------------------
+
+
+@scenario
+def function_body(c: Checker) -> None:
+    edit(c.path("app/core.py"), "return x * SCALE", "return x * SCALE + 1")
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_compute",
+                                            "FAILED tests/test_core.py::test_scaled"))
+
+
+@scenario
+def constant_bound_by_from_import(c: Checker) -> None:
+    edit(c.path("app/core.py"), "SCALE = 2", "SCALE = 5")
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_scale_constant",
+                                            "FAILED tests/test_core.py::test_double_scale"))
+
+
+@scenario
+def dataclass_field_added(c: Checker) -> None:
+    edit(c.path("app/models.py"), "    y: int\n", "    y: int\n    z: int = 0\n")
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_models.py::test_point_fields",
+                                            "PASSED tests/test_models.py::test_point_equality"))
+
+
+@scenario
+def pydantic_field_type_changed(c: Checker) -> None:
+    edit(c.path("app/models.py"), "    age: int\n", "    age: str\n")
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_models.py::test_user_age_is_int",))
+
+
+@scenario
+def enum_member_added(c: Checker) -> None:
+    edit(c.path("app/models.py"), "    GREEN = 2\n", "    GREEN = 2\n    BLUE = 3\n")
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_models.py::test_colors",
+                                            "PASSED tests/test_models.py::test_enum_identity"))
+
+
+@scenario
+def class_registered_in_other_module(c: Checker) -> None:
+    # The registry in app.registry keeps the old classes alive: an in-place
+    # reload cannot be trusted, so the warm process may be replaced, but the
+    # run must still be warm and right.
+    edit(c.path("app/plugins.py"), "class Beta:", "class Delta:")
+    c.check("tests", expect=("FAILED tests/test_registry.py::test_registered_names",
+                             "PASSED tests/test_registry.py::test_registered_identity"))
+    edit(c.path("app/plugins.py"), "class Delta:", "class Beta:")
+    c.check("tests", expect=("PASSED tests/test_registry.py::test_registered_names",))
+
+
+# -- test modules ------------------------------------------------------------------
+
+
+@scenario
+def added_test(c: Checker) -> None:
+    path = c.path("tests/test_core.py")
+    save(path, path.read_text() + "\n\ndef test_added():\n    assert compute(1) == 3\n")
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_added",))
+
+
+@scenario
+def deleted_test(c: Checker) -> None:
+    edit(c.path("tests/test_core.py"), 'def test_greet():\n    assert greet("bob") == "hello bob"\n', "")
+    c.check("tests", ordinary=True, absent=("PASSED tests/test_core.py::test_greet",))
+
+
+@scenario
+def renamed_test(c: Checker) -> None:
+    edit(c.path("tests/test_core.py"), "def test_greet():", "def test_greeting():")
+    c.check("tests", ordinary=True, expect=("PASSED tests/test_core.py::test_greeting",),
+            absent=("PASSED tests/test_core.py::test_greet ",))
+
+
+@scenario
+def new_test_file_by_directory(c: Checker) -> None:
+    save(c.path("tests/test_extra.py"), "from app.core import compute\n\n\ndef test_extra():\n"
+         "    assert compute(2) == 5\n")
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_extra.py::test_extra",))
+
+
+@scenario
+def deleted_test_file(c: Checker) -> None:
+    c.path("tests/test_models.py").unlink()
+    c.check("tests", absent=("PASSED tests/test_models.py",))
+
+
+# -- conftest and configuration ----------------------------------------------------
+
+
+@scenario
+def root_conftest_fixture_changed(c: Checker) -> None:
+    edit(c.path("conftest.py"), "return 10", "return 11")
+    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_base",))
+
+
+@scenario
+def package_conftest_fixture_changed(c: Checker) -> None:
+    edit(c.path("tests/conftest.py"), "return 1", "return 2")
+    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_offset",
+                             "FAILED tests/sub/test_sub.py::test_offset_in_sub"))
+
+
+@scenario
+def new_conftest(c: Checker) -> None:
+    save(c.path("tests/sub/conftest.py"), "import pytest\n\n\n@pytest.fixture\ndef offset():\n    return 5\n")
+    c.check("tests", expect=("FAILED tests/sub/test_sub.py::test_offset_in_sub",
+                             "PASSED tests/test_fixtures.py::test_offset"))
+
+
+@scenario
+def conftest_syntax_error_then_fixed(c: Checker) -> None:
+    path = c.path("tests/conftest.py")
+    good = path.read_text()
+    save(path, good + "def broken(:\n")
+    # pytest cannot even configure itself here: the daemon may hand the run
+    # back to a cold run, but the outcome must be the same.
+    c.check("tests", allow_cold=True)
+    save(path, good)
+    c.check("tests", expect=("PASSED tests/test_fixtures.py::test_offset",))
+
+
+@scenario
+def addopts_changed_in_pyproject(c: Checker) -> None:
+    edit(c.path("pyproject.toml"), 'addopts = ""', "addopts = \"-k 'not greet'\"")
+    c.check("tests", absent=("PASSED tests/test_core.py::test_greet",),
+            expect=("PASSED tests/test_core.py::test_compute",))
+
+
+@scenario
+def pytest_ini_added_with_addopts(c: Checker) -> None:
+    # pytest.ini wins over pyproject.toml in the same directory.
+    save(c.path("pytest.ini"), "[pytest]\ntestpaths = tests\npythonpath = .\naddopts = -k 'not compute'\n"
+         "asyncio_default_fixture_loop_scope = function\n")
+    c.check("tests", absent=("PASSED tests/test_core.py::test_compute",),
+            expect=("PASSED tests/test_core.py::test_greet",))
+    edit(c.path("pytest.ini"), "addopts = -k 'not compute'", "addopts = -k 'not greet'")
+    c.check("tests", absent=("PASSED tests/test_core.py::test_greet",),
+            expect=("PASSED tests/test_core.py::test_compute",))
+
+
+# -- broken code -------------------------------------------------------------------
+
+
+@scenario
+def syntax_error_then_fixed_in_project_module(c: Checker) -> None:
+    path = c.path("app/core.py")
+    good = path.read_text()
+    save(path, good.replace("def compute(x):", "def compute(x)"))
+    c.check("tests", ordinary=True, expect=("ERROR tests/test_core.py",))
+    save(path, good)
+    c.check("tests", ordinary=True, expect=("PASSED tests/test_core.py::test_compute",))
+
+
+@scenario
+def syntax_error_then_fixed_in_test_module(c: Checker) -> None:
+    path = c.path("tests/test_models.py")
+    good = path.read_text()
+    save(path, good + "\ndef test_broken(:\n")
+    c.check("tests", ordinary=True, expect=("ERROR tests/test_models.py",))
+    save(path, good)
+    c.check("tests", ordinary=True, expect=("PASSED tests/test_models.py::test_colors",))
+
+
+@scenario
+def import_error_then_fixed(c: Checker) -> None:
+    path = c.path("app/derived.py")
+    good = path.read_text()
+    save(path, "import does_not_exist_anywhere\n" + good)
+    # A re-import that raised may have left half-done side effects behind:
+    # by the reload rule this one replaces the warm process.
+    c.check("tests", expect=("ERROR tests/test_core.py",))
+    save(path, good)
+    c.check("tests", ordinary=True, expect=("PASSED tests/test_core.py::test_scaled",))
+
+
+# -- modules and packages appearing and moving -------------------------------------
+
+
+@scenario
+def module_moved(c: Checker) -> None:
+    os.rename(c.path("app/helpers.py"), c.path("app/tools.py"))
+    c.check("tests", expect=("ERROR tests/test_helpers.py",))
+    edit(c.path("tests/test_helpers.py"), "from app.helpers import", "from app.tools import")
+    c.check("tests", expect=("PASSED tests/test_helpers.py::test_helper",))
+
+
+@scenario
+def init_py_added(c: Checker) -> None:
+    save(c.path("app/ns/__init__.py"), "FLAG = True\n")
+    c.check("tests", expect=("FAILED tests/test_ns.py::test_namespace_package",
+                             "PASSED tests/test_ns.py::test_value"))
+
+
+# -- environment -------------------------------------------------------------------
+
+
+@scenario
+def env_var_read_at_import_changed(c: Checker) -> None:
+    # A warm process that imported app.settings with another value must not
+    # serve this run as is; it may be replaced, and the run stays warm.
+    c.check("tests", env={"STALE_MODE": "other"}, expect=("FAILED tests/test_settings.py::test_mode",))
+    c.check("tests", expect=("PASSED tests/test_settings.py::test_mode",))
+
+
+# -- timing ------------------------------------------------------------------------
+
+
+@scenario
+def same_size_rewrite_same_mtime(c: Checker) -> None:
+    # CPython trusts a pyc whose (whole-second mtime, size) match; here even
+    # the nanoseconds match, and the inode too (an in-place write).
+    edit(c.path("app/core.py"), "SCALE = 2", "SCALE = 3", keep_mtime=True)
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_scale_constant",))
+    edit(c.path("tests/test_core.py"), "compute(3) == 6", "compute(3) == 9", keep_mtime=True)
+    c.check("tests", ordinary=True, expect=("PASSED tests/test_core.py::test_compute",))
+
+
+@scenario
+def runs_right_after_saves(c: Checker) -> None:
+    path = c.path("app/core.py")
+    text = path.read_text()
+    # The thin client reaches the daemon within milliseconds of the save,
+    # before the file watcher may have reported it.
+    bodies = ["x * SCALE + 1", "x * 3", "x + 1 - 1 + x", "x * SCALE", "x * SCALE + 2", "x * SCALE"]
+    for n, body in enumerate(bodies):
+        save(path, text.replace("x * SCALE", body, 1), Style.ATOMIC if n % 2 else Style.INPLACE)
+        outcome = "PASSED" if body in ("x * SCALE", "x + 1 - 1 + x") else "FAILED"
+        c.check("tests/test_core.py", ordinary=True, thin=True,
+                expect=(f"{outcome} tests/test_core.py::test_compute",))
+
+
+@scenario
+def keyword_run_then_full_run(c: Checker) -> None:
+    edit(c.path("app/core.py"), '"hello "', '"hallo "')
+    c.check("tests", "-k", "compute", ordinary=True, absent=("FAILED tests/test_core.py::test_greet",))
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_greet",))
+    c.check("tests", "-k", "not greet", ordinary=True, absent=("FAILED tests/test_core.py::test_greet",))
+
+
+@scenario
+def edit_saved_during_a_run(c: Checker) -> None:
+    barrier = c.path("").parent / "barrier"
+    barrier.mkdir()
+    env = {**c.bench.project.env, "STALE_BARRIER": str(barrier)}
+    from conftest import command_pytest
+
+    run = subprocess.Popen([*command_pytest(), "-q", "tests"], cwd=c.bench.root, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (barrier / "entered").exists():
+            assert run.poll() is None, f"the run ended before the barrier: {run.communicate()}"
+            assert time.monotonic() < deadline, "the run never reached the barrier"
+            time.sleep(0.01)
+        edit(c.path("app/core.py"), "return x * SCALE", "return x * SCALE + 1")
+        (barrier / "go").touch()
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert "running without" not in err, err
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_compute",))
+
+
+# -- editor save styles ------------------------------------------------------------
+
+
+def _save_style(style: Style) -> Callable[[Checker], None]:
+    def run(c: Checker) -> None:
+        edit(c.path("app/core.py"), "return x * SCALE", "return x * SCALE + 1", style)
+        c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_compute",))
+        edit(c.path("tests/test_core.py"), "compute(3) == 6", "compute(3) == 7", style)
+        c.check("tests", ordinary=True, expect=("PASSED tests/test_core.py::test_compute",))
+        edit(c.path("app/core.py"), "return x * SCALE + 1", "return x * SCALE", style)
+        c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_compute",))
+        for name in os.listdir(c.path("app")):
+            assert not name.endswith(("~", "___jb_tmp___", "___jb_old___")), name
+    run.__name__ = f"save_style_{style.value}"
+    return run
+
+
+for _style in Style:
+    scenario(_save_style(_style))
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario(checker: Checker, name: str) -> None:
+    SCENARIOS[name](checker)
