@@ -14,7 +14,6 @@ import glob
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nox
@@ -33,7 +32,10 @@ def _runs_as(path: str, version: str) -> bool:
     try:
         out = subprocess.run(
             [path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True, text=True, timeout=20, check=False,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return False
@@ -41,15 +43,17 @@ def _runs_as(path: str, version: str) -> bool:
 
 
 def _candidates(version: str) -> list[str]:
-    found = []
+    """Real interpreters first: a pyenv shim only as the last resort (it
+    works only for the versions pyenv currently selects)."""
     on_path = shutil.which(f"python{version}")
-    if on_path:
-        found.append(on_path)
+    shim = on_path is not None and f"{os.sep}shims{os.sep}" in on_path
+    found = [on_path] if on_path and not shim else []
     pyenv_root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    # Newest patch release first.
     pattern = os.path.join(pyenv_root, "versions", f"{version}.*", "bin", f"python{version}")
-    found += sorted(glob.glob(pattern), key=_patch_level, reverse=True)
+    found += sorted(glob.glob(pattern), key=_patch_level, reverse=True)  # newest patch first
     found += [f"{prefix}/bin/python{version}" for prefix in ("/usr/local", "/usr")]
+    if on_path and shim:
+        found.append(on_path)
     return found
 
 
@@ -65,9 +69,6 @@ def find_interpreters() -> dict[str, str]:
     """Map each installed version to an interpreter that runs."""
     out = {}
     for version in VERSIONS:
-        if sys.version_info[:2] == tuple(int(x) for x in version.split(".")):
-            out[version] = sys.executable
-            continue
         for candidate in _candidates(version):
             if os.path.exists(candidate) and _runs_as(candidate, version):
                 out[version] = candidate
@@ -91,7 +92,8 @@ def _expose(interpreters: dict[str, str]) -> None:
 
 INTERPRETERS = find_interpreters()
 _expose(INTERPRETERS)
-PYTHONS = [v for v in VERSIONS if v in INTERPRETERS]
+# None (nox's own interpreter) only when none of the versions was found.
+PYTHONS: list[str] | None = [v for v in VERSIONS if v in INTERPRETERS] or None
 
 
 @nox.session(python=PYTHONS)
@@ -147,5 +149,12 @@ def bench(session: nox.Session) -> None:
         target = out / f"{script.removeprefix('bench_').removesuffix('.py')}.json"
         results.append(str(target))
         # Exit 1 means a sanity check failed; the summary below says which and fails the session.
-        session.run("python", f"bench/{script}", "--output", str(target), *session.posargs, success_codes=[0, 1])
+        session.run(
+            "python",
+            f"bench/{script}",
+            "--output",
+            str(target),
+            *session.posargs,
+            success_codes=[0, 1],
+        )
     session.run("python", "bench/report.py", *results)

@@ -42,8 +42,9 @@ def in_process(fn: Callable[[], object]) -> Callable[[], float]:
     return timed
 
 
-def measure_mode(mode: str, src: Path, args: argparse.Namespace, ws: b.Workspace, reps: int,
-                 iterations: int) -> dict[str, Any]:
+def measure_mode(
+    mode: str, *, src: Path, args: argparse.Namespace, ws: b.Workspace, reps: int, iterations: int
+) -> dict[str, Any]:
     checks: list[dict[str, Any]] = []
     env = b.make_env(ws.runtime(mode), mode)
     root = b.copy_project(src, ws.base / mode / src.name)
@@ -62,9 +63,12 @@ def measure_mode(mode: str, src: Path, args: argparse.Namespace, ws: b.Workspace
     status0 = client.get_status()
 
     served = client.collect(root)
-    b.check(checks, "daemon collect equals cold --collect-only",
-            sorted(served["node_ids"]) == sorted(cold_ids),
-            f"daemon {served['count']} vs cold {len(cold_ids)} node ids")
+    b.check(
+        checks,
+        "daemon collect equals cold --collect-only",
+        sorted(served["node_ids"]) == sorted(cold_ids),
+        f"daemon {served['count']} vs cold {len(cold_ids)} node ids",
+    )
 
     def cli(*argv: str, expect_daemon: bool = False) -> Callable[[], float]:
         def run() -> float:
@@ -80,28 +84,48 @@ def measure_mode(mode: str, src: Path, args: argparse.Namespace, ws: b.Workspace
     def daemon_collect() -> None:
         response = client.collect(root)
         if response["count"] != len(cold_ids):
-            raise b.BenchError(f"daemon collect returned {response['count']} node ids, cold {len(cold_ids)}")
+            raise b.BenchError(
+                f"daemon collect returned {response['count']} node ids, cold {len(cold_ids)}"
+            )
         collection_times.append(float(response["collection_time"]))
 
     b.log(f"[{mode}] status and version, {reps} reps")
-    samples = b.alternate({"version_cli": cli("--version"), "status_cli": cli("--daemon-status")}, reps)
+    samples = b.alternate(
+        {"version_cli": cli("--version"), "status_cli": cli("--daemon-status")}, reps
+    )
     b.log(f"[{mode}] get_status/get_health round trips, {iterations} iterations")
-    samples |= b.alternate({"get_status": in_process(client.get_status),
-                            "get_health": in_process(client.get_health)}, iterations)
+    samples |= b.alternate(
+        {"get_status": in_process(client.get_status), "get_health": in_process(client.get_health)},
+        iterations,
+    )
     b.log(f"[{mode}] collect, {reps} reps")
-    samples |= b.alternate({
-        "daemon_collect": in_process(daemon_collect),
-        "warm_collect_cli": cli("--collect-only", "-q", expect_daemon=True),
-        "cold_collect_cli": cli("--no-daemon", "--collect-only", "-q"),
-    }, reps)
+    samples |= b.alternate(
+        {
+            "daemon_collect": in_process(daemon_collect),
+            "warm_collect_cli": cli("--collect-only", "-q", expect_daemon=True),
+            "cold_collect_cli": cli("--no-daemon", "--collect-only", "-q"),
+        },
+        reps,
+    )
 
     status1 = client.get_status()
     collects = status1["metrics"]["collects"] - status0["metrics"]["collects"]
     runs = status1["metrics"]["runs"] - status0["metrics"]["runs"]
-    b.check(checks, "every daemon collect was served", collects == reps + 1, f"{collects} collects served")
-    b.check(checks, "every warm --collect-only ran in the daemon", runs == reps, f"{runs} runs served")
-    b.check(checks, "no warm process replacement", status1["reload"]["replacements"] == {},
-            str(status1["reload"]["replacements"]))
+    b.check(
+        checks,
+        "every daemon collect was served",
+        collects == reps + 1,
+        f"{collects} collects served",
+    )
+    b.check(
+        checks, "every warm --collect-only ran in the daemon", runs == reps, f"{runs} runs served"
+    )
+    b.check(
+        checks,
+        "no warm process replacement",
+        status1["reload"]["replacements"] == {},
+        str(status1["reload"]["replacements"]),
+    )
 
     result = {name: b.summary(values) for name, values in samples.items()}
     result["daemon_collection_time"] = b.summary(collection_times)
@@ -117,8 +141,12 @@ def measure_mode(mode: str, src: Path, args: argparse.Namespace, ws: b.Workspace
         "results": result,
         "derived": {
             "status_cli_minus_version_ms": b.diff(med["status_cli"], med["version_cli"]),
-            "cold_collect_over_daemon_collect": b.ratio(med["cold_collect_cli"], med["daemon_collect"]),
-            "cold_collect_over_warm_collect_cli": b.ratio(med["cold_collect_cli"], med["warm_collect_cli"]),
+            "cold_collect_over_daemon_collect": b.ratio(
+                med["cold_collect_cli"], med["daemon_collect"]
+            ),
+            "cold_collect_over_warm_collect_cli": b.ratio(
+                med["cold_collect_cli"], med["warm_collect_cli"]
+            ),
         },
         "checks": checks,
     }
@@ -127,14 +155,30 @@ def measure_mode(mode: str, src: Path, args: argparse.Namespace, ws: b.Workspace
 def report(data: dict[str, Any]) -> None:
     for mode, m in data["modes"].items():
         r = m["results"]
-        rows = [[LABELS[k], b.fmt(r[k]["median_ms"]), b.fmt(r[k]["min_ms"]), b.fmt(r[k]["p95_ms"]), r[k]["n"]]
-                for k in LABELS]
-        b.print_table(f"bench_daemon [{mode}] ({m['node_ids']} tests; daemon start {m['start']['wall_ms']:.0f} ms)",
-                      ["measurement", "median ms", "min ms", "p95 ms", "n"], rows)
+        rows = [
+            [
+                LABELS[k],
+                b.fmt(r[k]["median_ms"]),
+                b.fmt(r[k]["min_ms"]),
+                b.fmt(r[k]["p95_ms"]),
+                r[k]["n"],
+            ]
+            for k in LABELS
+        ]
+        b.print_table(
+            f"bench_daemon [{mode}] ({m['node_ids']} tests; "
+            f"daemon start {m['start']['wall_ms']:.0f} ms)",
+            ["measurement", "median ms", "min ms", "p95 ms", "n"],
+            rows,
+        )
         d = m["derived"]
-        print(f"  --daemon-status minus --version: {b.fmt(d['status_cli_minus_version_ms'], ' ms')}; "
-              f"cold collect / DaemonClient.collect: {b.fmt(d['cold_collect_over_daemon_collect'], 'x')}; "
-              f"cold / warm --collect-only: {b.fmt(d['cold_collect_over_warm_collect_cli'], 'x')}")
+        print(
+            "  --daemon-status minus --version: "
+            f"{b.fmt(d['status_cli_minus_version_ms'], ' ms')}; "
+            "cold collect / DaemonClient.collect: "
+            f"{b.fmt(d['cold_collect_over_daemon_collect'], 'x')}; "
+            f"cold / warm --collect-only: {b.fmt(d['cold_collect_over_warm_collect_cli'], 'x')}"
+        )
         b.print_checks(m["checks"])
 
 
@@ -142,18 +186,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     b.add_common_args(parser, reps=10)
     b.add_project_args(parser)
-    parser.add_argument("--iterations", type=int, default=None,
-                        help="in-process get_status/get_health round trips (default 300, --quick 20)")
-    parser.add_argument("--start-args", nargs="*", default=[],
-                        help="paths/options for pytest --daemon-start (default: none)")
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="in-process get_status/get_health round trips (default 300, --quick 20)",
+    )
+    parser.add_argument(
+        "--start-args",
+        nargs="*",
+        default=[],
+        help="paths/options for pytest --daemon-start (default: none)",
+    )
     args = parser.parse_args(argv)
     reps = b.reps_from(args, 10)
     iterations = args.iterations or (20 if args.quick else 300)
     data: dict[str, Any] = {
         "benchmark": "daemon",
         "issue": 2,
-        "config": {"reps": reps, "iterations": iterations, "quick": args.quick, "modes": b.modes_from(args),
-                   "start_args": args.start_args},
+        "config": {
+            "reps": reps,
+            "iterations": iterations,
+            "quick": args.quick,
+            "modes": b.modes_from(args),
+            "start_args": args.start_args,
+        },
         "environment": b.environment(),
         "modes": {},
     }
@@ -161,12 +218,18 @@ def main(argv: list[str] | None = None) -> int:
         try:
             src, data["project"] = b.heavy_source(args, ws)
             for mode in b.modes_from(args):
-                data["modes"][mode] = measure_mode(mode, src, args, ws, reps, iterations)
-        except b.BenchError as exc:
-            data["error"] = str(exc)
-            b.log(f"error: {exc}")
+                data["modes"][mode] = measure_mode(
+                    mode, src=src, args=args, ws=ws, reps=reps, iterations=iterations
+                )
+        except Exception as exc:
+            # Recorded, not raised: the JSON still says what was measured, and
+            # the workspace still stops every daemon on the way out.
+            data["error"] = b.describe(exc)
+            b.log(f"error: {data['error']}")
     data["daemon_pids"] = ws.pids
-    data["ok"] = "error" not in data and all(c["ok"] for m in data["modes"].values() for c in m["checks"])
+    data["ok"] = "error" not in data and all(
+        c["ok"] for m in data["modes"].values() for c in m["checks"]
+    )
     report(data)
     b.write_results(args.output, "daemon.json", data)
     return 0 if data["ok"] else 1

@@ -39,8 +39,16 @@ def junit_body_seconds(path: Path) -> float:
     return sum(float(case.get("time", "0")) for case in root.iter("testcase"))
 
 
-def measure_mode(mode: str, src: Path, test_file: str, args: argparse.Namespace, ws: b.Workspace,
-                 reps: int, first_reps: int) -> dict[str, Any]:
+def measure_mode(
+    mode: str,
+    *,
+    src: Path,
+    test_file: str,
+    args: argparse.Namespace,
+    ws: b.Workspace,
+    reps: int,
+    first_reps: int,
+) -> dict[str, Any]:
     checks: list[dict[str, Any]] = []
     env = b.make_env(ws.runtime(mode), mode)
     root = b.copy_project(src, ws.base / mode / src.name)
@@ -55,7 +63,9 @@ def measure_mode(mode: str, src: Path, test_file: str, args: argparse.Namespace,
     body: list[float] = []
     for i in range(max(2, reps // 3)):
         xml = ws.base / f"{mode}-body-{i}.xml"
-        b.run_checked([*pytest, "--no-daemon", test_file, f"--junitxml={xml}"], root, env, ok=ok_codes)
+        b.run_checked(
+            [*pytest, "--no-daemon", test_file, f"--junitxml={xml}"], root, env, ok=ok_codes
+        )
         body.append(junit_body_seconds(xml))
     body_ms = round(statistics.median(body) * 1000, 3)
 
@@ -97,13 +107,24 @@ def measure_mode(mode: str, src: Path, test_file: str, args: argparse.Namespace,
     status = client.get_status()
     served = status["metrics"]["runs"] - runs_before
 
-    b.check(checks, "every warm and thin run was served by the daemon", served == 2 * reps and not fallbacks,
-            f"{served} of {2 * reps} served; notices: {sorted(set(fallbacks))[:3]}")
-    b.check(checks, "same exit code cold, warm and thin",
-            codes["cold"] == codes["warm"] == codes["thin"] == {expected_rc},
-            f"cold {sorted(codes['cold'])}, warm {sorted(codes['warm'])}, thin {sorted(codes['thin'])}")
-    b.check(checks, "no warm process replacement during the runs", status["reload"]["replacements"] == {},
-            str(status["reload"]["replacements"]))
+    b.check(
+        checks,
+        "every warm and thin run was served by the daemon",
+        served == 2 * reps and not fallbacks,
+        f"{served} of {2 * reps} served; notices: {sorted(set(fallbacks))[:3]}",
+    )
+    b.check(
+        checks,
+        "same exit code cold, warm and thin",
+        codes["cold"] == codes["warm"] == codes["thin"] == {expected_rc},
+        f"cold {sorted(codes['cold'])}, warm {sorted(codes['warm'])}, thin {sorted(codes['thin'])}",
+    )
+    b.check(
+        checks,
+        "no warm process replacement during the runs",
+        status["reload"]["replacements"] == {},
+        str(status["reload"]["replacements"]),
+    )
 
     # First run after --daemon-start, paired with a cold run made while no daemon runs.
     b.log(f"[{mode}] first run after --daemon-start, {first_reps} rounds")
@@ -115,10 +136,19 @@ def measure_mode(mode: str, src: Path, test_file: str, args: argparse.Namespace,
         after = b.run_checked([*pytest, test_file], root, env, ok=ok_codes)
         if after.notices:
             fallbacks.extend(after.notices)
-        first.append({"cold_ms": round(cold.seconds * 1000, 3), "start_ms": round(start.seconds * 1000, 3),
-                      "first_ms": round(after.seconds * 1000, 3)})
-    b.check(checks, "first runs after a start were served by the daemon", not fallbacks,
-            "; ".join(sorted(set(fallbacks))[:3]))
+        first.append(
+            {
+                "cold_ms": round(cold.seconds * 1000, 3),
+                "start_ms": round(start.seconds * 1000, 3),
+                "first_ms": round(after.seconds * 1000, 3),
+            }
+        )
+    b.check(
+        checks,
+        "first runs after a start were served by the daemon",
+        not fallbacks,
+        "; ".join(sorted(set(fallbacks))[:3]),
+    )
 
     result = {name: b.summary(values) for name, values in samples.items()}
     med = {name: result[name]["median_ms"] for name in samples}
@@ -147,9 +177,13 @@ def measure_mode(mode: str, src: Path, test_file: str, args: argparse.Namespace,
             "cold_over_thin": b.ratio(med["cold"], med["thin"]),
         },
         "targets": {
-            "warm_within_100ms_of_version_plus_body": _within(b.diff(handoff, body_ms), WARM_TARGET_MS),
+            "warm_within_100ms_of_version_plus_body": _within(
+                b.diff(handoff, body_ms), WARM_TARGET_MS
+            ),
             "thin_within_60ms_of_body": _within(b.diff(med["thin"], body_ms), THIN_TARGET_MS),
-            "first_run_after_start_never_slower_than_cold": all(x["first_ms"] <= x["cold_ms"] for x in first),
+            "first_run_after_start_never_slower_than_cold": all(
+                x["first_ms"] <= x["cold_ms"] for x in first
+            ),
         },
         "checks": checks,
     }
@@ -162,22 +196,48 @@ def _within(value: float | None, limit: float) -> bool | None:
 def report(data: dict[str, Any]) -> None:
     for mode, m in data["modes"].items():
         r = m["results"]
-        rows = [[LABELS[k], b.fmt(r[k]["median_ms"]), b.fmt(r[k]["min_ms"]), b.fmt(r[k]["p95_ms"]), r[k]["n"]]
-                for k in LABELS]
+        rows = [
+            [
+                LABELS[k],
+                b.fmt(r[k]["median_ms"]),
+                b.fmt(r[k]["min_ms"]),
+                b.fmt(r[k]["p95_ms"]),
+                r[k]["n"],
+            ]
+            for k in LABELS
+        ]
         f = m["first_after_start"]
-        rows.append(["first run after --daemon-start", b.fmt(f["first_median_ms"]), "", "", len(f["rounds"])])
-        rows.append(["  paired cold run (no daemon)", b.fmt(f["cold_median_ms"]), "", "", len(f["rounds"])])
-        b.print_table(f"bench_runs [{mode}] {m['file']} (test bodies {b.fmt(m['body_ms'], ' ms')}, "
-                      f"pytest reports {b.fmt(m['pytest_reported_warm_ms'], ' ms')} warm)",
-                      ["measurement", "median ms", "min ms", "p95 ms", "n"], rows)
+        rows.append(
+            [
+                "first run after --daemon-start",
+                b.fmt(f["first_median_ms"]),
+                "",
+                "",
+                len(f["rounds"]),
+            ]
+        )
+        rows.append(
+            ["  paired cold run (no daemon)", b.fmt(f["cold_median_ms"]), "", "", len(f["rounds"])]
+        )
+        b.print_table(
+            f"bench_runs [{mode}] {m['file']} (test bodies {b.fmt(m['body_ms'], ' ms')}, "
+            f"pytest reports {b.fmt(m['pytest_reported_warm_ms'], ' ms')} warm)",
+            ["measurement", "median ms", "min ms", "p95 ms", "n"],
+            rows,
+        )
         d, t = m["derived"], m["targets"]
-        print(f"  hand-off overhead (warm - --version): {b.fmt(d['handoff_overhead_ms'], ' ms')}; "
-              f"minus bodies: {b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} "
-              f"(target <= {WARM_TARGET_MS:.0f}: {t['warm_within_100ms_of_version_plus_body']})")
-        print(f"  thin - bodies: {b.fmt(d['thin_minus_body_ms'], ' ms')} "
-              f"(target <= {THIN_TARGET_MS:.0f}: {t['thin_within_60ms_of_body']}); "
-              f"cold/warm {b.fmt(d['cold_over_warm'], 'x')}, cold/thin {b.fmt(d['cold_over_thin'], 'x')}; "
-              f"first run after start never slower than cold: {t['first_run_after_start_never_slower_than_cold']}")
+        print(
+            f"  hand-off overhead (warm - --version): {b.fmt(d['handoff_overhead_ms'], ' ms')}; "
+            f"minus bodies: {b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} "
+            f"(target <= {WARM_TARGET_MS:.0f}: {t['warm_within_100ms_of_version_plus_body']})"
+        )
+        print(
+            f"  thin - bodies: {b.fmt(d['thin_minus_body_ms'], ' ms')} "
+            f"(target <= {THIN_TARGET_MS:.0f}: {t['thin_within_60ms_of_body']}); "
+            f"cold/warm {b.fmt(d['cold_over_warm'], 'x')}, "
+            f"cold/thin {b.fmt(d['cold_over_thin'], 'x')}; first run after start never slower "
+            f"than cold: {t['first_run_after_start_never_slower_than_cold']}"
+        )
         b.print_checks(m["checks"])
 
 
@@ -185,20 +245,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     b.add_common_args(parser, reps=15)
     b.add_project_args(parser)
-    parser.add_argument("--file", default=None, help="the test file to run, relative to the project root "
-                                                     "(default: the first test_*.py)")
-    parser.add_argument("--first-reps", type=int, default=None,
-                        help="rounds of stop/cold/start/first run (default 3, --quick 1)")
-    parser.add_argument("--start-args", nargs="*", default=[],
-                        help="paths/options for pytest --daemon-start (default: none)")
+    parser.add_argument(
+        "--file",
+        default=None,
+        help="the test file to run, relative to the project root (default: the first test_*.py)",
+    )
+    parser.add_argument(
+        "--first-reps",
+        type=int,
+        default=None,
+        help="rounds of stop/cold/start/first run (default 3, --quick 1)",
+    )
+    parser.add_argument(
+        "--start-args",
+        nargs="*",
+        default=[],
+        help="paths/options for pytest --daemon-start (default: none)",
+    )
     args = parser.parse_args(argv)
     reps = b.reps_from(args, 15)
     first_reps = args.first_reps or (1 if args.quick else 3)
     data: dict[str, Any] = {
         "benchmark": "runs",
         "issue": 3,
-        "config": {"reps": reps, "first_reps": first_reps, "quick": args.quick, "modes": b.modes_from(args),
-                   "start_args": args.start_args},
+        "config": {
+            "reps": reps,
+            "first_reps": first_reps,
+            "quick": args.quick,
+            "modes": b.modes_from(args),
+            "start_args": args.start_args,
+        },
         "environment": b.environment(),
         "modes": {},
     }
@@ -207,12 +283,24 @@ def main(argv: list[str] | None = None) -> int:
             src, data["project"] = b.heavy_source(args, ws)
             test_file = args.file or b.default_test_file(src)
             for mode in b.modes_from(args):
-                data["modes"][mode] = measure_mode(mode, src, test_file, args, ws, reps, first_reps)
-        except b.BenchError as exc:
-            data["error"] = str(exc)
-            b.log(f"error: {exc}")
+                data["modes"][mode] = measure_mode(
+                    mode,
+                    src=src,
+                    test_file=test_file,
+                    args=args,
+                    ws=ws,
+                    reps=reps,
+                    first_reps=first_reps,
+                )
+        except Exception as exc:
+            # Recorded, not raised: the JSON still says what was measured, and
+            # the workspace still stops every daemon on the way out.
+            data["error"] = b.describe(exc)
+            b.log(f"error: {data['error']}")
     data["daemon_pids"] = ws.pids
-    data["ok"] = "error" not in data and all(c["ok"] for m in data["modes"].values() for c in m["checks"])
+    data["ok"] = "error" not in data and all(
+        c["ok"] for m in data["modes"].values() for c in m["checks"]
+    )
     report(data)
     b.write_results(args.output, "runs.json", data)
     return 0 if data["ok"] else 1

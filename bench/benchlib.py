@@ -2,10 +2,10 @@
 
 Imported by ``bench/bench_*.py`` from the same directory (they run as plain
 scripts). Standard library plus psutil and pytest_fastcollect's public client
-API; never imports pytest, so timing this process does not measure it. Every
-daemon started through ``Daemon`` lives in a private runtime directory that
-``Workspace`` removes on exit, after stopping (or, failing that, killing the
-verified pid of) each daemon.
+API; it imports no pytest itself, so in-process timings measure the client
+API alone. Every daemon started through ``Daemon`` lives in a private
+runtime directory that ``Workspace`` removes on exit, after stopping (or,
+failing that, killing the verified pid of) each daemon.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 # Bytecode modes: "cached" is how users run (pycs written and reused, caches
 # warmed before timing); "nocache" sets PYTHONDONTWRITEBYTECODE=1 on a fresh
-# copy of the project, as on these machines.
+# copy of the project, as on these machines (installed packages keep the pycs
+# pip compiled); "nopyc" also points PYTHONPYCACHEPREFIX at an empty
+# directory, so nothing at all is read from bytecode caches (opt-in).
 MODES = ("cached", "nocache")
+EXTRA_MODES = ("nopyc",)
 NOTICE_PREFIX = "pytest-fastcollect:"
 RUN_TIMEOUT = 600.0
 
@@ -58,13 +61,25 @@ def thin_cmd() -> list[str]:
 
 
 def add_common_args(parser: argparse.ArgumentParser, reps: int) -> None:
-    parser.add_argument("--reps", type=int, default=None,
-                        help=f"repetitions of each alternated measurement (default {reps}, --quick 2)")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny repetition counts, for the smoke test and a first look")
-    parser.add_argument("--bytecode", choices=(*MODES, "both"), default="both",
-                        help="cached: PYTHONDONTWRITEBYTECODE unset, caches warmed first; "
-                             "nocache: PYTHONDONTWRITEBYTECODE=1 on a fresh copy; both (default)")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help=f"repetitions of each alternated measurement (default {reps}, --quick 2)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny repetition counts, for the smoke test and a first look",
+    )
+    parser.add_argument(
+        "--bytecode",
+        choices=(*MODES, *EXTRA_MODES, "both", "all"),
+        default="both",
+        help="cached: PYTHONDONTWRITEBYTECODE unset, caches warmed first; "
+        "nocache: PYTHONDONTWRITEBYTECODE=1 on a fresh copy; nopyc: also no "
+        "bytecode read from anywhere; both (default): cached + nocache; all",
+    )
     parser.add_argument("--output", type=Path, default=None, help="write the JSON results here")
 
 
@@ -75,7 +90,11 @@ def reps_from(args: argparse.Namespace, default: int, quick: int = 2) -> int:
 
 
 def modes_from(args: argparse.Namespace) -> list[str]:
-    return list(MODES) if args.bytecode == "both" else [args.bytecode]
+    if args.bytecode == "both":
+        return list(MODES)
+    if args.bytecode == "all":
+        return [*MODES, *EXTRA_MODES]
+    return [args.bytecode]
 
 
 # -- environments and workspaces ---------------------------------------------------
@@ -85,21 +104,32 @@ def make_env(runtime: Path, mode: str) -> dict[str, str]:
     """The environment every measured command gets: ours, minus anything pytest-ish
     that would make runs differ from a user's plain shell."""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("PYTEST_", "COV_", "COVERAGE_")) and k != "PYTHONWARNINGS"
     }
     env["PYTEST_FASTCOLLECT_RUNTIME_DIR"] = str(runtime)
     env["COLUMNS"] = "120"
-    if mode == "nocache":
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    else:
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    if mode == "cached":
         env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if mode == "nopyc":
+        empty = runtime / "no-pycache"
+        empty.mkdir()
+        env["PYTHONPYCACHEPREFIX"] = str(empty)
     return env
 
 
 def copy_project(src: Path, dest: Path) -> Path:
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(
-        "__pycache__", "*.pyc", ".pytest_cache", ".nox", ".venv", "*.egg-info"))
+    shutil.copytree(
+        src,
+        dest,
+        ignore=shutil.ignore_patterns(
+            "__pycache__", "*.pyc", ".pytest_cache", ".nox", ".venv", "*.egg-info"
+        ),
+    )
     return dest
 
 
@@ -157,15 +187,27 @@ HEAVY_CANDIDATES = ("sympy", "pandas", "numpy", "mypy.build", "pydantic")
 
 
 def add_project_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", type=Path, default=None,
-                        help=f"the import-heavy project to measure (default: {HEAVY_EXAMPLE.relative_to(REPO)} "
-                             "if it exists, else a generated one)")
-    parser.add_argument("--generate", action="store_true",
-                        help="measure a generated project that imports --heavy-module instead")
-    parser.add_argument("--heavy-module", default=None,
-                        help=f"what the generated project imports (default: first installed of "
-                             f"{', '.join(HEAVY_CANDIDATES)})")
-    parser.add_argument("--keep", action="store_true", help="keep the temp directory (for debugging)")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=None,
+        help=f"the import-heavy project to measure (default: {HEAVY_EXAMPLE.relative_to(REPO)} "
+        "if it exists, else a generated one)",
+    )
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="measure a generated project that imports --heavy-module instead",
+    )
+    parser.add_argument(
+        "--heavy-module",
+        default=None,
+        help=f"what the generated project imports (default: first installed of "
+        f"{', '.join(HEAVY_CANDIDATES)})",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temp directory (for debugging)"
+    )
 
 
 def importable(module: str) -> bool:
@@ -194,7 +236,9 @@ def heavy_source(args: argparse.Namespace, ws: Workspace) -> tuple[Path, dict[st
     return dest, {"source": "generated", "generated": True, "heavy_module": module}
 
 
-def generate_heavy_project(dest: Path, module: str, files: int = 3, tests_per_file: int = 5) -> None:
+def generate_heavy_project(
+    dest: Path, module: str, files: int = 3, tests_per_file: int = 5
+) -> None:
     """A small project whose tests import a heavy installed package: what a
     one-file run waits for is that import, as in real suites."""
     (dest / "tests").mkdir(parents=True)
@@ -202,23 +246,28 @@ def generate_heavy_project(dest: Path, module: str, files: int = 3, tests_per_fi
     (dest / "pytest.ini").write_text("[pytest]\ntestpaths = tests\npythonpath = .\n")
     (dest / "heavylib" / "__init__.py").write_text("")
     (dest / "heavylib" / "core.py").write_text(
-        f"import {module} as heavy\n\n"
-        "NAME = heavy.__name__\n\n\n"
-        "def double(x):\n    return 2 * x\n"
+        f"import {module} as heavy\n\nNAME = heavy.__name__\n\n\ndef double(x):\n    return 2 * x\n"
     )
     for i in range(files):
         tests = [
             f"import {module}\n\nfrom heavylib import core\n\n\n"
             f"def test_module_loaded_{i}():\n    assert core.NAME == {module!r}\n"
         ]
-        tests += [f"\n\ndef test_double_{i}_{j}():\n    assert core.double({j}) == {2 * j}\n"
-                  for j in range(tests_per_file - 1)]
+        tests += [
+            f"\n\ndef test_double_{i}_{j}():\n    assert core.double({j}) == {2 * j}\n"
+            for j in range(tests_per_file - 1)
+        ]
         (dest / "tests" / f"test_heavy_{i}.py").write_text("".join(tests))
 
 
 def default_test_file(root: Path) -> str:
-    found = sorted(p for p in root.rglob("test_*.py")
-                   if not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(root).parts))
+    found = sorted(
+        p
+        for p in root.rglob("test_*.py")
+        if not any(
+            part.startswith(".") or part == "__pycache__" for part in p.relative_to(root).parts
+        )
+    )
     if not found:
         raise BenchError(f"no test_*.py under {root}; pass --file")
     return str(found[0].relative_to(root))
@@ -239,20 +288,37 @@ class Sample:
         return [line for line in self.stderr.splitlines() if line.startswith(NOTICE_PREFIX)]
 
 
-def timed(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float = RUN_TIMEOUT) -> Sample:
+def timed(
+    cmd: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float = RUN_TIMEOUT
+) -> Sample:
     started = time.perf_counter()
-    proc = subprocess.run(list(cmd), cwd=cwd, env=dict(env), capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout)
+    proc = subprocess.run(
+        list(cmd),
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
     elapsed = time.perf_counter() - started
     return Sample(elapsed, proc.returncode, proc.stdout, proc.stderr)
 
 
-def run_checked(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], ok: Sequence[int] = (0,),
-                timeout: float = RUN_TIMEOUT) -> Sample:
+def run_checked(
+    cmd: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str],
+    ok: Sequence[int] = (0,),
+    timeout: float = RUN_TIMEOUT,
+) -> Sample:
     sample = timed(cmd, cwd, env, timeout)
     if sample.returncode not in ok:
-        raise BenchError(f"$ {' '.join(cmd)} (in {cwd}) exited {sample.returncode}\n"
-                         f"{sample.stdout[-3000:]}\n--- stderr ---\n{sample.stderr[-3000:]}")
+        raise BenchError(
+            f"$ {' '.join(cmd)} (in {cwd}) exited {sample.returncode}\n"
+            f"{sample.stdout[-3000:]}\n--- stderr ---\n{sample.stderr[-3000:]}"
+        )
     return sample
 
 
@@ -302,7 +368,9 @@ class Daemon:
         sample = run_checked([*pytest_cmd(), "--daemon-start", *args], self.root, self.env)
         record = self.record()
         if record is None:
-            raise BenchError(f"--daemon-start returned but left no record:\n{sample.stdout}\n{sample.stderr}")
+            raise BenchError(
+                f"--daemon-start returned but left no record:\n{sample.stdout}\n{sample.stderr}"
+            )
         self.pids.append(int(record["pid"]))
         self._created[int(record["pid"])] = float(record["create_time"])
         return sample
@@ -331,7 +399,10 @@ def kill_if_ours(pid: int, created: float, root: Path) -> None:
     try:
         proc = psutil.Process(pid)
         cmdline = proc.cmdline()
-        if abs(proc.create_time() - created) > 1.0 or "pytest_fastcollect.supervisor" not in cmdline:
+        if (
+            abs(proc.create_time() - created) > 1.0
+            or "pytest_fastcollect.supervisor" not in cmdline
+        ):
             return
         if os.path.realpath(root) not in cmdline:
             return
@@ -383,7 +454,14 @@ def collected_ids(stdout: str) -> list[str]:
 def summary(samples: Sequence[float]) -> dict[str, Any]:
     ms = sorted(s * 1000 for s in samples)
     if not ms:
-        return {"n": 0, "median_ms": None, "min_ms": None, "max_ms": None, "p95_ms": None, "samples_ms": []}
+        return {
+            "n": 0,
+            "median_ms": None,
+            "min_ms": None,
+            "max_ms": None,
+            "p95_ms": None,
+            "samples_ms": [],
+        }
     p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
     return {
         "n": len(ms),
@@ -439,14 +517,24 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:,.1f}{unit}" if abs(value) >= 10 else f"{value:.2f}{unit}"
 
 
-def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1) -> None:
+def print_table(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1
+) -> None:
     """A plain-text table; the first ``left`` columns are left-aligned, the rest right-aligned."""
     cells = [[str(h) for h in header]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    out = [f"\n{title}", "  ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True)),
-           "  ".join("-" * w for w in widths)]
+    out = [
+        f"\n{title}",
+        "  ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True)),
+        "  ".join("-" * w for w in widths),
+    ]
     for row in cells[1:]:
-        out.append("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        out.append(
+            "  ".join(
+                c.ljust(w) if i < left else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     print("\n".join(out), flush=True)
 
 
@@ -466,3 +554,11 @@ def write_results(path: Path | None, default_name: str, data: Mapping[str, Any])
 
 def log(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, BenchError):
+        return str(exc)
+    import traceback
+
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()

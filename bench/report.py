@@ -29,7 +29,10 @@ def rows_daemon(mode: dict[str, Any]) -> list[list[str]]:
         ["DaemonClient.collect", b.fmt(_median(mode, "daemon_collect"), " ms")],
         ["cold pytest --collect-only -q", b.fmt(_median(mode, "cold_collect_cli"), " ms")],
         ["  cold / DaemonClient.collect", b.fmt(d["cold_collect_over_daemon_collect"], "x")],
-        ["  cold / warm pytest --collect-only -q", b.fmt(d["cold_collect_over_warm_collect_cli"], "x")],
+        [
+            "  cold / warm pytest --collect-only -q",
+            b.fmt(d["cold_collect_over_warm_collect_cli"], "x"),
+        ],
     ]
 
 
@@ -41,29 +44,49 @@ def rows_runs(mode: dict[str, Any]) -> list[list[str]]:
         ["warm pytest FILE", b.fmt(_median(mode, "warm"), " ms")],
         ["thin pytest-fastcollect run FILE", b.fmt(_median(mode, "thin"), " ms")],
         ["test bodies (junitxml)", b.fmt(mode["body_ms"], " ms")],
-        ["  cold / warm, cold / thin", f"{b.fmt(d['cold_over_warm'], 'x')}, {b.fmt(d['cold_over_thin'], 'x')}"],
-        ["  warm - --version - bodies (<= 100 ms)",
-         f"{b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} {_mark(t['warm_within_100ms_of_version_plus_body'])}"],
-        ["  thin - bodies (<= 60 ms)", f"{b.fmt(d['thin_minus_body_ms'], ' ms')} {_mark(t['thin_within_60ms_of_body'])}"],
-        ["  first run after start vs cold",
-         f"{b.fmt(f['first_median_ms'], ' ms')} vs {b.fmt(f['cold_median_ms'], ' ms')} "
-         f"{_mark(t['first_run_after_start_never_slower_than_cold'])}"],
+        [
+            "  cold / warm, cold / thin",
+            f"{b.fmt(d['cold_over_warm'], 'x')}, {b.fmt(d['cold_over_thin'], 'x')}",
+        ],
+        [
+            "  warm - --version - bodies (<= 100 ms)",
+            f"{b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} "
+            f"{_mark(t['warm_within_100ms_of_version_plus_body'])}",
+        ],
+        [
+            "  thin - bodies (<= 60 ms)",
+            f"{b.fmt(d['thin_minus_body_ms'], ' ms')} {_mark(t['thin_within_60ms_of_body'])}",
+        ],
+        [
+            "  first run after start vs cold",
+            f"{b.fmt(f['first_median_ms'], ' ms')} vs {b.fmt(f['cold_median_ms'], ' ms')} "
+            f"{_mark(t['first_run_after_start_never_slower_than_cold'])}",
+        ],
     ]
 
 
 def rows_reload(mode: dict[str, Any]) -> list[list[str]]:
     d, t = mode["derived"], mode["targets"]
     return [
-        ["save-to-ready, leaf test edit (<= 100 ms)",
-         f"{b.fmt(_median(mode, 'save_to_ready_leaf'), ' ms')} {_mark(t['leaf_ready_within_100ms'])}"],
+        [
+            "save-to-ready, leaf test edit (<= 100 ms)",
+            f"{b.fmt(_median(mode, 'save_to_ready_leaf'), ' ms')} "
+            f"{_mark(t['leaf_ready_within_100ms'])}",
+        ],
         ["  daemon reload duration", b.fmt(_median(mode, "reload_duration_leaf"), " ms")],
         ["save-to-ready, core module edit", b.fmt(_median(mode, "save_to_ready_core"), " ms")],
         ["  daemon reload duration", b.fmt(_median(mode, "reload_duration_core"), " ms")],
         ["  core reload / full replacement", b.fmt(d["core_reload_over_full_replacement"], "x")],
-        ["run right after leaf / core save", f"{b.fmt(_median(mode, 'run_after_leaf_save'), ' ms')} / "
-                                             f"{b.fmt(_median(mode, 'run_after_core_save'), ' ms')}"],
+        [
+            "run right after leaf / core save",
+            f"{b.fmt(_median(mode, 'run_after_leaf_save'), ' ms')} / "
+            f"{b.fmt(_median(mode, 'run_after_core_save'), ' ms')}",
+        ],
         ["  run with no edit", b.fmt(_median(mode, "run_no_edit"), " ms")],
-        ["ordinary edits replaced the warm process", "never" if t["ordinary_edits_never_replace"] else "YES"],
+        [
+            "ordinary edits replaced the warm process",
+            "never" if t["ordinary_edits_never_replace"] else "YES",
+        ],
     ]
 
 
@@ -87,13 +110,22 @@ def main(argv: list[str]) -> int:
         for mode_name, mode in data["modes"].items():
             for label, value in ROWS[data["benchmark"]](mode):
                 rows.append([mode_name, label, value])
-        b.print_table(f"{data['benchmark']} (issue {data['issue']}; reps {data['config']['reps']}; "
-                      f"Python {env['python']}, pytest {env['pytest']}, {env['cpus']} cpus, "
-                      f"load {env['loadavg_at_start']})", ["mode", "measurement", "median"], rows, left=2)
+        b.print_table(
+            f"{data['benchmark']} (issue {data['issue']}; reps {data['config']['reps']}; "
+            f"Python {env['python']}, pytest {env['pytest']}, {env['cpus']} cpus, "
+            f"load {env['loadavg_at_start']})",
+            ["mode", "measurement", "median"],
+            rows,
+            left=2,
+        )
         if "error" in data:
             failed.append(f"{name}: {data['error'].splitlines()[0]}")
         for mode_name, mode in data["modes"].items():
-            failed += [f"{name} [{mode_name}]: {c['name']}: {c['detail']}" for c in mode["checks"] if not c["ok"]]
+            failed += [
+                f"{name} [{mode_name}]: {c['name']}: {c['detail']}"
+                for c in mode["checks"]
+                if not c["ok"]
+            ]
     if failed:
         print("\nFAILED sanity checks (the figures above may not mean what they say):")
         for line in failed:

@@ -40,9 +40,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import THIN, Project, Result, make_project  # noqa: E402
-
-from pytest_fastcollect.daemon_client import DaemonClient  # noqa: E402
+from conftest import THIN, Project, Result, make_project
+from pytest_fastcollect.daemon_client import DaemonClient
 
 DATA = Path(__file__).resolve().parent / "data" / "stale_project"
 
@@ -110,7 +109,9 @@ def _sed_write(path: Path, text: str) -> None:
         os.unlink(source)
 
 
-def edit(path: Path, old: str, new: str, style: Style = Style.INPLACE, keep_mtime: bool = False) -> None:
+def edit(
+    path: Path, old: str, new: str, style: Style = Style.INPLACE, keep_mtime: bool = False
+) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     save(path, text.replace(old, new, 1), style, keep_mtime)
@@ -137,7 +138,11 @@ class Outcomes:
         if self.exit_code != other.exit_code:
             out.append(f"exit code: warm {self.exit_code}, cold {other.exit_code}")
         if self.tests != other.tests:
-            out.extend(difflib.unified_diff(list(other.tests), list(self.tests), "cold", "warm", lineterm="", n=0))
+            out.extend(
+                difflib.unified_diff(
+                    list(other.tests), list(self.tests), "cold", "warm", lineterm="", n=0
+                )
+            )
         if self.summary != other.summary:
             out.append(f"summary: warm {self.summary!r}, cold {other.summary!r}")
         return out
@@ -175,13 +180,17 @@ class Comparison:
 
     def report(self) -> str:
         env = " ".join(f"{k}={v}" for k, v in self.env.items())
-        return "\n".join([
-            f"command: {env + ' ' if env else ''}pytest {' '.join(self.args)}"
-            + ("  (warm: pytest-fastcollect run)" if self.thin else ""),
-            *(f"  ! {p}" for p in self.problems),
-            "----- warm (through the daemon) -----", str(self.warm),
-            "----- cold (--no-daemon) -----", str(self.cold),
-        ])
+        return "\n".join(
+            [
+                f"command: {env + ' ' if env else ''}pytest {' '.join(self.args)}"
+                + ("  (warm: pytest-fastcollect run)" if self.thin else ""),
+                *(f"  ! {p}" for p in self.problems),
+                "----- warm (through the daemon) -----",
+                str(self.warm),
+                "----- cold (--no-daemon) -----",
+                str(self.cold),
+            ]
+        )
 
 
 class StaleBench:
@@ -236,19 +245,52 @@ class StaleBench:
             return f"(cannot read the daemon log: {exc})"
         return "\n".join(text.splitlines()[-lines:])
 
-    def warm(self, args: Sequence[str], env: dict[str, str] | None = None, thin: bool = False) -> Result:
+    def log_text(self) -> str:
+        record = self.project.record()
+        try:
+            return Path(str(record["log_path"])).read_text(errors="replace") if record else ""
+        except OSError:
+            return ""
+
+    def wait_for_log(self, needle: str, after: str = "", timeout: float = 20.0) -> None:
+        """Wait until ``needle`` is in the daemon log (after the first ``after`` line)."""
+        deadline = time.monotonic() + timeout
+        while needle not in (self.log_text().partition(after)[2] if after else self.log_text()):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no {needle!r} after {after!r} in the daemon log after {timeout}s:\n"
+                    + self.log_tail()
+                )
+            time.sleep(0.02)
+
+    def warm(
+        self, args: Sequence[str], env: dict[str, str] | None = None, thin: bool = False
+    ) -> Result:
         if thin:
             cmd = [THIN, "run", "-rA", *args]
-            proc = subprocess.run(cmd, cwd=self.root, env={**self.project.env, **(env or {})},
-                                  capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                cmd,
+                cwd=self.root,
+                env={**self.project.env, **(env or {})},
+                capture_output=True,
+                text=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
             return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
         return self.project.pytest("-rA", *args, env=env)
 
     def cold(self, args: Sequence[str], env: dict[str, str] | None = None) -> Result:
         return self.project.cold("-rA", *args, env=env)
 
-    def compare(self, args: Sequence[str], env: dict[str, str] | None = None, allow_cold: bool = False,
-                thin: bool = False) -> Comparison:
+    def compare(
+        self,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        allow_cold: bool = False,
+        thin: bool = False,
+    ) -> Comparison:
         """Run ``args`` through the daemon (first, right away), then cold; list the differences.
 
         ``thin``: the warm run uses ``pytest-fastcollect run``, which reaches the
@@ -273,7 +315,7 @@ SYNTAX_MARK = "def fuzz_broken(:  # FUZZ-SYNTAX\n"
 IMPORT_MARK = "import fuzz_missing_module  # FUZZ-IMPORT\n"
 COMPUTE_BODIES = ("x * SCALE", "x * SCALE + 1", "x + x", "SCALE * x", "x * 2")
 GREETINGS = ("hello ", "hallo ", "hi    ", "hey   ")  # same size on purpose: same-size rewrites
-ADDOPTS = ('""', '"-k \'not greet\'"', '"-x"', '"--tb=line"', '"-k \'not compute\'"')
+ADDOPTS = ('""', "\"-k 'not greet'\"", '"-x"', '"--tb=line"', "\"-k 'not compute'\"")
 K_EXPRS = ("compute", "not greet", "colors or mode or gen", "registered", "offset", "gen or base")
 GEN_TEMPLATES = (
     "def {name}():\n    from app.core import compute\n    assert compute({a}) == {b}\n",
@@ -281,7 +323,8 @@ GEN_TEMPLATES = (
     "def {name}(offset):\n    assert offset * {a} == {b}\n",
     "def {name}():\n    from app.models import Color\n    assert len(Color) == {a}\n",
     "def {name}():\n    from app.registry import REGISTRY\n    assert len(REGISTRY) == {a}\n",
-    "def {name}():\n    from app.models import Point\n    assert len(Point.__dataclass_fields__) == {a}\n",
+    "def {name}():\n    import dataclasses\n    from app.models import Point\n"
+    "    assert len(dataclasses.fields(Point)) == {a}\n",
 )
 
 
@@ -292,9 +335,11 @@ class Step:
     op: str
     detail: str
     command: list[str] = field(default_factory=list)
+    thin: bool = False  # the warm run goes through `pytest-fastcollect run`
 
     def __str__(self) -> str:
-        cmd = f"  ->  pytest {' '.join(self.command)}" if self.command else ""
+        tool = "pytest-fastcollect run" if self.thin else "pytest"
+        cmd = f"  ->  {tool} {' '.join(self.command)}" if self.command else ""
         return f"{self.op}: {self.detail}{cmd}"
 
 
@@ -307,8 +352,9 @@ class FuzzState:
         self.env: dict[str, str] = {}
         self.counter = 0
         self.pristine = {
-            p.relative_to(DATA).as_posix(): p.read_text() for p in DATA.rglob("*") if p.is_file()
-            and "__pycache__" not in p.parts
+            p.relative_to(DATA).as_posix(): p.read_text()
+            for p in DATA.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
         }
 
     # file helpers ---------------------------------------------------------
@@ -323,7 +369,8 @@ class FuzzState:
         return sorted(
             p.relative_to(self.bench.root).as_posix()
             for p in self.bench.root.rglob("*.py")
-            if "__pycache__" not in p.parts and p.relative_to(self.bench.root).as_posix().startswith(under)
+            if "__pycache__" not in p.parts
+            and p.relative_to(self.bench.root).as_posix().startswith(under)
         )
 
     def test_files(self) -> list[str]:
@@ -334,7 +381,9 @@ class FuzzState:
         path = self.bench.path(rel)
         style = self.rng.choice(list(Style))
         keep = (
-            path.exists() and len(path.read_bytes()) == len(text.encode()) and self.rng.random() < 0.5
+            path.exists()
+            and len(path.read_bytes()) == len(text.encode())
+            and self.rng.random() < 0.5
         )
         save(path, text, style, keep_mtime=keep)
         return f"{rel} saved {style.value}{' keeping mtime' if keep else ''}"
@@ -349,7 +398,10 @@ class FuzzState:
         text = self.read("app/core.py") if self.exists("app/core.py") else None
         if text is None or not re.search(r"^SCALE = \d$", text, re.M):
             return None
-        return self.write("app/core.py", re.sub(r"^SCALE = \d$", f"SCALE = {self.rng.randint(1, 9)}", text, flags=re.M))
+        return self.write(
+            "app/core.py",
+            re.sub(r"^SCALE = \d$", f"SCALE = {self.rng.randint(1, 9)}", text, flags=re.M),
+        )
 
     def op_body(self) -> str | None:
         if not self.exists("app/core.py"):
@@ -359,7 +411,7 @@ class FuzzState:
         if m is None:
             return None
         new = self.rng.choice([b for b in COMPUTE_BODIES if b != m.group(2)])
-        return self.write("app/core.py", text[: m.start(2)] + new + text[m.end(2):])
+        return self.write("app/core.py", text[: m.start(2)] + new + text[m.end(2) :])
 
     def op_greet(self) -> str | None:
         if not self.exists("app/core.py"):
@@ -369,13 +421,15 @@ class FuzzState:
         if m is None:
             return None
         new = self.rng.choice([g for g in GREETINGS if g != m.group(1)])
-        return self.write("app/core.py", text[: m.start(1)] + new + text[m.end(1):])
+        return self.write("app/core.py", text[: m.start(1)] + new + text[m.end(1) :])
 
     def op_enum(self) -> str | None:
         return self._toggle("app/models.py", "    GREEN = 2\n", "    GREEN = 2\n    BLUE = 3\n")
 
     def op_dataclass(self) -> str | None:
-        return self._toggle("app/models.py", "    x: int\n    y: int\n", "    x: int\n    y: int\n    z: int = 0\n")
+        return self._toggle(
+            "app/models.py", "    x: int\n    y: int\n", "    x: int\n    y: int\n    z: int = 0\n"
+        )
 
     def op_pydantic(self) -> str | None:
         return self._toggle("app/models.py", "    age: int\n", "    age: str\n")
@@ -384,8 +438,11 @@ class FuzzState:
         choice = self.rng.random()
         if choice < 0.5:
             return self._toggle("app/plugins.py", "class Beta:", "class Delta:")
-        return self._toggle("app/plugins.py", "    value = 2\n",
-                            "    value = 2\n\n\n@register\nclass Gamma:\n    value = 3\n")
+        return self._toggle(
+            "app/plugins.py",
+            "    value = 2\n",
+            "    value = 2\n\n\n@register\nclass Gamma:\n    value = 3\n",
+        )
 
     def _toggle(self, rel: str, a: str, b: str) -> str | None:
         if not self.exists(rel):
@@ -426,7 +483,9 @@ class FuzzState:
         if not files:
             return None
         rel = self.rng.choice(files)
-        return "add a test to " + self.write(rel, self.read(rel).rstrip("\n") + "\n\n\n" + self._gen_test())
+        return "add a test to " + self.write(
+            rel, self.read(rel).rstrip("\n") + "\n\n\n" + self._gen_test()
+        )
 
     def _test_defs(self, text: str) -> list[re.Match[str]]:
         return list(re.finditer(r"^def (test_\w+)\(.*?(?=^\S|\Z)", text, re.M | re.S))
@@ -438,7 +497,7 @@ class FuzzState:
         rel = self.rng.choice(files)
         text = self.read(rel)
         m = self.rng.choice(self._test_defs(text))
-        return f"delete {m.group(1)} from " + self.write(rel, text[: m.start()] + text[m.end():])
+        return f"delete {m.group(1)} from " + self.write(rel, text[: m.start()] + text[m.end() :])
 
     def op_rename_test(self) -> str | None:
         files = [f for f in self.test_files() if self._test_defs(self.read(f))]
@@ -449,7 +508,8 @@ class FuzzState:
         m = self.rng.choice(self._test_defs(text))
         new = self.fresh_name(m.group(1).split("_r")[0] + "_r")
         return f"rename {m.group(1)} to {new} in " + self.write(
-            rel, text[: m.start(1)] + new + text[m.end(1):])
+            rel, text[: m.start(1)] + new + text[m.end(1) :]
+        )
 
     def op_new_file(self) -> str | None:
         rel = f"tests/{self.fresh_name('test_genfile_')}.py"
@@ -465,21 +525,25 @@ class FuzzState:
         return f"delete {rel}"
 
     def op_fixture(self) -> str | None:
-        rel = self.rng.choice([f for f in ("conftest.py", "tests/conftest.py") if self.exists(f)] or [None])
+        rel = self.rng.choice(
+            [f for f in ("conftest.py", "tests/conftest.py") if self.exists(f)] or [None]
+        )
         if rel is None:
             return None
         text = self.read(rel)
         m = re.search(r"return (\d+)\n", text)
         if m is None:
             return None
-        return self.write(rel, text[: m.start(1)] + str(self.rng.randint(1, 12)) + text[m.end(1):])
+        return self.write(rel, text[: m.start(1)] + str(self.rng.randint(1, 12)) + text[m.end(1) :])
 
     def op_new_conftest(self) -> str | None:
         rel = "tests/sub/conftest.py"
         if self.exists(rel):
             self.bench.path(rel).unlink()
             return f"delete {rel}"
-        return "new " + self.write(rel, "import pytest\n\n\n@pytest.fixture\ndef offset():\n    return 5\n")
+        return "new " + self.write(
+            rel, "import pytest\n\n\n@pytest.fixture\ndef offset():\n    return 5\n"
+        )
 
     def op_addopts(self) -> str | None:
         text = self.read("pyproject.toml")
@@ -487,7 +551,7 @@ class FuzzState:
         if m is None:
             return None
         new = self.rng.choice([a for a in ADDOPTS if a != m.group(1)])
-        return self.write("pyproject.toml", text[: m.start(1)] + new + text[m.end(1):])
+        return self.write("pyproject.toml", text[: m.start(1)] + new + text[m.end(1) :])
 
     def op_move(self) -> str | None:
         a, b = "app/helpers.py", "app/tools.py"
@@ -523,7 +587,11 @@ class FuzzState:
         return f"touch {rel}"
 
     def op_revert(self) -> str | None:
-        changed = [rel for rel, text in self.pristine.items() if not self.exists(rel) or self.read(rel) != text]
+        changed = [
+            rel
+            for rel, text in self.pristine.items()
+            if not self.exists(rel) or self.read(rel) != text
+        ]
         if not changed:
             return None
         rel = self.rng.choice(sorted(changed))
@@ -536,10 +604,28 @@ class FuzzState:
         return f"wait {seconds}s"
 
     OPS: tuple[tuple[str, float], ...] = (
-        ("const", 3), ("body", 3), ("greet", 2), ("enum", 1.5), ("dataclass", 1.5), ("pydantic", 1.5),
-        ("registry", 1), ("syntax", 2), ("import_error", 1.5), ("add_test", 3), ("delete_test", 2),
-        ("rename_test", 2), ("new_file", 1.5), ("delete_file", 1), ("fixture", 1), ("new_conftest", 0.7),
-        ("addopts", 0.5), ("move", 1), ("init", 0.7), ("env", 0.7), ("touch", 1), ("revert", 2),
+        ("const", 3),
+        ("body", 3),
+        ("greet", 2),
+        ("enum", 1.5),
+        ("dataclass", 1.5),
+        ("pydantic", 1.5),
+        ("registry", 1),
+        ("syntax", 2),
+        ("import_error", 1.5),
+        ("add_test", 3),
+        ("delete_test", 2),
+        ("rename_test", 2),
+        ("new_file", 1.5),
+        ("delete_file", 1),
+        ("fixture", 1),
+        ("new_conftest", 0.7),
+        ("addopts", 0.5),
+        ("move", 1),
+        ("init", 0.7),
+        ("env", 0.7),
+        ("touch", 1),
+        ("revert", 2),
         ("pause", 1.5),
     )
 
@@ -572,20 +658,27 @@ class Failure:
     log: str
 
     def report(self) -> str:
-        return "\n".join([
-            f"DIFFERENCE in sequence {self.index} of seed {self.seed}",
-            f"reproduce: python tests/fuzz_edits.py --seed {self.seed} --sequence {self.index}",
-            "sequence (each op applied right before its command; no waiting unless 'wait'):",
-            *(f"  {n}. {s}" for n, s in enumerate(self.steps, 1)),
-            self.comparison.report(),
-            "----- daemon log (tail) -----",
-            self.log,
-        ])
+        return "\n".join(
+            [
+                f"DIFFERENCE in sequence {self.index} of seed {self.seed}",
+                f"reproduce: python tests/fuzz_edits.py --seed {self.seed} --sequence {self.index}",
+                "sequence (each op applied right before its command; no waiting unless 'wait'):",
+                *(f"  {n}. {s}" for n, s in enumerate(self.steps, 1)),
+                self.comparison.report(),
+                "----- daemon log (tail) -----",
+                self.log,
+            ]
+        )
 
 
-def run_sequence(seed: int, index: int, workdir: Path, max_steps: int = 6,
-                 echo: Callable[[str], None] | None = None) -> Failure | None:
-    """Apply one random sequence to a fresh copy with a fresh daemon; the first difference, or None."""
+def run_sequence(
+    seed: int,
+    index: int,
+    workdir: Path,
+    max_steps: int = 6,
+    echo: Callable[[str], None] | None = None,
+) -> Failure | None:
+    """One random sequence on a fresh copy with a fresh daemon: the first difference, or None."""
     rng = random.Random(f"{seed}:{index}")
     bench = StaleBench(workdir / f"seq{index}")
     steps: list[Step] = []
@@ -599,10 +692,11 @@ def run_sequence(seed: int, index: int, workdir: Path, max_steps: int = 6,
                 steps.append(step)
                 step = state.random_op()
             step.command = state.random_command()
+            step.thin = rng.random() < 0.25
             steps.append(step)
             if echo is not None:
                 echo(f"    {step}")
-            comparison = bench.compare(step.command, state.env)
+            comparison = bench.compare(step.command, state.env, thin=step.thin)
             if comparison.problems:
                 return Failure(seed, index, steps, comparison, bench.log_tail())
         return None
@@ -610,8 +704,13 @@ def run_sequence(seed: int, index: int, workdir: Path, max_steps: int = 6,
         bench.cleanup()
 
 
-def fuzz(seed: int, sequences: Sequence[int], max_steps: int = 6, verbose: bool = False,
-         workdir: Path | None = None) -> list[Failure]:
+def fuzz(
+    seed: int,
+    sequences: Sequence[int],
+    max_steps: int = 6,
+    verbose: bool = False,
+    workdir: Path | None = None,
+) -> list[Failure]:
     failures: list[Failure] = []
     own = workdir is None
     base = Path(tempfile.mkdtemp(prefix="fc-fuzz-")) if workdir is None else workdir
@@ -631,8 +730,12 @@ def fuzz(seed: int, sequences: Sequence[int], max_steps: int = 6, verbose: bool 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sequences", type=int, default=200, help="how many sequences (default 200)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sequences", type=int, default=200, help="how many sequences (default 200)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--sequence", type=int, default=None, help="replay only this sequence")
     parser.add_argument("--max-steps", type=int, default=6, help="longest sequence (default 6)")
@@ -641,8 +744,11 @@ def main(argv: list[str] | None = None) -> int:
     indices = [ns.sequence] if ns.sequence is not None else list(range(ns.sequences))
     started = time.monotonic()
     failures = fuzz(ns.seed, indices, ns.max_steps, ns.verbose)
-    print(f"{len(indices)} sequences, seed {ns.seed}: {len(failures)} with differences "
-          f"in {time.monotonic() - started:.0f}s", flush=True)
+    print(
+        f"{len(indices)} sequences, seed {ns.seed}: {len(failures)} with differences "
+        f"in {time.monotonic() - started:.0f}s",
+        flush=True,
+    )
     return 1 if failures else 0
 
 

@@ -26,22 +26,40 @@ MODE_KEYS = {"project", "results", "derived", "checks"}
 
 
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_", "COVERAGE_"))}
+    return {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_", "COVERAGE_"))
+    }
 
 
 def run_bench(script: str, tmp_path: Path, *args: str, timeout: float = 280) -> dict[str, Any]:
     out = tmp_path / f"{script}.json"
     cmd = [sys.executable, str(BENCH / script), "--quick", "--output", str(out), *args]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, f"$ {' '.join(cmd)}\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+    proc = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, (
+        f"$ {' '.join(cmd)}\n{proc.stdout[-6000:]}\n--- stderr ---\n{proc.stderr[-6000:]}"
+    )
     data: dict[str, Any] = json.loads(out.read_text())
     assert data["ok"] is True and "error" not in data
     assert {"benchmark", "issue", "config", "environment", "modes", "daemon_pids"} <= data.keys()
     assert data["daemon_pids"], "the benchmark reported no daemon: it measured nothing through one"
     assert_no_daemon_left(data)
-    report = subprocess.run([sys.executable, str(BENCH / "report.py"), str(out)], capture_output=True,
-                            text=True, timeout=60, env=_env())
+    report = subprocess.run(
+        [sys.executable, str(BENCH / "report.py"), str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env=_env(),
+    )
     assert report.returncode == 0, report.stdout + report.stderr
     assert "all sanity checks passed" in report.stdout
     return data
@@ -58,7 +76,7 @@ def assert_no_daemon_left(data: dict[str, Any]) -> None:
 
 
 def assert_mode(mode: dict[str, Any], results: set[str], derived: set[str]) -> None:
-    assert MODE_KEYS <= mode.keys()
+    assert mode.keys() >= MODE_KEYS
     assert results <= mode["results"].keys()
     for name in results:
         assert mode["results"][name]["n"] >= 1 and mode["results"][name]["median_ms"] > 0, name
@@ -66,22 +84,61 @@ def assert_mode(mode: dict[str, Any], results: set[str], derived: set[str]) -> N
     assert mode["checks"] and all(c["ok"] for c in mode["checks"]), mode["checks"]
 
 
-DAEMON_RESULTS = {"version_cli", "status_cli", "get_status", "get_health", "daemon_collect",
-                  "warm_collect_cli", "cold_collect_cli", "daemon_collection_time"}
-DAEMON_DERIVED = {"status_cli_minus_version_ms", "cold_collect_over_daemon_collect",
-                  "cold_collect_over_warm_collect_cli"}
+DAEMON_RESULTS = {
+    "version_cli",
+    "status_cli",
+    "get_status",
+    "get_health",
+    "daemon_collect",
+    "warm_collect_cli",
+    "cold_collect_cli",
+    "daemon_collection_time",
+}
+DAEMON_DERIVED = {
+    "status_cli_minus_version_ms",
+    "cold_collect_over_daemon_collect",
+    "cold_collect_over_warm_collect_cli",
+}
 RUNS_RESULTS = {"version", "cold", "warm", "thin"}
-RUNS_DERIVED = {"handoff_overhead_ms", "warm_over_version_minus_body_ms", "thin_minus_body_ms",
-                "cold_over_warm", "cold_over_thin"}
-RELOAD_RESULTS = {"save_to_ready_leaf", "save_to_ready_core", "reload_duration_leaf", "reload_duration_core",
-                  "run_after_leaf_save", "run_after_core_save", "run_no_edit", "full_replacement"}
-RELOAD_DERIVED = {"core_over_leaf_save_to_ready", "core_reload_over_full_replacement",
-                  "run_after_leaf_save_minus_no_edit_ms", "run_after_core_save_minus_no_edit_ms"}
+RUNS_DERIVED = {
+    "handoff_overhead_ms",
+    "warm_over_version_minus_body_ms",
+    "thin_minus_body_ms",
+    "cold_over_warm",
+    "cold_over_thin",
+}
+RELOAD_RESULTS = {
+    "save_to_ready_leaf",
+    "save_to_ready_core",
+    "reload_duration_leaf",
+    "reload_duration_core",
+    "run_after_leaf_save",
+    "run_after_core_save",
+    "run_no_edit",
+    "full_replacement",
+}
+RELOAD_DERIVED = {
+    "core_over_leaf_save_to_ready",
+    "core_reload_over_full_replacement",
+    "run_after_leaf_save_minus_no_edit_ms",
+    "run_after_core_save_minus_no_edit_ms",
+}
 
 
 def test_bench_daemon_generated_project(tmp_path: Path) -> None:
-    data = run_bench("bench_daemon.py", tmp_path, "--generate", "--heavy-module", "pydantic",
-                     "--reps", "1", "--iterations", "5", "--bytecode", "both")
+    data = run_bench(
+        "bench_daemon.py",
+        tmp_path,
+        "--generate",
+        "--heavy-module",
+        "pydantic",
+        "--reps",
+        "1",
+        "--iterations",
+        "5",
+        "--bytecode",
+        "both",
+    )
     assert data["project"] == {"source": "generated", "generated": True, "heavy_module": "pydantic"}
     assert set(data["modes"]) == {"cached", "nocache"}
     for mode in data["modes"].values():
@@ -91,20 +148,46 @@ def test_bench_daemon_generated_project(tmp_path: Path) -> None:
 
 
 def test_bench_runs_generated_project(tmp_path: Path) -> None:
-    data = run_bench("bench_runs.py", tmp_path, "--generate", "--heavy-module", "pydantic",
-                     "--reps", "1", "--first-reps", "1", "--bytecode", "nocache")
+    data = run_bench(
+        "bench_runs.py",
+        tmp_path,
+        "--generate",
+        "--heavy-module",
+        "pydantic",
+        "--reps",
+        "1",
+        "--first-reps",
+        "1",
+        "--bytecode",
+        "nocache",
+    )
     mode = data["modes"]["nocache"]
     assert_mode(mode, RUNS_RESULTS, RUNS_DERIVED)
     assert mode["file"] == "tests/test_heavy_0.py" and mode["exit_code"] == 0
     assert mode["body_ms"] >= 0
     assert len(mode["first_after_start"]["rounds"]) == 1
-    assert set(mode["targets"]) == {"warm_within_100ms_of_version_plus_body", "thin_within_60ms_of_body",
-                                    "first_run_after_start_never_slower_than_cold"}
+    assert set(mode["targets"]) == {
+        "warm_within_100ms_of_version_plus_body",
+        "thin_within_60ms_of_body",
+        "first_run_after_start_never_slower_than_cold",
+    }
 
 
 def test_bench_reload_tiny_project(tmp_path: Path) -> None:
-    data = run_bench("bench_reload.py", tmp_path, "--modules", "12", "--depth", "3", "--tests", "3",
-                     "--reps", "1", "--bytecode", "cached")
+    data = run_bench(
+        "bench_reload.py",
+        tmp_path,
+        "--modules",
+        "12",
+        "--depth",
+        "3",
+        "--tests",
+        "3",
+        "--reps",
+        "1",
+        "--bytecode",
+        "cached",
+    )
     mode = data["modes"]["cached"]
     assert_mode(mode, RELOAD_RESULTS, RELOAD_DERIVED)
     assert mode["shape"]["modules"] == 12 and mode["shape"]["levels"] == [4, 4, 4]
@@ -113,9 +196,15 @@ def test_bench_reload_tiny_project(tmp_path: Path) -> None:
     assert mode["targets"]["ordinary_edits_never_replace"] is True
 
 
-@pytest.mark.skipif(find_spec("sympy") is None, reason="sympy is not installed (nox -s bench installs it)")
-@pytest.mark.skipif(not (REPO / "examples" / "heavy").is_dir(), reason="examples/heavy does not exist yet")
+@pytest.mark.skipif(
+    find_spec("sympy") is None, reason="sympy is not installed (nox -s bench installs it)"
+)
+@pytest.mark.skipif(
+    not (REPO / "examples" / "heavy").is_dir(), reason="examples/heavy does not exist yet"
+)
 def test_bench_runs_heavy_example(tmp_path: Path) -> None:
-    data = run_bench("bench_runs.py", tmp_path, "--reps", "1", "--first-reps", "1", "--bytecode", "cached")
+    data = run_bench(
+        "bench_runs.py", tmp_path, "--reps", "1", "--first-reps", "1", "--bytecode", "cached"
+    )
     assert data["project"]["generated"] is False
     assert_mode(data["modes"]["cached"], RUNS_RESULTS, RUNS_DERIVED)

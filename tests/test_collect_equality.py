@@ -226,3 +226,30 @@ def test_symlink_out_of_the_project_is_refused(
         client_for(proj).collect(proj.root / "escape")
     with pytest.raises(DaemonError, match="outside"):
         client_for(proj).collect(proj.root, filters={"paths": ["escape/test_outside.py"]})
+
+
+def test_collect_after_edits_matches_cold(example: Callable[[str], Project]) -> None:
+    """Saved edits (a test added, a case removed, a new file, a new marker) show at once."""
+    proj = example("collection")
+    started = proj.start()
+    assert started.returncode == 0, str(started)
+    client = client_for(proj)
+    before = client.collect(proj.root, filters={"paths": ["tests"]})
+
+    params = proj.root / "tests" / "test_params.py"
+    old_cases = '["EUR", "USD", "JPY"], ids=["euro", "dollar", "yen"]'
+    text = params.read_text()
+    assert old_cases in text
+    text = text.replace(old_cases, '["EUR"], ids=["euro"]')
+    params.write_text(text + "\n\n@pytest.mark.slow\ndef test_added_later() -> None:\n    pass\n")
+    proj.write({"tests/test_brand_new.py": "def test_new_file():\n    pass\n"})
+
+    for filters in ({"paths": ["tests"]}, {"-m": "slow"}, {"-k": "currency or added or new_file"}):
+        warm = client.collect(proj.root, filters=filters)
+        cold = proj.cold("--collect-only", "-q", *cold_args(filters))
+        assert_same_as_cold(warm, cold)
+    after = client.collect(proj.root, filters={"paths": ["tests"]})["node_ids"]
+    assert "tests/test_params.py::test_added_later" in after
+    assert "tests/test_brand_new.py::test_new_file" in after
+    assert "tests/test_params.py::test_currency_ids[yen]" in before["node_ids"]
+    assert "tests/test_params.py::test_currency_ids[yen]" not in after

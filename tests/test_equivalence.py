@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import Project, Result, daemon_runs
+from conftest import Project, Result, daemon_runs, equiv_copy
 
 NOTICE = "pytest-fastcollect:"
 OUTCOME_LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (.*?)(?: - .*)?$")
@@ -38,6 +41,7 @@ class Case:
     notice: str = ""
     env: dict[str, str] = field(default_factory=dict)
     add_ra: bool = True
+    cwd: str = ""  # relative to the project root
 
 
 def one(args: str, **kw: object) -> Case:
@@ -96,6 +100,44 @@ CASES = [
         (("scenarios/test_interactive.py::test_ok", "scenarios/test_state.py"),),
         env={"EQUIV_THREAD_FILE": "/dev/null"},
     ),
+    Case("subdir", (("-q",), ("--lf", "test_basic.py")), cwd="tests"),
+    one("--fixtures"),
+    one("--fixtures-per-test"),
+    one("--markers"),
+    one("--setup-plan"),
+    one("--setup-show"),
+    one("--setup-only"),
+    Case("cache-clear", ((), ("--cache-clear", "--lf"))),
+    Case(
+        "deselect",
+        (("--deselect", "tests/test_basic.py::test_fails", "--deselect", "tests/test_more.py"),),
+    ),
+    one("--capture=sys"),
+    one("--capture=tee-sys"),
+    one("--log-cli-level=INFO"),
+    one("-p no:warnings"),
+    one("--runxfail"),
+    Case("r-fE", (("-r", "fE"),), add_ra=False),
+    one("--color=yes"),
+    one("--code-highlight=no --color=yes"),
+    one("--full-trace"),
+    one("--showlocals"),
+    one("--no-header --no-summary"),
+    one("--show-capture=no"),
+    one("--strict-markers"),
+    one("--strict"),
+    one("-W error::UserWarning", mode="cold", notice="differs from the warm process"),
+    one("--import-mode=append", mode="cold", notice="importmode differs"),
+    one("--assert=plain", mode="cold", notice="assertmode differs"),
+    one("-c other.ini", mode="cold", notice="inifile differs"),
+    one("--noconftest", mode="cold", notice="noconftest differs"),
+    one("--confcutdir=tests"),
+    one("--basetemp=.equiv-basetemp"),
+    one("--maxfail=1 -v"),
+    one("--exitfirst --sw"),
+    one("--collect-only -k param"),
+    one("--trace-config"),
+    one("--debug=/dev/null"),
 ]
 
 
@@ -150,7 +192,8 @@ def run_sequence(proj: Project, case: Case, warm: bool) -> list[Step]:
     for args in case.steps:
         full = [*args, "-rA"] if case.add_ra else list(args)
         before = daemon_runs(proj)
-        result = proj.pytest(*full, env=case.env) if warm else proj.cold(*full, env=case.env)
+        run = proj.pytest if warm else proj.cold
+        result = run(*full, env=case.env, cwd=proj.root / case.cwd)
         after = daemon_runs(proj)
         steps.append(Step(result, cache_state(proj.root), before, after))
     return steps
@@ -160,11 +203,12 @@ def assert_equivalent(cold: Step, warm: Step, case: Case, index: int) -> None:
     where = f"{case.id} step {index}\n--- cold ---\n{cold.result}\n--- warm ---\n{warm.result}"
     assert cold.runs_after == cold.runs_before, f"the cold run reached the daemon: {where}"
     assert NOTICE not in cold.result.stderr, where
-    assert warm.runs_after == warm.runs_before + 1, f"the run never reached the daemon: {where}"
     notices = [ln for ln in warm.result.stderr.splitlines() if ln.startswith(NOTICE)]
     if case.mode == "warm":
+        assert warm.runs_after == warm.runs_before + 1, f"the daemon did not serve the run: {where}"
         assert notices == [], f"unexpected notice: {where}"
     else:
+        assert warm.runs_after == warm.runs_before, f"the daemon served a declined run: {where}"
         assert len(notices) == 1 and case.notice in notices[0], (
             f"expected one notice about {case.notice!r}: {where}"
         )
@@ -278,3 +322,111 @@ def test_opting_out_runs_cold(
     assert NOTICE not in result.stderr, str(result)
     assert result.returncode == reference.returncode == 1
     assert normalise(result.stdout) == normalise(reference.stdout)
+
+
+# -- how the interpreter was started ------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_equiv(tmp_path: Path) -> Iterator[Project]:
+    """A daemon of its own: these tests make it replace its warm process."""
+    proj = equiv_copy(tmp_path / "proj")
+    try:
+        started = proj.start("tests", "scenarios")
+        assert started.returncode == 0, str(started)
+        yield proj
+    finally:
+        proj.cleanup()
+        shutil.rmtree(proj.runtime, ignore_errors=True)
+
+
+FLAGS_TARGET = ("-rA", "scenarios/test_flags.py")
+
+
+@pytest.mark.parametrize(
+    "var,value",
+    [("PYTHONOPTIMIZE", "1"), ("PYTHONINTMAXSTRDIGITS", "0")],
+)
+def test_interpreter_env_vars_are_honoured(fresh_equiv: Project, var: str, value: str) -> None:
+    env = {var: value}
+    cold_plain = fresh_equiv.cold(*FLAGS_TARGET)
+    cold_env = fresh_equiv.cold(*FLAGS_TARGET, env=env)
+    # The probe is valid: the variable changes an outcome cold.
+    assert outcomes(cold_plain.stdout) != outcomes(cold_env.stdout)
+    for expected, run_env in ((cold_env, env), (cold_plain, {})):
+        before = daemon_runs(fresh_equiv)
+        warm = fresh_equiv.pytest(*FLAGS_TARGET, env=run_env)
+        assert daemon_runs(fresh_equiv) == before + 1, str(warm)
+        notices = [ln for ln in warm.stderr.splitlines() if ln.startswith(NOTICE)]
+        # A fresh warm process with the run's environment, then served warm.
+        assert len(notices) == 1 and var in notices[0] and "restarting" in notices[0], str(warm)
+        assert warm.returncode == expected.returncode, f"{expected}\n{warm}"
+        assert outcomes(warm.stdout) == outcomes(expected.stdout), f"{expected}\n{warm}"
+        assert normalise(warm.stdout) == normalise(expected.stdout)
+
+
+def python_m_pytest(proj: Project, *args: str, interp: tuple[str, ...] = ()) -> Result:
+    cmd = [sys.executable, *interp, "-m", "pytest", *args]
+    proc = subprocess.run(
+        cmd,
+        cwd=proj.root,
+        env=proj.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize(
+    "interp", [("-O",), ("-X", "int_max_str_digits=0"), ("-W", "error")], ids=["O", "X", "W"]
+)
+def test_interpreter_options_run_cold(tmp_path: Path, interp: tuple[str, ...]) -> None:
+    """``python -O -m pytest``: the warm process (started without -O) cannot honour it."""
+    proj = equiv_copy(tmp_path / "proj")
+    try:
+        started = python_m_pytest(proj, "--daemon-start", "tests", "scenarios")
+        assert started.returncode == 0, str(started)
+        before = daemon_runs(proj)
+        plain = python_m_pytest(proj, *FLAGS_TARGET)
+        assert daemon_runs(proj) == before + 1 and NOTICE not in plain.stderr, str(plain)
+        cold = python_m_pytest(proj, "--no-daemon", *FLAGS_TARGET, interp=interp)
+        warm = python_m_pytest(proj, *FLAGS_TARGET, interp=interp)
+        notices = [ln for ln in warm.stderr.splitlines() if ln.startswith(NOTICE)]
+        assert len(notices) == 1 and "without the daemon" in notices[0], str(warm)
+        assert interp[0] in notices[0], str(warm)
+        assert warm.returncode == cold.returncode, f"{cold}\n{warm}"
+        assert outcomes(warm.stdout) == outcomes(cold.stdout), f"{cold}\n{warm}"
+        assert normalise(warm.stdout) == normalise(cold.stdout)
+    finally:
+        proj.cleanup()
+        shutil.rmtree(proj.runtime, ignore_errors=True)
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("extra", [("-s", "-p", "no:logging"), ("--capture=tee-sys",), ()])
+def test_stdio_same_as_cold(
+    equiv_daemon: Project, tmp_path: Path, extra: tuple[str, ...], unbuffered: str
+) -> None:
+    """stdin content (no newline translation), the streams' settings, logging's last resort."""
+    stdin_file = tmp_path / "stdin.txt"
+    stdin_file.write_bytes(b"line one\nline two\r\n")
+    env = {"PYTHONUNBUFFERED": unbuffered}
+    results = []
+    for warm in (False, True):
+        with stdin_file.open("rb") as stdin:
+            args = (*extra, "-rA", "scenarios/test_stdio.py")
+            before = daemon_runs(equiv_daemon)
+            run = equiv_daemon.pytest if warm else equiv_daemon.cold
+            results.append(run(*args, stdin=stdin.fileno(), env=env))
+            assert daemon_runs(equiv_daemon) == before + warm
+    cold, warm = results
+    assert NOTICE not in warm.stderr, str(warm)
+    assert warm.returncode == cold.returncode, f"{cold}\n{warm}"
+    assert outcomes(warm.stdout) == outcomes(cold.stdout), f"{cold}\n{warm}"
+    assert normalise(warm.stdout) == normalise(cold.stdout)
+    assert normalise(warm.stderr) == normalise(cold.stderr)
+    if extra and extra[0] == "-s":
+        assert "STDIN: 'line one\\nline two\\r\\n'" in warm.stdout

@@ -43,7 +43,7 @@ def open_fds() -> set[int]:
     return {int(x) for x in os.listdir("/proc/self/fd")}
 
 
-# --- framing -------------------------------------------------------------------------------
+# --- framing ----------------------------------------------------------------------------------
 
 
 def test_header_is_four_byte_big_endian_length(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -61,7 +61,9 @@ def test_round_trip(pair: tuple[socket.socket, socket.socket], payload: bytes) -
     assert fds == []
 
 
-def test_large_frame_round_trip_through_a_writer_thread(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_large_frame_round_trip_through_a_writer_thread(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     payload = os.urandom(3 * 1024 * 1024 + 17)
     writer = threading.Thread(target=send_frame, args=(a, payload))
@@ -75,11 +77,14 @@ def test_frames_in_sequence_are_kept_apart(pair: tuple[socket.socket, socket.soc
     a, b = pair
     for i in range(5):
         send_frame(a, f"frame {i}".encode())
-    assert [recv_frame(b, 100, timeout=5)[0] for _ in range(5)] == [f"frame {i}".encode() for i in range(5)]
+    assert [recv_frame(b, 100, timeout=5)[0] for _ in range(5)] == [
+        f"frame {i}".encode() for i in range(5)
+    ]
 
 
 def test_size_limit_is_checked_on_the_header_before_any_body(
-        pair: tuple[socket.socket, socket.socket]) -> None:
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     # Only the header of an 11 MB frame: the reader must refuse at once, not wait for the body.
     a.sendall(struct.pack(">I", 11 * 1024 * 1024))
@@ -106,7 +111,9 @@ def test_nothing_sent_times_out(pair: tuple[socket.socket, socket.socket]) -> No
     assert 0.15 < time.monotonic() - started < 2.0
 
 
-def test_timeout_bounds_the_whole_frame_not_each_recv(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_timeout_bounds_the_whole_frame_not_each_recv(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     stop = threading.Event()
 
@@ -131,7 +138,9 @@ def test_timeout_bounds_the_whole_frame_not_each_recv(pair: tuple[socket.socket,
         writer.join(5)
 
 
-def test_peer_closed_between_frames_is_not_mid_frame(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_peer_closed_between_frames_is_not_mid_frame(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     a.close()
     with pytest.raises(PeerClosed) as info:
@@ -139,7 +148,9 @@ def test_peer_closed_between_frames_is_not_mid_frame(pair: tuple[socket.socket, 
     assert info.value.mid_frame is False
 
 
-@pytest.mark.parametrize("sent", [b"\x00\x00", struct.pack(">I", 50), struct.pack(">I", 50) + b"partial"])
+@pytest.mark.parametrize(
+    "sent", [b"\x00\x00", struct.pack(">I", 50), struct.pack(">I", 50) + b"partial"]
+)
 def test_peer_closed_mid_frame(pair: tuple[socket.socket, socket.socket], sent: bytes) -> None:
     a, b = pair
     a.sendall(sent)
@@ -152,7 +163,8 @@ def test_peer_closed_mid_frame(pair: tuple[socket.socket, socket.socket], sent: 
 
 @pytest.mark.parametrize("want_fds", [False, True])
 def test_peer_closed_mid_frame_with_or_without_fd_reception(
-        pair: tuple[socket.socket, socket.socket], want_fds: bool) -> None:
+    pair: tuple[socket.socket, socket.socket], want_fds: bool
+) -> None:
     a, b = pair
     a.sendall(b"\x00")
     a.close()
@@ -179,12 +191,16 @@ def test_fds_pass_with_the_frame(pair: tuple[socket.socket, socket.socket]) -> N
         os.close(w)
 
 
-def test_passed_fds_are_closed_when_the_frame_is_refused(pair: tuple[socket.socket, socket.socket]) -> None:
+def test_passed_fds_are_closed_when_the_frame_is_refused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     r, w = os.pipe()
     try:
         before = open_fds()
-        a.sendmsg([struct.pack(">I", 5000)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", w))])
+        a.sendmsg(
+            [struct.pack(">I", 5000)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", w))]
+        )
         with pytest.raises(FrameTooLarge):
             recv_frame(b, 100, timeout=5, want_fds=True)
         assert open_fds() == before, "a received fd leaked after a refused frame"
@@ -194,7 +210,8 @@ def test_passed_fds_are_closed_when_the_frame_is_refused(pair: tuple[socket.sock
 
 
 def test_passed_fds_are_closed_when_the_peer_closes_mid_frame(
-        pair: tuple[socket.socket, socket.socket]) -> None:
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
     a, b = pair
     r, w = os.pipe()
     try:
@@ -214,23 +231,35 @@ def test_framing_knows_no_pydantic() -> None:
     assert "pydantic" not in source.replace("Knows nothing of pydantic", "")
 
 
-# --- protocol models -------------------------------------------------------------------------
+# --- protocol models --------------------------------------------------------------------------
 
 
 def validate_request(data: object) -> p.Request:
     return p.request_adapter().validate_json(json.dumps(data).encode())
 
 
-@pytest.mark.parametrize(("model", "command"), [
-    (p.StatusRequest(), "status"),
-    (p.HealthRequest(), "health"),
-    (p.CollectRequest(root="/src/app"), "collect"),
-    (p.ReloadRequest(), "reload"),
-    (p.StopRequest(), "stop"),
-    (p.SignalRequest(signum=2), "signal"),
-    (p.RunRequest(args=["-q"], cwd="/src/app", env={"A": "1"}, umask=0o22, python="/usr/bin/python3",
-                  sys_path=["/src/app"]), "run"),
-])
+@pytest.mark.parametrize(
+    ("model", "command"),
+    [
+        (p.StatusRequest(), "status"),
+        (p.HealthRequest(), "health"),
+        (p.CollectRequest(root="/src/app"), "collect"),
+        (p.ReloadRequest(), "reload"),
+        (p.StopRequest(), "stop"),
+        (p.SignalRequest(signum=2), "signal"),
+        (
+            p.RunRequest(
+                args=["-q"],
+                cwd="/src/app",
+                env={"A": "1"},
+                umask=0o22,
+                python="/usr/bin/python3",
+                sys_path=["/src/app"],
+            ),
+            "run",
+        ),
+    ],
+)
 def test_every_request_round_trips_through_the_union(model: p.Request, command: str) -> None:
     raw = p.dump(model)
     assert isinstance(raw, bytes)
@@ -291,8 +320,17 @@ def test_request_id_is_bounded() -> None:
 @pytest.mark.parametrize("umask", [-1, 0o1000])
 def test_run_request_umask_is_bounded(umask: int) -> None:
     with pytest.raises(pydantic.ValidationError):
-        validate_request({"command": "run", "args": [], "cwd": "/", "env": {}, "umask": umask,
-                          "python": "python", "sys_path": []})
+        validate_request(
+            {
+                "command": "run",
+                "args": [],
+                "cwd": "/",
+                "env": {},
+                "umask": umask,
+                "python": "python",
+                "sys_path": [],
+            }
+        )
 
 
 @pytest.mark.parametrize("signum", [0, 65])
@@ -316,7 +354,9 @@ def test_collect_request_needs_a_root() -> None:
 
 
 def test_responses_are_discriminated_by_kind() -> None:
-    err = p.response_adapter().validate_json(p.dump(p.ErrorResponse(code=p.ErrorCode.TOO_LARGE, message="m")))
+    err = p.response_adapter().validate_json(
+        p.dump(p.ErrorResponse(code=p.ErrorCode.TOO_LARGE, message="m"))
+    )
     assert isinstance(err, p.ErrorResponse)
     assert err.code is p.ErrorCode.TOO_LARGE
     stop = p.response_adapter().validate_json(b'{"kind": "stop", "pid": 12}')
@@ -330,16 +370,29 @@ def test_responses_are_discriminated_by_kind() -> None:
 
 def test_error_codes_are_stable_strings() -> None:
     assert {c.value for c in p.ErrorCode} >= {
-        "bad_request", "unknown_command", "too_large", "timeout", "version_mismatch", "outside_root",
-        "not_ready", "busy", "internal",
+        "bad_request",
+        "unknown_command",
+        "too_large",
+        "timeout",
+        "version_mismatch",
+        "outside_root",
+        "not_ready",
+        "busy",
+        "internal",
     }
     with pytest.raises(pydantic.ValidationError):
         p.response_adapter().validate_json(b'{"kind": "error", "code": "oops", "message": "m"}')
 
 
 def test_collect_response_has_the_seed_documents_fields() -> None:
-    resp = p.CollectResponse(node_ids=["t.py::test_a"], count=1, errors=[], exit_code=0,
-                             collection_time=0.01, generation=1)
+    resp = p.CollectResponse(
+        node_ids=["t.py::test_a"],
+        count=1,
+        errors=[],
+        exit_code=0,
+        collection_time=0.01,
+        generation=1,
+    )
     data = json.loads(p.dump(resp))
     assert data["collection_time"] == 0.01
     assert data["node_ids"] == ["t.py::test_a"]
@@ -359,7 +412,9 @@ def test_health_check_values_and_verdicts() -> None:
 
 
 def test_start_events_are_one_json_line_each() -> None:
-    ready = p.StartReady(pid=1, socket_path="/s", log_path="/l", warmup=p.WarmupStats(imported=1, total=2))
+    ready = p.StartReady(
+        pid=1, socket_path="/s", log_path="/l", warmup=p.WarmupStats(imported=1, total=2)
+    )
     for event in (p.StartProgress(done=1, total=2), ready, p.StartFailed(message="no")):
         line = p.dump(event)
         assert b"\n" not in line
@@ -367,56 +422,54 @@ def test_start_events_are_one_json_line_each() -> None:
 
 
 def test_daemon_record_round_trips() -> None:
-    record = p.DaemonRecord(pid=5, create_time=1.5, root="/r", socket_path="/s", log_path="/l",
-                            version="0", warm_args=["tests"])
+    record = p.DaemonRecord(
+        pid=5,
+        create_time=1.5,
+        root="/r",
+        socket_path="/s",
+        log_path="/l",
+        version="0",
+        warm_args=["tests"],
+    )
     assert p.DaemonRecord.model_validate_json(record.model_dump_json()) == record
     with pytest.raises(pydantic.ValidationError):
         p.DaemonRecord.model_validate_json(b'{"pid": 5}')
 
 
-def test_metrics_error_rate_never_exceeds_one() -> None:
-    """The supervisor's counters: every counted request is in the total exactly once."""
-    from pytest_fastcollect.supervisor.daemon import DaemonConfig, Supervisor
-
-    sup = Supervisor(DaemonConfig(root="/", socket_path="/s", log_path="/l", cwd="/", env={},
-                                  sys_path0=None, warm_args=[]), log_fd=-1)
-    assert sup.metrics().error_rate == 0.0
-    for command in ("refused", "busy", "invalid", "invalid"):
-        sup.count(command, ok=False)
-        m = sup.metrics()
-        assert m.error_rate == 1.0
-    for _ in range(4):
-        sup.count("status", ok=True)
-    m = sup.metrics()
-    assert m.total_requests == 8 == m.successful_requests + m.failed_requests
-    assert sum(m.by_command.values()) == m.total_requests
-    assert m.error_rate == 0.5
-
-
-# --- the pydantic-free run codec stays in step with the models -------------------------------
+# --- the pydantic-free run codec stays in step with the models --------------------------------
 
 
 def test_lite_run_request_validates_against_the_model() -> None:
     from pytest_fastcollect.wire import lite
 
-    raw = lite.encode_run(["-q", "tests"], "/src/app", {"A": "1"}, 0o22, "/usr/bin/python3", ["/src/app"])
+    raw = lite.encode_run(
+        ["-q", "tests"], "/src/app", {"A": "1"}, 0o22, "/usr/bin/python3", ["/src/app"]
+    )
     req = p.request_adapter().validate_json(raw)
     assert isinstance(req, p.RunRequest)
-    assert (req.args, req.cwd, req.env, req.umask, req.fd_count) == (["-q", "tests"], "/src/app", {"A": "1"},
-                                                                      0o22, 3)
+    assert (req.args, req.cwd, req.env, req.umask, req.fd_count) == (
+        ["-q", "tests"],
+        "/src/app",
+        {"A": "1"},
+        0o22,
+        3,
+    )
     sig = p.request_adapter().validate_json(lite.encode_signal(15))
     assert isinstance(sig, p.SignalRequest)
     assert sig.signum == 15
 
 
-@pytest.mark.parametrize("model", [
-    p.Notice(message="reloading 1 module(s)"),
-    p.RunRefused(reason="the warm process is not available"),
-    p.RunStarted(pid=12, generation=3),
-    p.RunFinished(exit_code=1),
-    p.RunFinished(exit_code=130, signal=2, message="interrupted"),
-    p.ErrorResponse(code=p.ErrorCode.BUSY, message="busy"),
-])
+@pytest.mark.parametrize(
+    "model",
+    [
+        p.Notice(message="reloading 1 module(s)"),
+        p.RunRefused(reason="the warm process is not available"),
+        p.RunStarted(pid=12, generation=3),
+        p.RunFinished(exit_code=1),
+        p.RunFinished(exit_code=130, signal=2, message="interrupted"),
+        p.ErrorResponse(code=p.ErrorCode.BUSY, message="busy"),
+    ],
+)
 def test_every_run_response_decodes_in_the_lite_codec(model: pydantic.BaseModel) -> None:
     from pytest_fastcollect.wire import lite
 
@@ -427,8 +480,16 @@ def test_every_run_response_decodes_in_the_lite_codec(model: pydantic.BaseModel)
         assert data[name] == value, name
 
 
-@pytest.mark.parametrize("raw", [b"{", b"[]", b'{"kind": "status"}', b'{"kind": "run_started", "pid": "1"}',
-                                 b'{"kind": "run_finished", "exit_code": true}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{",
+        b"[]",
+        b'{"kind": "status"}',
+        b'{"kind": "run_started", "pid": "1"}',
+        b'{"kind": "run_finished", "exit_code": true}',
+    ],
+)
 def test_lite_codec_refuses_what_the_models_would(raw: bytes) -> None:
     from pytest_fastcollect.wire import lite
 

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import (
     DEFAULT_INI,
     Project,
@@ -32,13 +33,15 @@ from conftest import (
     wait_until,
 )
 
-TWO_TESTS = {"tests/test_a.py": """
+TWO_TESTS = {
+    "tests/test_a.py": """
     def test_one():
         assert True
 
     def test_two():
         assert 1 + 1 == 2
-"""}
+"""
+}
 
 
 def started(project: Project, *args: str) -> dict[str, object]:
@@ -57,7 +60,7 @@ def assert_no_daemon(project: Project) -> None:
     assert not procs, f"daemon processes still running: {[p.cmdline() for p in procs]}"
 
 
-# --- start ----------------------------------------------------------------------------------
+# --- start ------------------------------------------------------------------------------------
 
 
 def test_start_prints_pid_socket_log_and_warmup(project: Project) -> None:
@@ -73,8 +76,12 @@ def test_start_prints_pid_socket_log_and_warmup(project: Project) -> None:
     assert re.search(rf"^\s+socket:\s+{re.escape(str(files.socket))}$", out, re.MULTILINE), out
     assert re.search(rf"^\s+log:\s+{re.escape(str(files.log))}$", out, re.MULTILINE), out
     assert re.search(r"Pre-import complete: 1/1 modules in \d+\.\d\ds$", out, re.MULTILINE), out
-    supervisor = [p for p in our_processes(project.root) if "pytest_fastcollect.supervisor" in p.cmdline()]
-    warm = [p for p in our_processes(project.root) if "pytest_fastcollect.warm.zygote" in p.cmdline()]
+    supervisor = [
+        p for p in our_processes(project.root) if "pytest_fastcollect.supervisor" in p.cmdline()
+    ]
+    warm = [
+        p for p in our_processes(project.root) if "pytest_fastcollect.warm.zygote" in p.cmdline()
+    ]
     assert [p.pid for p in supervisor] == [record["pid"]]
     assert [p.pid for p in warm] == [record["warm_pid"]]
 
@@ -99,30 +106,57 @@ def test_second_start_says_so_and_starts_nothing(project: Project) -> None:
 def test_two_starts_at_once_make_one_daemon(project: Project) -> None:
     project.write(TWO_TESTS)
     cmd = [*command_pytest(), "--daemon-start", "tests"]
-    procs = [subprocess.Popen(cmd, cwd=project.root, env=project.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            cwd=project.root,
+            env=project.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [proc.communicate(timeout=120) for proc in procs]
     record = record_of(project)
     assert record is not None
     project.started_pids.append(int(record["pid"]))
-    report = "\n".join(f"[exit {p.returncode}]\n{o}\n{e}" for p, (o, e) in zip(procs, outs))
+    report = "\n".join(
+        f"[exit {p.returncode}]\n{o}\n{e}" for p, (o, e) in zip(procs, outs, strict=True)
+    )
     assert [p.returncode for p in procs] == [0, 0], report
     assert sum("daemon started" in o for o, _ in outs) == 1, report
     assert sum("already running" in o + e for o, e in outs) == 1, report
-    supervisors = [p for p in our_processes(project.root) if "pytest_fastcollect.supervisor" in p.cmdline()]
+    supervisors = [
+        p for p in our_processes(project.root) if "pytest_fastcollect.supervisor" in p.cmdline()
+    ]
     assert [p.pid for p in supervisors] == [record["pid"]], report
 
 
 def test_start_through_a_pipe_returns_promptly(project: Project) -> None:
     project.write(TWO_TESTS)
-    script = f"{shlex.join(command_pytest())} --daemon-start tests/ | cat; echo \"exit=${{PIPESTATUS[0]}}\""
+    script = (
+        f"{shlex.join(command_pytest())} --daemon-start tests/ | cat; "
+        'echo "exit=${PIPESTATUS[0]}"'
+    )
     begun = time.monotonic()
     try:
-        proc = subprocess.run(["bash", "-c", script], cwd=project.root, env=project.env, capture_output=True,
-                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            check=False,
+            cwd=project.root,
+            env=project.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"`pytest --daemon-start tests/ | cat` did not return within 60 s: the daemon keeps the "
-                    f"pipe open\n{exc.stdout!r}")
+        pytest.fail(
+            "`pytest --daemon-start tests/ | cat` did not return within 60 s: the daemon "
+            f"keeps the pipe open\n{exc.stdout!r}"
+        )
     elapsed = time.monotonic() - begun
     record = record_of(project)
     if record is not None:
@@ -138,9 +172,16 @@ def test_daemon_keeps_none_of_the_callers_file_descriptors(project: Project) -> 
     project.write(TWO_TESTS)
     r, w = os.pipe()
     try:
-        proc = subprocess.Popen([*command_pytest(), "--daemon-start", "tests"], cwd=project.root, env=project.env,
-                                pass_fds=(w,), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [*command_pytest(), "--daemon-start", "tests"],
+            cwd=project.root,
+            env=project.env,
+            pass_fds=(w,),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         os.close(w)
         out, err = proc.communicate(timeout=120)
         record = record_of(project)
@@ -164,7 +205,9 @@ def test_daemon_keeps_none_of_the_callers_file_descriptors(project: Project) -> 
 
 
 @pytest.mark.parametrize("case", ["missing", "symlink_outside", "rootdir_outside"])
-def test_bad_start_path_is_a_one_line_error_and_no_daemon(project: Project, tmp_path: Path, case: str) -> None:
+def test_bad_start_path_is_a_one_line_error_and_no_daemon(
+    project: Project, tmp_path: Path, case: str
+) -> None:
     project.write(TWO_TESTS)
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "tests").mkdir(parents=True)
@@ -197,7 +240,9 @@ def kill_supervisor(project: Project) -> dict[str, object]:
     os.kill(int(record["pid"]), signal.SIGKILL)
     wait_until(lambda: not pid_alive(int(record["pid"])), what="the supervisor to die")
     # The warm process notices its control socket closing and exits on its own.
-    wait_until(lambda: not pid_alive(int(record["warm_pid"])), what="the orphaned warm process to exit")
+    wait_until(
+        lambda: not pid_alive(int(record["warm_pid"])), what="the orphaned warm process to exit"
+    )
     files = files_of(project)
     assert files.socket.exists(), "the test needs the dead daemon's socket file to be left behind"
     return record
@@ -210,8 +255,10 @@ def test_kill_supervisor_then_status_stop_start(project: Project) -> None:
 
     status = project.pytest("--daemon-status")
     assert status.returncode == 6, str(status)
-    assert status.stderr.strip() == (f"pytest-fastcollect: error: no daemon running for {project.root} "
-                                     "(removed its stale files); start one with: pytest --daemon-start")
+    assert status.stderr.strip() == (
+        f"pytest-fastcollect: error: no daemon running for {project.root} "
+        "(removed its stale files); start one with: pytest --daemon-start"
+    )
     files = files_of(project)
     assert not files.socket.exists() and not files.state.exists() and not files.lock.exists()
 
@@ -256,8 +303,11 @@ def test_kill_warm_process_is_replaced_automatically(project: Project) -> None:
     def replaced() -> dict[str, object] | None:
         status = project.status()
         warm = status["warm_pid"]
-        ok = (status["state"] == "ready" and warm not in (None, old_warm)
-              and status["reload"]["replacements"].get("crash") == 1)  # type: ignore[index, union-attr]
+        ok = (
+            status["state"] == "ready"
+            and warm not in (None, old_warm)
+            and status["reload"]["replacements"].get("crash") == 1
+        )  # type: ignore[index, union-attr]
         return status if ok else None
 
     status = wait_until(replaced, timeout=60, what="a new warm process replacing the killed one")
@@ -284,7 +334,7 @@ def test_kill_warm_process_is_replaced_automatically(project: Project) -> None:
     assert again["pid"] != record["pid"]
 
 
-# --- stale files --------------------------------------------------------------------------------
+# --- stale files ------------------------------------------------------------------------------
 
 
 def plant_stale_files(project: Project) -> None:
@@ -302,8 +352,10 @@ def test_stale_socket_is_cleaned_and_reported_as_no_daemon(project: Project, ver
     plant_stale_files(project)
     result = project.pytest(verb)
     assert result.returncode == 6, str(result)
-    assert result.stderr.strip() == (f"pytest-fastcollect: error: no daemon running for {project.root} "
-                                     "(removed its stale files); start one with: pytest --daemon-start")
+    assert result.stderr.strip() == (
+        f"pytest-fastcollect: error: no daemon running for {project.root} "
+        "(removed its stale files); start one with: pytest --daemon-start"
+    )
     files = files_of(project)
     assert not files.socket.exists() and not files.lock.exists()
 
@@ -315,29 +367,38 @@ def test_start_over_a_stale_socket(project: Project) -> None:
     assert project.status()["state"] == "ready"
 
 
-# --- warm-up --------------------------------------------------------------------------------------
+# --- warm-up ----------------------------------------------------------------------------------
 
 
 def test_import_failures_are_reported_logged_and_do_not_stop_the_daemon(project: Project) -> None:
-    project.write({
-        "tests/test_ok.py": "def test_ok():\n    pass\n",
-        "tests/test_syntax.py": "def test_broken(:\n    pass\n",
-        "tests/test_missing.py": "import fastcollect_missing_dependency_xyz\n\ndef test_m():\n    pass\n",
-    })
+    project.write(
+        {
+            "tests/test_ok.py": "def test_ok():\n    pass\n",
+            "tests/test_syntax.py": "def test_broken(:\n    pass\n",
+            "tests/test_missing.py": (
+                "import fastcollect_missing_dependency_xyz\n\ndef test_m():\n    pass\n"
+            ),
+        }
+    )
     result = project.start("tests")
     assert result.returncode == 0, str(result)
     out = result.stdout
     assert re.search(r"Pre-import complete: 1/3 modules in \d+\.\d\ds", out), out
     assert re.search(r"Failed to import tests/test_syntax\.py: SyntaxError", out), out
-    assert ("Failed to import tests/test_missing.py: ModuleNotFoundError: "
-            "No module named 'fastcollect_missing_dependency_xyz'") in out, out
+    assert (
+        "Failed to import tests/test_missing.py: ModuleNotFoundError: "
+        "No module named 'fastcollect_missing_dependency_xyz'"
+    ) in out, out
 
     log = log_text(project)
     syntax = project.root / "tests" / "test_syntax.py"
     missing = project.root / "tests" / "test_missing.py"
     assert re.search(rf"Failed to import {re.escape(str(syntax))}: SyntaxError", log), log
-    assert re.search(rf"Failed to import {re.escape(str(missing))}: ModuleNotFoundError: "
-                     r"No module named 'fastcollect_missing_dependency_xyz'", log), log
+    assert re.search(
+        rf"Failed to import {re.escape(str(missing))}: ModuleNotFoundError: "
+        r"No module named 'fastcollect_missing_dependency_xyz'",
+        log,
+    ), log
     assert "Pre-import complete: 1/3 modules in" in log
 
     status = project.status()
@@ -383,11 +444,20 @@ def test_verbs_do_not_import_the_projects_conftest(project: Project, tmp_path: P
     spy = {"FC_CONFTEST_MARKER_DIR": str(markers)}
 
     def verb(*args: str, code: int, env: dict[str, str]) -> None:
-        proc = subprocess.Popen([*command_pytest(), *args], cwd=project.root, env={**project.env, **env},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            [*command_pytest(), *args],
+            cwd=project.root,
+            env={**project.env, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == code, f"{args}: [exit {proc.returncode}]\n{out}\n{err}"
-        assert not (markers / f"imported-by-{proc.pid}").exists(), f"{args} imported the project's conftest"
+        assert not (markers / f"imported-by-{proc.pid}").exists(), (
+            f"{args} imported the project's conftest"
+        )
 
     raising = {**spy, "FC_CONFTEST_RAISE": "1"}
     verb("--daemon-status", code=6, env=raising)
@@ -424,7 +494,9 @@ def test_log_has_the_lines_the_seed_document_greps_for(project: Project) -> None
 
     human = project.pytest("--daemon-status")
     log_path = files_of(project).log
-    assert re.search(rf"^\s+log:\s+{re.escape(str(log_path))}$", human.stdout, re.MULTILINE), str(human)
+    assert re.search(rf"^\s+log:\s+{re.escape(str(log_path))}$", human.stdout, re.MULTILINE), str(
+        human
+    )
     assert log_path.exists()
 
     log = log_text(project)
@@ -463,7 +535,9 @@ def test_two_projects_side_by_side(project: Project, tmp_path: Path) -> None:
         assert other.status()["metrics"]["runs"] == 1  # type: ignore[index]
 
         assert project.stop().returncode == 0
-        assert other.status()["pid"] == b["pid"], "stopping one project's daemon must leave the other"
+        assert other.status()["pid"] == b["pid"], (
+            "stopping one project's daemon must leave the other"
+        )
         assert other.stop().returncode == 0
     finally:
         other.cleanup()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from fuzz_edits import StaleBench, Style, edit, outcomes, save
 
 pytestmark = pytest.mark.timeout(240)
@@ -31,22 +32,34 @@ class Checker:
     def path(self, rel: str) -> Path:
         return self.bench.path(rel)
 
-    def check(self, *args: str, env: dict[str, str] | None = None, ordinary: bool = False,
-              allow_cold: bool = False, expect: tuple[str, ...] = (), absent: tuple[str, ...] = (),
-              thin: bool = False) -> None:
+    def check(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        ordinary: bool = False,
+        allow_cold: bool = False,
+        expect: tuple[str, ...] = (),
+        absent: tuple[str, ...] = (),
+        thin: bool = False,
+    ) -> None:
         """Warm vs cold for ``args``; ``expect``/``absent``: `-rA` line prefixes in the cold run."""
         before = self.bench.replacements() if ordinary else None
         cmp = self.bench.compare(list(args or ("tests",)), env, allow_cold=allow_cold, thin=thin)
         assert not cmp.problems, cmp.report() + "\n----- daemon log -----\n" + self.bench.log_tail()
         cold = outcomes(cmp.cold).tests
         for prefix in expect:
-            assert any(line.startswith(prefix) for line in cold), f"the edit had no effect: no {prefix!r}\n{cmp.report()}"
+            assert any(line.startswith(prefix) for line in cold), (
+                f"the edit had no effect: no {prefix!r}\n{cmp.report()}"
+            )
         for prefix in absent:
-            assert not any(line.startswith(prefix) for line in cold), f"{prefix!r} still there\n{cmp.report()}"
+            assert not any(line.startswith(prefix) for line in cold), (
+                f"{prefix!r} still there\n{cmp.report()}"
+            )
         if before is not None:
             after = self.bench.replacements()
             assert after == before, (
-                f"an ordinary edit replaced the warm process: {before} -> {after}\n" + self.bench.log_tail()
+                f"an ordinary edit replaced the warm process: {before} -> {after}\n"
+                + self.bench.log_tail()
             )
 
 
@@ -74,22 +87,42 @@ def scenario(fn: Callable[[Checker], None]) -> Callable[[Checker], None]:
 @scenario
 def function_body(c: Checker) -> None:
     edit(c.path("app/core.py"), "return x * SCALE", "return x * SCALE + 1")
-    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_compute",
-                                            "FAILED tests/test_core.py::test_scaled"))
+    c.check(
+        "tests",
+        ordinary=True,
+        expect=(
+            "FAILED tests/test_core.py::test_compute",
+            "FAILED tests/test_core.py::test_scaled",
+        ),
+    )
 
 
 @scenario
 def constant_bound_by_from_import(c: Checker) -> None:
     edit(c.path("app/core.py"), "SCALE = 2", "SCALE = 5")
-    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_scale_constant",
-                                            "FAILED tests/test_core.py::test_double_scale"))
+    c.check(
+        "tests",
+        ordinary=True,
+        expect=(
+            "FAILED tests/test_core.py::test_scale_constant",
+            "FAILED tests/test_core.py::test_double_scale",
+            # Node ids come from the constant: the test module was collected anew.
+            "FAILED tests/test_params.py::test_param[4]",
+        ),
+    )
 
 
 @scenario
 def dataclass_field_added(c: Checker) -> None:
     edit(c.path("app/models.py"), "    y: int\n", "    y: int\n    z: int = 0\n")
-    c.check("tests", ordinary=True, expect=("FAILED tests/test_models.py::test_point_fields",
-                                            "PASSED tests/test_models.py::test_point_equality"))
+    c.check(
+        "tests",
+        ordinary=True,
+        expect=(
+            "FAILED tests/test_models.py::test_point_fields",
+            "PASSED tests/test_models.py::test_point_equality",
+        ),
+    )
 
 
 @scenario
@@ -101,8 +134,14 @@ def pydantic_field_type_changed(c: Checker) -> None:
 @scenario
 def enum_member_added(c: Checker) -> None:
     edit(c.path("app/models.py"), "    GREEN = 2\n", "    GREEN = 2\n    BLUE = 3\n")
-    c.check("tests", ordinary=True, expect=("FAILED tests/test_models.py::test_colors",
-                                            "PASSED tests/test_models.py::test_enum_identity"))
+    c.check(
+        "tests",
+        ordinary=True,
+        expect=(
+            "FAILED tests/test_models.py::test_colors",
+            "PASSED tests/test_models.py::test_enum_identity",
+        ),
+    )
 
 
 @scenario
@@ -111,8 +150,13 @@ def class_registered_in_other_module(c: Checker) -> None:
     # reload cannot be trusted, so the warm process may be replaced, but the
     # run must still be warm and right.
     edit(c.path("app/plugins.py"), "class Beta:", "class Delta:")
-    c.check("tests", expect=("FAILED tests/test_registry.py::test_registered_names",
-                             "PASSED tests/test_registry.py::test_registered_identity"))
+    c.check(
+        "tests",
+        expect=(
+            "FAILED tests/test_registry.py::test_registered_names",
+            "PASSED tests/test_registry.py::test_registered_identity",
+        ),
+    )
     edit(c.path("app/plugins.py"), "class Delta:", "class Beta:")
     c.check("tests", expect=("PASSED tests/test_registry.py::test_registered_names",))
 
@@ -129,21 +173,31 @@ def added_test(c: Checker) -> None:
 
 @scenario
 def deleted_test(c: Checker) -> None:
-    edit(c.path("tests/test_core.py"), 'def test_greet():\n    assert greet("bob") == "hello bob"\n', "")
+    edit(
+        c.path("tests/test_core.py"),
+        'def test_greet():\n    assert greet("bob") == "hello bob"\n',
+        "",
+    )
     c.check("tests", ordinary=True, absent=("PASSED tests/test_core.py::test_greet",))
 
 
 @scenario
 def renamed_test(c: Checker) -> None:
     edit(c.path("tests/test_core.py"), "def test_greet():", "def test_greeting():")
-    c.check("tests", ordinary=True, expect=("PASSED tests/test_core.py::test_greeting",),
-            absent=("PASSED tests/test_core.py::test_greet ",))
+    c.check(
+        "tests",
+        ordinary=True,
+        expect=("PASSED tests/test_core.py::test_greeting",),
+        absent=("PASSED tests/test_core.py::test_greet ",),
+    )
 
 
 @scenario
 def new_test_file_by_directory(c: Checker) -> None:
-    save(c.path("tests/test_extra.py"), "from app.core import compute\n\n\ndef test_extra():\n"
-         "    assert compute(2) == 5\n")
+    save(
+        c.path("tests/test_extra.py"),
+        "from app.core import compute\n\n\ndef test_extra():\n    assert compute(2) == 5\n",
+    )
     c.check("tests", ordinary=True, expect=("FAILED tests/test_extra.py::test_extra",))
 
 
@@ -165,15 +219,28 @@ def root_conftest_fixture_changed(c: Checker) -> None:
 @scenario
 def package_conftest_fixture_changed(c: Checker) -> None:
     edit(c.path("tests/conftest.py"), "return 1", "return 2")
-    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_offset",
-                             "FAILED tests/sub/test_sub.py::test_offset_in_sub"))
+    c.check(
+        "tests",
+        expect=(
+            "FAILED tests/test_fixtures.py::test_offset",
+            "FAILED tests/sub/test_sub.py::test_offset_in_sub",
+        ),
+    )
 
 
 @scenario
 def new_conftest(c: Checker) -> None:
-    save(c.path("tests/sub/conftest.py"), "import pytest\n\n\n@pytest.fixture\ndef offset():\n    return 5\n")
-    c.check("tests", expect=("FAILED tests/sub/test_sub.py::test_offset_in_sub",
-                             "PASSED tests/test_fixtures.py::test_offset"))
+    save(
+        c.path("tests/sub/conftest.py"),
+        "import pytest\n\n\n@pytest.fixture\ndef offset():\n    return 5\n",
+    )
+    c.check(
+        "tests",
+        expect=(
+            "FAILED tests/sub/test_sub.py::test_offset_in_sub",
+            "PASSED tests/test_fixtures.py::test_offset",
+        ),
+    )
 
 
 @scenario
@@ -191,20 +258,47 @@ def conftest_syntax_error_then_fixed(c: Checker) -> None:
 @scenario
 def addopts_changed_in_pyproject(c: Checker) -> None:
     edit(c.path("pyproject.toml"), 'addopts = ""', "addopts = \"-k 'not greet'\"")
-    c.check("tests", absent=("PASSED tests/test_core.py::test_greet",),
-            expect=("PASSED tests/test_core.py::test_compute",))
+    c.check(
+        "tests",
+        absent=("PASSED tests/test_core.py::test_greet",),
+        expect=("PASSED tests/test_core.py::test_compute",),
+    )
 
 
 @scenario
 def pytest_ini_added_with_addopts(c: Checker) -> None:
     # pytest.ini wins over pyproject.toml in the same directory.
-    save(c.path("pytest.ini"), "[pytest]\ntestpaths = tests\npythonpath = .\naddopts = -k 'not compute'\n"
-         "asyncio_default_fixture_loop_scope = function\n")
-    c.check("tests", absent=("PASSED tests/test_core.py::test_compute",),
-            expect=("PASSED tests/test_core.py::test_greet",))
+    save(
+        c.path("pytest.ini"),
+        "[pytest]\ntestpaths = tests\npythonpath = .\naddopts = -k 'not compute'\n"
+        "asyncio_default_fixture_loop_scope = function\n",
+    )
+    c.check(
+        "tests",
+        absent=("PASSED tests/test_core.py::test_compute",),
+        expect=("PASSED tests/test_core.py::test_greet",),
+    )
     edit(c.path("pytest.ini"), "addopts = -k 'not compute'", "addopts = -k 'not greet'")
-    c.check("tests", absent=("PASSED tests/test_core.py::test_greet",),
-            expect=("PASSED tests/test_core.py::test_compute",))
+    c.check(
+        "tests",
+        absent=("PASSED tests/test_core.py::test_greet",),
+        expect=("PASSED tests/test_core.py::test_compute",),
+    )
+
+
+@scenario
+def fixture_module_imported_by_conftest_changed(c: Checker) -> None:
+    edit(c.path("app/fixtures.py"), "return 3", "return 4")
+    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_factor",))
+
+
+@scenario
+def pytest_plugins_module_changed(c: Checker) -> None:
+    # Named by a string in the root conftest's pytest_plugins: no import edge.
+    edit(c.path("app/plugin_fixtures.py"), 'return "plugin"', 'return "plugins"')
+    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_plugin_value",))
+    edit(c.path("app/plugin_fixtures.py"), 'return "plugins"', 'return "plugin"')
+    c.check("tests", expect=("PASSED tests/test_fixtures.py::test_plugin_value",))
 
 
 # -- broken code -------------------------------------------------------------------
@@ -254,10 +348,23 @@ def module_moved(c: Checker) -> None:
 
 
 @scenario
+def package_directory_renamed(c: Checker) -> None:
+    os.rename(c.path("app/ns"), c.path("app/ns2"))
+    c.check("tests", expect=("ERROR tests/test_ns.py",))
+    os.rename(c.path("app/ns2"), c.path("app/ns"))
+    c.check("tests", expect=("PASSED tests/test_ns.py::test_value",))
+
+
+@scenario
 def init_py_added(c: Checker) -> None:
     save(c.path("app/ns/__init__.py"), "FLAG = True\n")
-    c.check("tests", expect=("FAILED tests/test_ns.py::test_namespace_package",
-                             "PASSED tests/test_ns.py::test_value"))
+    c.check(
+        "tests",
+        expect=(
+            "FAILED tests/test_ns.py::test_namespace_package",
+            "PASSED tests/test_ns.py::test_value",
+        ),
+    )
 
 
 # -- environment -------------------------------------------------------------------
@@ -267,8 +374,24 @@ def init_py_added(c: Checker) -> None:
 def env_var_read_at_import_changed(c: Checker) -> None:
     # A warm process that imported app.settings with another value must not
     # serve this run as is; it may be replaced, and the run stays warm.
-    c.check("tests", env={"STALE_MODE": "other"}, expect=("FAILED tests/test_settings.py::test_mode",))
+    c.check(
+        "tests", env={"STALE_MODE": "other"}, expect=("FAILED tests/test_settings.py::test_mode",)
+    )
     c.check("tests", expect=("PASSED tests/test_settings.py::test_mode",))
+
+
+@scenario
+def state_does_not_leak_between_runs(c: Checker) -> None:
+    save(
+        c.path("tests/test_leak.py"),
+        "import os\n\nfrom app.registry import REGISTRY\n\n\n"
+        "def test_leak():\n"
+        '    assert "Leaked" not in REGISTRY and "STALE_LEAK" not in os.environ\n'
+        '    REGISTRY["Leaked"] = object\n'
+        '    os.environ["STALE_LEAK"] = "1"\n',
+    )
+    for _ in range(3):
+        c.check("tests", ordinary=True, expect=("PASSED tests/test_leak.py::test_leak",))
 
 
 # -- timing ------------------------------------------------------------------------
@@ -285,6 +408,46 @@ def same_size_rewrite_same_mtime(c: Checker) -> None:
 
 
 @scenario
+def same_size_import_swap_same_mtime(c: Checker) -> None:
+    # The import graph must not trust (mtime, size) either: a test module
+    # whose import changed without either changing still depends on the new module.
+    edit(c.path("app/core.py"), '"hello "', '"hallo "')
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_greet",))
+    edit(
+        c.path("tests/test_swap.py"),
+        "from app.alpha import",
+        "from app.bravo import",
+        keep_mtime=True,
+    )
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_swap.py::test_name",))
+    # The purged test module is imported into the warm process again when idle.
+    c.bench.wait_for_log("Re-warmed", after="(changed: tests/test_swap.py)")
+    edit(c.path("app/bravo.py"), 'NAME = "bravo"', 'NAME = "alpha"')
+    c.check("tests", ordinary=True, expect=("PASSED tests/test_swap.py::test_name",))
+
+
+@scenario
+def edit_saved_during_a_reload(c: Checker) -> None:
+    # A formatter rewriting the file just after the editor saved it: the
+    # second save lands while the daemon re-imports the first.
+    c.path("app/slow.flag").touch()
+    edit(c.path("app/slow.py"), "VALUE = 1", "VALUE = 2")
+    importing = c.path("app/slow.importing")
+    deadline = time.monotonic() + 30
+    while not importing.exists():
+        assert time.monotonic() < deadline, (
+            "the daemon never re-imported app/slow.py\n" + c.bench.log_tail()
+        )
+        time.sleep(0.01)
+    edit(c.path("app/slow.py"), "VALUE = 2", "VALUE = 3")
+    c.check(
+        "tests/test_slow.py",
+        ordinary=True,
+        expect=("FAILED tests/test_slow.py::test_slow_value - assert 3 == 1",),
+    )
+
+
+@scenario
 def runs_right_after_saves(c: Checker) -> None:
     path = c.path("app/core.py")
     text = path.read_text()
@@ -294,16 +457,24 @@ def runs_right_after_saves(c: Checker) -> None:
     for n, body in enumerate(bodies):
         save(path, text.replace("x * SCALE", body, 1), Style.ATOMIC if n % 2 else Style.INPLACE)
         outcome = "PASSED" if body in ("x * SCALE", "x + 1 - 1 + x") else "FAILED"
-        c.check("tests/test_core.py", ordinary=True, thin=True,
-                expect=(f"{outcome} tests/test_core.py::test_compute",))
+        c.check(
+            "tests/test_core.py",
+            ordinary=True,
+            thin=True,
+            expect=(f"{outcome} tests/test_core.py::test_compute",),
+        )
 
 
 @scenario
 def keyword_run_then_full_run(c: Checker) -> None:
     edit(c.path("app/core.py"), '"hello "', '"hallo "')
-    c.check("tests", "-k", "compute", ordinary=True, absent=("FAILED tests/test_core.py::test_greet",))
+    c.check(
+        "tests", "-k", "compute", ordinary=True, absent=("FAILED tests/test_core.py::test_greet",)
+    )
     c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_greet",))
-    c.check("tests", "-k", "not greet", ordinary=True, absent=("FAILED tests/test_core.py::test_greet",))
+    c.check(
+        "tests", "-k", "not greet", ordinary=True, absent=("FAILED tests/test_core.py::test_greet",)
+    )
 
 
 @scenario
@@ -313,8 +484,14 @@ def edit_saved_during_a_run(c: Checker) -> None:
     env = {**c.bench.project.env, "STALE_BARRIER": str(barrier)}
     from conftest import command_pytest
 
-    run = subprocess.Popen([*command_pytest(), "-q", "tests"], cwd=c.bench.root, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [*command_pytest(), "-q", "tests"],
+        cwd=c.bench.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (barrier / "entered").exists():
@@ -323,7 +500,7 @@ def edit_saved_during_a_run(c: Checker) -> None:
             time.sleep(0.01)
         edit(c.path("app/core.py"), "return x * SCALE", "return x * SCALE + 1")
         (barrier / "go").touch()
-        out, err = run.communicate(timeout=120)
+        _out, err = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
             run.kill()
@@ -345,6 +522,7 @@ def _save_style(style: Style) -> Callable[[Checker], None]:
         c.check("tests", ordinary=True, expect=("FAILED tests/test_core.py::test_compute",))
         for name in os.listdir(c.path("app")):
             assert not name.endswith(("~", "___jb_tmp___", "___jb_old___")), name
+
     run.__name__ = f"save_style_{style.value}"
     return run
 

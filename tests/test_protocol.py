@@ -44,13 +44,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     root = tmp_path_factory.mktemp("protocol") / "proj"
     root.mkdir()
     project = make_project(root)
-    project.write({
-        "pytest.ini": f"""\
+    project.write(
+        {
+            "pytest.ini": f"""\
             [pytest]
             asyncio_default_fixture_loop_scope = function
             daemon_request_timeout = {REQUEST_TIMEOUT:g}
         """,
-        "tests/test_accounts.py": """\
+            "tests/test_accounts.py": """\
             def test_user_create():
                 pass
 
@@ -60,7 +61,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
             def test_other():
                 pass
         """,
-    })
+        }
+    )
     try:
         result = project.start("tests")
         assert result.returncode == 0, str(result)
@@ -84,7 +86,9 @@ def assert_counters_add_up(m: dict[str, Any]) -> None:
     assert sum(m["by_command"].values()) == m["total_requests"], m
     assert 0.0 <= m["error_rate"] <= 1.0, m
     if m["total_requests"]:
-        assert m["error_rate"] == pytest.approx(m["failed_requests"] / m["total_requests"], abs=1e-4), m
+        assert m["error_rate"] == pytest.approx(
+            m["failed_requests"] / m["total_requests"], abs=1e-4
+        ), m
 
 
 def assert_still_serving(project: Project) -> None:
@@ -112,7 +116,9 @@ def rejected(project: Project, data: bytes, code: p.ErrorCode, log_words: str) -
 
 
 def test_malformed_json(daemon: Project) -> None:
-    response = rejected(daemon, frame(b'{"command": "status",'), p.ErrorCode.BAD_REQUEST, "Invalid JSON")
+    response = rejected(
+        daemon, frame(b'{"command": "status",'), p.ErrorCode.BAD_REQUEST, "Invalid JSON"
+    )
     assert "Invalid JSON" in response.message
 
 
@@ -122,27 +128,39 @@ def test_json_that_is_not_a_request_object(daemon: Project, body: bytes) -> None
 
 
 def test_unknown_command(daemon: Project) -> None:
-    response = rejected(daemon, frame(b'{"command": "frobnicate"}'), p.ErrorCode.UNKNOWN_COMMAND,
-                        "frobnicate")
+    response = rejected(
+        daemon, frame(b'{"command": "frobnicate"}'), p.ErrorCode.UNKNOWN_COMMAND, "frobnicate"
+    )
     assert "frobnicate" in response.message
 
 
 def test_extra_field(daemon: Project) -> None:
-    response = rejected(daemon, frame(b'{"command": "status", "bogus": 1}'), p.ErrorCode.BAD_REQUEST,
-                        "Extra inputs are not permitted")
+    response = rejected(
+        daemon,
+        frame(b'{"command": "status", "bogus": 1}'),
+        p.ErrorCode.BAD_REQUEST,
+        "Extra inputs are not permitted",
+    )
     assert "bogus" in response.message
 
 
 def test_wrong_protocol_version(daemon: Project) -> None:
-    body = json.dumps({"command": "health", "protocol_version": p.PROTOCOL_VERSION + 1,
-                       "request_id": "from-the-future"}).encode()
+    body = json.dumps(
+        {
+            "command": "health",
+            "protocol_version": p.PROTOCOL_VERSION + 1,
+            "request_id": "from-the-future",
+        }
+    ).encode()
     response = rejected(daemon, frame(body), p.ErrorCode.VERSION_MISMATCH, "restart")
     assert response.request_id == "from-the-future"
 
 
 def test_eleven_megabyte_frame_header_is_refused_at_once(daemon: Project) -> None:
     started = time.monotonic()
-    response = rejected(daemon, struct.pack(">I", 11 * 1024 * 1024), p.ErrorCode.TOO_LARGE, "exceeds the limit")
+    response = rejected(
+        daemon, struct.pack(">I", 11 * 1024 * 1024), p.ErrorCode.TOO_LARGE, "exceeds the limit"
+    )
     assert "11534336" in response.message and "10485760" in response.message
     # Refused on the header, not after waiting for a body that never comes.
     assert time.monotonic() - started < REQUEST_TIMEOUT + 5
@@ -156,7 +174,9 @@ def test_eleven_megabyte_frame_with_its_body(daemon: Project) -> None:
         sender.start()
         response = conn.read_response()
         sender.join(30)
-    assert isinstance(response, p.ErrorResponse) and response.code is p.ErrorCode.TOO_LARGE, response
+    assert isinstance(response, p.ErrorResponse) and response.code is p.ErrorCode.TOO_LARGE, (
+        response
+    )
     assert metrics(daemon)["failed_requests"] == before["failed_requests"] + 1
     assert_still_serving(daemon)
 
@@ -198,8 +218,10 @@ def test_client_that_disconnects_mid_frame(daemon: Project) -> None:
     marks = log_text(daemon).count("client disconnected mid-frame")
     with RawConnection(files_of(daemon).socket) as conn:
         conn.send(struct.pack(">I", 100) + b'{"command": "sta')
-    wait_until(lambda: log_text(daemon).count("client disconnected mid-frame") == marks + 1,
-               what="the log line for a client gone mid-frame")
+    wait_until(
+        lambda: log_text(daemon).count("client disconnected mid-frame") == marks + 1,
+        what="the log line for a client gone mid-frame",
+    )
     after = metrics(daemon)
     assert after["failed_requests"] == before["failed_requests"] + 1
     assert_still_serving(daemon)
@@ -215,20 +237,27 @@ def test_client_that_connects_and_leaves_costs_nothing(daemon: Project) -> None:
 
 def test_signal_outside_a_run(daemon: Project) -> None:
     response = raw_exchange(files_of(daemon).socket, frame(p.dump(p.SignalRequest(signum=2))))
-    assert isinstance(response, p.ErrorResponse) and response.code is p.ErrorCode.BAD_REQUEST, response
+    assert isinstance(response, p.ErrorResponse) and response.code is p.ErrorCode.BAD_REQUEST, (
+        response
+    )
     assert "only valid during a run" in response.message
     assert_still_serving(daemon)
 
 
-# --- good requests over a raw socket ------------------------------------------------------------
+# --- good requests over a raw socket ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("request_model", "kind"), [
-    (p.StatusRequest(request_id="raw-status"), p.StatusResponse),
-    (p.HealthRequest(request_id="raw-health"), p.HealthResponse),
-    (p.CollectRequest(request_id="raw-collect", root="."), p.CollectResponse),
-])
-def test_each_request_gets_its_model_and_its_id_back(daemon: Project, request_model: Any, kind: type) -> None:
+@pytest.mark.parametrize(
+    ("request_model", "kind"),
+    [
+        (p.StatusRequest(request_id="raw-status"), p.StatusResponse),
+        (p.HealthRequest(request_id="raw-health"), p.HealthResponse),
+        (p.CollectRequest(request_id="raw-collect", root="."), p.CollectResponse),
+    ],
+)
+def test_each_request_gets_its_model_and_its_id_back(
+    daemon: Project, request_model: Any, kind: type
+) -> None:
     if isinstance(request_model, p.CollectRequest):
         request_model = request_model.model_copy(update={"root": str(daemon.root)})
     response = raw_exchange(files_of(daemon).socket, frame(p.dump(request_model)))
@@ -241,20 +270,26 @@ def test_each_request_gets_its_model_and_its_id_back(daemon: Project, request_mo
 
 def test_collect_through_the_socket_matches_pytest(daemon: Project) -> None:
     response = client(daemon).collect(str(daemon.root), filters={"-k": "user"})
-    assert response["node_ids"] == ["tests/test_accounts.py::test_user_create", "tests/test_accounts.py::test_user_delete"]
+    assert response["node_ids"] == [
+        "tests/test_accounts.py::test_user_create",
+        "tests/test_accounts.py::test_user_delete",
+    ]
     assert response["count"] == 2
     assert response["exit_code"] == 0
     assert response["errors"] == []
     assert response["collection_time"] > 0
 
 
-# --- limits and concurrency ----------------------------------------------------------------------
+# --- limits and concurrency -------------------------------------------------------------------
 
 
 def test_limits_are_reported(daemon: Project) -> None:
     limits = client(daemon).get_status()["limits"]
-    assert limits == {"max_connections": 10, "max_request_bytes": 10 * 1024 * 1024,
-                      "request_timeout": REQUEST_TIMEOUT}
+    assert limits == {
+        "max_connections": 10,
+        "max_request_bytes": 10 * 1024 * 1024,
+        "request_timeout": REQUEST_TIMEOUT,
+    }
 
 
 def test_twenty_concurrent_status_requests(daemon: Project) -> None:
@@ -312,34 +347,50 @@ def test_limits_from_pyproject_and_a_busy_daemon(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     root.mkdir()
     project = make_project(root)
-    project.write({
-        "pyproject.toml": """\
+    project.write(
+        {
+            "pyproject.toml": """\
             [tool.pytest.ini_options]
             asyncio_default_fixture_loop_scope = "function"
             daemon_max_connections = "1"
             daemon_max_request_bytes = "100000"
             daemon_request_timeout = "1"
         """,
-        "tests/test_slow.py": SLOW_TEST,
-    })
+            "tests/test_slow.py": SLOW_TEST,
+        }
+    )
     run = None
     try:
         result = project.start("tests")
         assert result.returncode == 0, str(result)
         sock = files_of(project).socket
         assert DaemonClient(sock).get_status()["limits"] == {
-            "max_connections": 1, "max_request_bytes": 100_000, "request_timeout": 1.0}
+            "max_connections": 1,
+            "max_request_bytes": 100_000,
+            "request_timeout": 1.0,
+        }
 
         too_big = raw_exchange(sock, frame(b"x" * 100_001))
-        assert isinstance(too_big, p.ErrorResponse) and too_big.code is p.ErrorCode.TOO_LARGE, too_big
+        assert isinstance(too_big, p.ErrorResponse) and too_big.code is p.ErrorCode.TOO_LARGE, (
+            too_big
+        )
         assert "limit of 100000 bytes" in too_big.message
 
         # A run holds its connection (the only slot) for as long as it lasts.
-        run = subprocess.Popen([*command_pytest(), "-q", "tests"], cwd=root, env=project.env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               text=True)
-        wait_until(lambda: (root / "run-started").exists() or run.poll() is not None, timeout=60,
-                   what="the run to start")
+        run = subprocess.Popen(
+            [*command_pytest(), "-q", "tests"],
+            cwd=root,
+            env=project.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        wait_until(
+            lambda: (root / "run-started").exists() or run.poll() is not None,
+            timeout=60,
+            what="the run to start",
+        )
         assert run.poll() is None, run.communicate()
         started = time.monotonic()
         try:
@@ -350,7 +401,9 @@ def test_limits_from_pyproject_and_a_busy_daemon(tmp_path: Path) -> None:
             pytest.fail(f"served while a run held the only slot; daemon log:\n{log_text(project)}")
         waited = time.monotonic() - started
         assert busy.startswith("busy:") and "1 connections" in busy, busy
-        assert 0.9 <= waited < 10, f"a client past the limit waited {waited:.2f}s, not the 1 s read limit"
+        assert 0.9 <= waited < 10, (
+            f"a client past the limit waited {waited:.2f}s, not the 1 s read limit"
+        )
         wait_for_log(project, r"Refused connection: 1 connections already open")
 
         (root / "run-may-finish").touch()
@@ -372,8 +425,12 @@ def test_degraded_by_errors_and_error_rate_never_above_one(tmp_path: Path) -> No
     root = tmp_path / "proj"
     root.mkdir()
     project = make_project(root)
-    project.write({"pytest.ini": "[pytest]\nasyncio_default_fixture_loop_scope = function\n",
-                   "tests/test_a.py": "def test_a():\n    pass\n"})
+    project.write(
+        {
+            "pytest.ini": "[pytest]\nasyncio_default_fixture_loop_scope = function\n",
+            "tests/test_a.py": "def test_a():\n    pass\n",
+        }
+    )
     try:
         assert project.start("tests").returncode == 0
         sock = files_of(project).socket
@@ -385,8 +442,10 @@ def test_degraded_by_errors_and_error_rate_never_above_one(tmp_path: Path) -> No
         for conn in [RawConnection(sock) for _ in range(3)]:
             conn.send(b"\x00\x00")
             conn.close()
-        wait_until(lambda: log_text(project).count("client disconnected mid-frame") == 3,
-                   what="three mid-frame disconnects logged")
+        wait_until(
+            lambda: log_text(project).count("client disconnected mid-frame") == 3,
+            what="three mid-frame disconnects logged",
+        )
         health = json.loads(project.pytest("--daemon-health", "--daemon-json").stdout)
         assert health["status"] == "degraded", health
         check = health["checks"]["request_error_rate"]

@@ -8,31 +8,28 @@ the fixture's teardown stops the daemon.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+
 from conftest import (
     Project,
     files_of,
     frame,
-    log_text,
     our_processes,
     pid_alive,
     record_of,
     wait_for_log,
     wait_until,
 )
-
 from pytest_fastcollect.daemon_client import DaemonClient, DaemonError
 from pytest_fastcollect.wire import protocol as p
 
@@ -55,7 +52,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
-# --- private files --------------------------------------------------------------------------
+# --- private files ----------------------------------------------------------------------------
 
 
 def test_files_are_private(project: Project) -> None:
@@ -122,15 +119,18 @@ def test_runtime_dir_that_is_a_symlink_is_refused(project: Project, tmp_path: Pa
     project.write(ONE_TEST)
     link = tmp_path / "rt-link"
     link.symlink_to(project.runtime)
-    result = project.pytest("--daemon-start", "tests", env={"PYTEST_FASTCOLLECT_RUNTIME_DIR": str(link)})
+    result = project.pytest(
+        "--daemon-start", "tests", env={"PYTEST_FASTCOLLECT_RUNTIME_DIR": str(link)}
+    )
     assert result.returncode == 8, str(result)
     assert_one_line_error(result, "symlink")
     assert our_processes(project.root) == []
 
 
 @pytest.mark.parametrize("change", ["mode", pytest.param("owner", marks=needs_root)])
-def test_clients_do_not_use_a_socket_in_an_untrusted_dir(project: Project, restore_runtime: None,
-                                                        change: str) -> None:
+def test_clients_do_not_use_a_socket_in_an_untrusted_dir(
+    project: Project, restore_runtime: None, change: str
+) -> None:
     """A runtime dir someone else could write to may hold an impostor's socket: never talk to it.
 
     A run hands the daemon the environment and the terminal, so the checks
@@ -155,7 +155,7 @@ def test_clients_do_not_use_a_socket_in_an_untrusted_dir(project: Project, resto
     assert project.status()["metrics"]["runs"] == 0  # type: ignore[index]
 
 
-# --- another uid ----------------------------------------------------------------------------------
+# --- another uid ------------------------------------------------------------------------------
 
 
 def as_nobody(action: Callable[[], str]) -> str:
@@ -217,8 +217,9 @@ def test_another_uid_cannot_reach_the_socket_through_the_private_dir(project: Pr
 
 
 @needs_root
-def test_connection_from_another_uid_is_refused_by_the_peer_check(project: Project,
-                                                                  restore_runtime: None) -> None:
+def test_connection_from_another_uid_is_refused_by_the_peer_check(
+    project: Project, restore_runtime: None
+) -> None:
     record = started(project)
     served_before = project.status()["metrics"]["by_command"].get("status", 0)  # type: ignore[index,union-attr]
     # Open the filesystem path on purpose so that only SO_PEERCRED stands in the way.
@@ -238,7 +239,7 @@ def test_connection_from_another_uid_is_refused_by_the_peer_check(project: Proje
     assert by_command["status"] == served_before + 1, by_command  # type: ignore[index, operator]
 
 
-# --- single instance -------------------------------------------------------------------------------
+# --- single instance --------------------------------------------------------------------------
 
 
 def test_lockf_keeps_a_second_supervisor_out(project: Project) -> None:
@@ -247,9 +248,27 @@ def test_lockf_keeps_a_second_supervisor_out(project: Project) -> None:
     r, w = os.pipe()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest_fastcollect.supervisor", "--root", str(project.root),
-             "--cwd", str(project.root), "--progress-fd", str(w), "--", "tests"],
-            env=project.env, pass_fds=(w,), capture_output=True, text=True, timeout=60, cwd=project.runtime)
+            [
+                sys.executable,
+                "-m",
+                "pytest_fastcollect.supervisor",
+                "--root",
+                str(project.root),
+                "--cwd",
+                str(project.root),
+                "--progress-fd",
+                str(w),
+                "--",
+                "tests",
+            ],
+            check=False,
+            env=project.env,
+            pass_fds=(w,),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=project.runtime,
+        )
         os.close(w)
         w = -1
         with os.fdopen(r, "rb") as stream:
@@ -267,31 +286,68 @@ def test_lockf_keeps_a_second_supervisor_out(project: Project) -> None:
     assert files.socket.exists()
 
 
+def lock_free(lock: Path) -> bool:
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
+
+
 def test_lock_is_held_by_the_supervisor_and_freed_when_it_dies(project: Project) -> None:
     record = started(project)
     lock = files_of(project).lock
-
-    def lock_free() -> bool:
-        fd = os.open(lock, os.O_RDWR)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        else:
-            fcntl.lockf(fd, fcntl.LOCK_UN)
-            return True
-        finally:
-            os.close(fd)
-
-    assert not lock_free()
+    assert not lock_free(lock)
     os.kill(int(record["pid"]), signal.SIGKILL)
-    wait_until(lambda: not pid_alive(int(record["pid"])), what="the supervisor to die")
-    # lockf locks die with their process; nothing the daemon forked keeps it.
-    assert lock_free()
+    # The kernel drops the lock once every thread of the killed process has exited.
+    wait_until(lambda: lock_free(lock), what="the dead supervisor's lock to be released")
     wait_until(lambda: not pid_alive(int(record["warm_pid"])), what="the warm process to exit")
+    again = project.start("tests")
+    assert again.returncode == 0 and "daemon started" in again.stdout, str(again)
 
 
-# --- pid-reuse safety ---------------------------------------------------------------------------
+HOLD_AND_FORK = """
+import os, sys, time
+from pathlib import Path
+from pytest_fastcollect.paths import project_files
+from pytest_fastcollect.supervisor.runtime import Runtime
+
+runtime = Runtime(project_files(sys.argv[1], Path(sys.argv[2])))
+runtime.acquire()
+child = os.fork()
+if child == 0:
+    time.sleep(60)
+    os._exit(0)
+print(child, flush=True)
+os._exit(0)  # dies holding the lock, as a killed daemon does
+"""
+
+
+def test_lock_is_not_kept_by_a_forked_child_of_a_dead_holder(project: Project) -> None:
+    """The reason for lockf: a flock stayed held by a forked child after the daemon died."""
+    proc = subprocess.run(
+        [sys.executable, "-c", HOLD_AND_FORK, str(project.root), str(project.runtime)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=project.env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    child = int(proc.stdout)
+    try:
+        assert pid_alive(child)
+        assert lock_free(files_of(project).lock), "the dead holder's forked child keeps the lock"
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+# --- pid-reuse safety -------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -311,28 +367,45 @@ def held_lock(project: Project) -> Iterator[Path]:
 
 def write_record(project: Project, pid: int, create_time: float) -> None:
     files = files_of(project)
-    files.state.write_text(p.DaemonRecord(
-        pid=pid, create_time=create_time, root=str(project.root), socket_path=str(files.socket),
-        log_path=str(files.log), version="0.1.0").model_dump_json())
+    files.state.write_text(
+        p.DaemonRecord(
+            pid=pid,
+            create_time=create_time,
+            root=str(project.root),
+            socket_path=str(files.socket),
+            log_path=str(files.log),
+            version="0.1.0",
+        ).model_dump_json()
+    )
 
 
 @pytest.mark.parametrize("impostor", ["sleep", "lookalike"])
-def test_stop_never_signals_a_pid_that_is_not_our_daemon(project: Project, held_lock: Path,
-                                                         impostor: str) -> None:
+def test_stop_never_signals_a_pid_that_is_not_our_daemon(
+    project: Project, held_lock: Path, impostor: str
+) -> None:
     if impostor == "sleep":
         cmd = ["sleep", "60"]
     else:
         # Same command-line words as our daemon, but not the process the record describes.
-        cmd = [sys.executable, "-c", "import time; time.sleep(60)", "pytest_fastcollect.supervisor",
-               str(project.root)]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(60)",
+            "pytest_fastcollect.supervisor",
+            str(project.root),
+        ]
     proc = subprocess.Popen(cmd)
     try:
         created = psutil.Process(proc.pid).create_time()
         write_record(project, proc.pid, created if impostor == "sleep" else created - 1000)
         result = project.stop()
-        assert proc.poll() is None, f"--daemon-stop signalled pid {proc.pid}, which is not our daemon\n{result}"
+        assert proc.poll() is None, (
+            f"--daemon-stop signalled pid {proc.pid}, which is not our daemon\n{result}"
+        )
         assert result.returncode == 6, str(result)
-        assert f"pid {proc.pid} is not this project's daemon; not signalling it" in result.stderr, str(result)
+        assert f"pid {proc.pid} is not this project's daemon; not signalling it" in result.stderr, (
+            str(result)
+        )
         assert "no daemon running" in result.stderr
         # The lock is held, so the files may belong to a live daemon: they stay.
         assert files_of(project).state.exists()
@@ -341,7 +414,7 @@ def test_stop_never_signals_a_pid_that_is_not_our_daemon(project: Project, held_
         proc.wait(10)
 
 
-# --- roots ----------------------------------------------------------------------------------------
+# --- roots ------------------------------------------------------------------------------------
 
 
 def test_collect_roots_outside_the_project_are_refused(project: Project, tmp_path: Path) -> None:
@@ -372,8 +445,9 @@ def test_run_request_from_a_raw_socket_without_fds_is_refused(project: Project) 
     started(project)
     from conftest import raw_exchange
 
-    req = p.RunRequest(args=["-q"], cwd=str(project.root), env={}, umask=0o22, python=sys.executable,
-                       sys_path=[])
+    req = p.RunRequest(
+        args=["-q"], cwd=str(project.root), env={}, umask=0o22, python=sys.executable, sys_path=[]
+    )
     response = raw_exchange(files_of(project).socket, frame(p.dump(req)))
     assert isinstance(response, p.ErrorResponse), response
     assert response.code is p.ErrorCode.BAD_REQUEST

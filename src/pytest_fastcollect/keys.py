@@ -32,8 +32,19 @@ FIXED_ENV = (
     "PYTHONDEVMODE",
     "PYTHONUTF8",
     "PYTHONSAFEPATH",
+    # Interpreter start-up settings: -O strips asserts outside test modules,
+    # the others change int->str limits and what tracebacks and warnings show.
+    "PYTHONOPTIMIZE",
+    "PYTHONINTMAXSTRDIGITS",
+    "PYTHONTRACEMALLOC",
+    "PYTHONNODEBUGRANGES",
     "DJANGO_SETTINGS_MODULE",
 )
+
+# Interpreter options that only shape sys.path (compared on its own) or
+# bytecode writing; any other (-O, -X, -W, -b, -u, ...) cannot be honoured by
+# a warm process that was started without it.
+_HARMLESS_INTERPRETER_FLAGS = frozenset("sEIPB")
 
 # -o overrides that change what gets imported or how.
 IMPORT_TIME_INI = ("pythonpath", "filterwarnings", "required_plugins", "consider_namespace_packages")
@@ -110,6 +121,24 @@ def env_differences(warm_env: dict[str, str], run_env: dict[str, str]) -> list[s
         for name, value in sorted(warm_env.items())
         if run_env.get(name, "") != value
     ]
+
+
+def interpreter_options(orig_argv: list[str] | None = None) -> list[str]:
+    """Options given to the interpreter itself, e.g. ``-O`` in ``python -O -m pytest``."""
+    argv = list(getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv)
+    found = []
+    for arg in argv[1:]:
+        if not arg.startswith("-") or arg == "-":
+            break  # the script (or an option's value): pytest's own arguments follow
+        letters = arg[1:]
+        # -m and -c end the interpreter's options, also inside a cluster (-sm).
+        cut = min((letters.index(c) for c in "mc" if c in letters), default=-1)
+        flags = set(letters[:cut] if cut >= 0 else letters)
+        if arg.startswith("--") or not flags <= _HARMLESS_INTERPRETER_FLAGS:
+            found.append(arg)
+        if cut >= 0:
+            break
+    return found
 
 
 def fixed_env() -> dict[str, str]:

@@ -88,6 +88,11 @@ class ProjectFiles:
         return self.directory / f"{self.key}.json"
 
     @property
+    def cache(self) -> Path:
+        """pytest's cache_dir for the daemon's own collections (never the project's .pytest_cache)."""
+        return self.directory / f"{self.key}.cache"
+
+    @property
     def log(self) -> Path:
         return self.directory / f"{self.key}.log"
 

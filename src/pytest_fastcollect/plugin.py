@@ -83,7 +83,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
         _check_worker_options(early_config)
     elif _role == "client":
         ns = early_config.known_args_namespace
-        verb = next((v for v in VERBS if getattr(ns, v, False)), None)
+        given = [v for v in VERBS if getattr(ns, v, False)]
+        if len(given) > 1:
+            flags = " and ".join("--" + v.replace("_", "-") for v in given)
+            raise pytest.UsageError(f"{flags} do not go together; give one --daemon-* command")
+        verb = given[0] if given else None
         if verb is not None:
             from pytest_fastcollect.client import commands
 

@@ -112,11 +112,11 @@ def spawn_supervisor(config: pytest.Config, warm_args: list[str], wait: bool,
         sys.executable, "-m", "pytest_fastcollect.supervisor",
         "--root", str(files.root),
         "--cwd", str(config.invocation_params.dir),
-        "--max-connections", str(int(ini("daemon_max_connections"))),
-        "--max-request-bytes", str(int(ini("daemon_max_request_bytes"))),
-        "--request-timeout", str(float(ini("daemon_request_timeout"))),
-        "--debounce", str(float(ini("daemon_debounce_ms")) / 1000),
-        "--log-level", str(ini("daemon_log_level")),
+        "--max-connections", str(_ini_number(config, "daemon_max_connections", int, 1)),
+        "--max-request-bytes", str(_ini_number(config, "daemon_max_request_bytes", int, 1024)),
+        "--request-timeout", str(_ini_number(config, "daemon_request_timeout", float, 0.1)),
+        "--debounce", str(_ini_number(config, "daemon_debounce_ms", float, 0) / 1000),
+        "--log-level", _ini_log_level(config),
     ]
     if sys_path:
         cmd += ["--sys-path0", sys_path[0]]
@@ -131,6 +131,24 @@ def spawn_supervisor(config: pytest.Config, warm_args: list[str], wait: bool,
         return None
     os.close(write_fd)
     return _follow_start(read_fd)
+
+
+def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float], minimum: float) -> float:
+    raw = str(config.getini(name)).strip()
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UsageError(f"ini option {name} = {raw!r} is not a {kind.__name__}") from None
+    if value < minimum:
+        raise UsageError(f"ini option {name} = {raw!r} must be at least {minimum:g}")
+    return value
+
+
+def _ini_log_level(config: pytest.Config) -> str:
+    level = str(config.getini("daemon_log_level")).strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise UsageError(f"ini option daemon_log_level = {level!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
+    return level
 
 
 def _daemonize(cmd: list[str], cwd: str, keep_fd: int | None) -> None:
@@ -224,11 +242,7 @@ def stop_files(files: ProjectFiles) -> int:
     except DaemonError:
         pid = 0
     if pid:
-        try:
-            psutil.Process(pid).wait(STOP_TIMEOUT)
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired:
+        if not wait_gone(pid, STOP_TIMEOUT):
             _kill_verified(files, pid)
         sys.stdout.write(f"pytest-fastcollect: stopped the daemon (pid {pid}) for {files.root}\n")
         remove_stale_files(files) if lock_is_free(files) else None
@@ -241,6 +255,24 @@ def stop_files(files: ProjectFiles) -> int:
                              f"for {files.root}\n")
             return int(Exit.OK)
     raise _no_daemon(files)
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Wait until ``pid`` has exited. A zombie counts as exited: the daemon is
+    not our child, and its reaper (often PID 1 in containers) may be slow."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    return False
 
 
 def _kill_verified(files: ProjectFiles, pid: int) -> bool:

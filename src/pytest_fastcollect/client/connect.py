@@ -16,7 +16,7 @@ import pydantic
 from pydantic import TypeAdapter
 
 from pytest_fastcollect.client.transport import DEFAULT_TIMEOUT, connect, lock_is_free, remove_stale_files
-from pytest_fastcollect.errors import DaemonConnectionError, DaemonError
+from pytest_fastcollect.errors import DaemonConnectionError, DaemonError, FastCollectError
 from pytest_fastcollect.paths import ProjectFiles, project_files
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
@@ -76,7 +76,7 @@ class DaemonClient:
         """True when a daemon answers a status request on this socket."""
         try:
             self.request(p.StatusRequest(), timeout=min(self.timeout, 5.0))
-        except (DaemonConnectionError, DaemonError):
+        except FastCollectError:
             return False
         return True
 

@@ -61,6 +61,11 @@ def try_handoff(config: pytest.Config) -> int | None:
         return None
     if not os.path.exists(files.socket):
         return None
+    interpreter_options = keys.interpreter_options()
+    if interpreter_options:
+        notice(f"the warm process was started without python {' '.join(interpreter_options)}; "
+               "running without the daemon")
+        return None
     if getattr(ns, "cov_source", None):
         notice("--cov needs to see every import, which the warm process already did; running without the daemon")
         return None

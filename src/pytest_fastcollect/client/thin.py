@@ -12,6 +12,7 @@ import os
 import sys
 
 USAGE = "usage: pytest-fastcollect run [PYTEST ARGS...]"
+COLD_ARGS = frozenset({"--no-daemon", "--help", "-h", "--version", "-V", "--cov"})
 
 
 def _find_daemon(start: str) -> str | None:
@@ -31,9 +32,10 @@ def _find_daemon(start: str) -> str | None:
         here = parent
 
 
-def _exec_pytest(args: list[str]) -> int:
+def _exec_pytest(args: list[str], skip_daemon: bool = True) -> int:
+    """Become the ordinary pytest (``skip_daemon``: it must not ask the daemon again)."""
     script = os.path.join(os.path.dirname(sys.executable), "pytest")
-    env = dict(os.environ, PYTEST_FASTCOLLECT_DISABLE="1")
+    env = dict(os.environ, PYTEST_FASTCOLLECT_DISABLE="1") if skip_daemon else dict(os.environ)
     sys.stdout.flush()
     sys.stderr.flush()
     if os.path.exists(script):
@@ -51,11 +53,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"pytest-fastcollect: error: unknown command {argv[0]!r}\n{USAGE}\n")
         return 4
     args = argv[1:]
-    sock_path = _find_daemon(os.getcwd())
-    if sock_path is None or os.environ.get("PYTEST_FASTCOLLECT_DISABLE", "") not in ("", "0"):
-        return _exec_pytest(args)
+    from pytest_fastcollect.client.handoff import disabled_by_env, notice, run_through
     from pytest_fastcollect.client.transport import connect
-    from pytest_fastcollect.client.handoff import notice, run_through
+
+    # Verbs, --no-daemon, --help and --version are pytest's own business.
+    if any(a in COLD_ARGS or a.startswith("--daemon-") for a in args):
+        return _exec_pytest(args, skip_daemon=False)
+    sock_path = _find_daemon(os.getcwd())
+    if sock_path is None or disabled_by_env():
+        return _exec_pytest(args)
     from pytest_fastcollect.errors import DaemonConnectionError, RuntimeDirError
 
     try:

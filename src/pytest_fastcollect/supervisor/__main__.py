@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = Limits(max_connections=ns.max_connections, max_request_bytes=ns.max_request_bytes,
                     request_timeout=ns.request_timeout, debounce=ns.debounce)
     config = DaemonConfig(root=str(files.root), socket_path=str(files.socket), log_path=str(files.log),
+                          cache_dir=str(files.cache),
                           cwd=ns.cwd, env=dict(os.environ), sys_path0=ns.sys_path0, warm_args=warm_args,
                           limits=limits)
     sup = Supervisor(config, log_fd)

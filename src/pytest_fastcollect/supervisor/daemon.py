@@ -36,6 +36,9 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 # Re-import purged test modules once saves have been quiet this long.
 REWARM_DELAY = 1.0
+# File times come from a coarse kernel clock: a save made after an instant
+# can carry a time up to one tick (1-10 ms) before it.
+FILE_CLOCK_SLACK_NS = 20_000_000
 
 Notify = Callable[[str], None]
 
@@ -54,6 +57,7 @@ class DaemonConfig:
     root: str
     socket_path: str
     log_path: str
+    cache_dir: str
     cwd: str
     env: dict[str, str]
     sys_path0: str | None
@@ -84,7 +88,7 @@ class Supervisor:
         self._pending: set[str] = set()
         self._pending_since: float | None = None
         self._debounce_timer: threading.Timer | None = None
-        self._stats: dict[str, tuple[int, int, int] | None] = {}
+        self._stats: dict[str, tuple[int, int, int, int] | None] = {}
         self._hashes: dict[str, str | None] = {}
         self._dirs: dict[str, tuple[int, frozenset[str]]] = {}
         self.reload_times: list[float] = []
@@ -100,11 +104,13 @@ class Supervisor:
         self._site_mtimes: dict[str, int] = {}
         self._rewarm_files: set[str] = set()
         self._rewarm_timer: threading.Timer | None = None
+        self._spawned_ns = 0
 
     # -- warm process ------------------------------------------------------------
 
     def spawn(self) -> WarmProcess:
         self.generation += 1
+        self._spawned_ns = time.time_ns()
         return WarmProcess(
             generation=self.generation,
             root=self.root,
@@ -113,6 +119,7 @@ class Supervisor:
             sys_path0=self.config.sys_path0,
             warm_args=self.config.warm_args,
             log_fd=self.log_fd,
+            cache_dir=self.config.cache_dir,
             on_progress=lambda ev: self.progress_cb(ev),
             on_death=self._on_warm_death,
         )
@@ -142,7 +149,7 @@ class Supervisor:
             log.warning("Failed to import %s: %s", failure.path, failure.error)
         with self._lock:
             pending = set(self._pending)
-        self._record_files(wp, force_changed=pending)
+        self._record_files(wp, self._spawned_ns, force_changed=pending)
         with self._lock:
             old = self.current if self.current is not wp else None
             self.current = wp
@@ -150,14 +157,39 @@ class Supervisor:
         if old is not None:
             old.retire()
 
-    def _record_files(self, wp: WarmProcess, force_changed: set[str] = frozenset()) -> None:  # type: ignore[assignment]
-        stats: dict[str, tuple[int, int, int] | None] = {}
-        hashes: dict[str, str | None] = {}
-        dirs: dict[str, tuple[int, frozenset[str]]] = {}
+    def _record_files(self, wp: WarmProcess, since_ns: int, reread: set[str] | None = None,
+                      force_changed: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        """Record stat and content hash of the files the warm process has loaded.
+
+        ``reread`` None: a new warm process read every file since ``since_ns``.
+        Else ``reread`` are the files a reload purged, and a file the warm
+        process did not read again keeps its record (it still holds that
+        content). A file modified after ``since_ns`` may have been read before
+        or after that save: it gets an unknown hash and is queued, so the next
+        run reloads it whatever the watcher reports and whenever it reports it.
+        """
+        with self._lock:
+            if reread is None:
+                stats: dict[str, tuple[int, int, int, int] | None] = {}
+                hashes: dict[str, str | None] = {}
+                dirs: dict[str, tuple[int, frozenset[str]]] = {}
+            else:
+                stats = {f: s for f, s in self._stats.items() if f in wp.modules and f not in reread}
+                hashes = {f: self._hashes.get(f) for f in stats}
+                dirs = dict(self._dirs)
+        suspects: set[str] = set()
         for path in wp.modules:
-            stats[path] = _stat(path)
-            # A file changed while it was being imported has unknown content.
-            hashes[path] = None if path in force_changed else changes.content_hash(path)
+            if path in stats:
+                continue
+            # Hash, then stat: a save between the two shows in the stat.
+            digest = changes.content_hash(path)
+            st = _stat(path)
+            stats[path] = st
+            if path in force_changed or (st is not None and st[0] >= since_ns - FILE_CLOCK_SLACK_NS):
+                hashes[path] = None
+                suspects.add(path)
+            else:
+                hashes[path] = digest
             d = os.path.dirname(path)
             if d not in dirs:
                 dirs[d] = _dir_sig(d)
@@ -166,6 +198,8 @@ class Supervisor:
         site = {d: _dir_sig(d)[0] for d in self.site_dirs}
         with self._lock:
             self._stats, self._hashes, self._dirs, self._site_mtimes = stats, hashes, dirs, site
+        if suspects - force_changed:
+            self.note_changes(suspects - force_changed)
 
     def _on_warm_death(self, wp: WarmProcess) -> None:
         if self.stop_event.is_set():
@@ -269,11 +303,15 @@ class Supervisor:
         # (through pytest, so assertions are rewritten) and by a later re-warm.
         reimport = [] if decision.broken else [n for n in closure if n not in tests]
         started = time.perf_counter()
+        since_ns = time.time_ns()
+        self.state = p.DaemonState.RELOADING
         box = wp.request(_new_id(), {"op": "reload", "modules": closure, "reimport": reimport})
         try:
             event = box.get()
         finally:
             box.close()
+            if self.state is p.DaemonState.RELOADING:
+                self.state = p.DaemonState.READY
         if not isinstance(event, wm.Reloaded):
             self._replace(changes.Replace.CRASH, "the warm process died while reloading", notify)
             return
@@ -283,7 +321,7 @@ class Supervisor:
             return
         elapsed = (time.perf_counter() - started) * 1000
         wp.update_modules(event)
-        self._record_files(wp)
+        self._record_files(wp, since_ns, reread={by_name[n] for n in closure})
         with self._lock:
             self.generation += 1
             wp.generation = self.generation
@@ -319,6 +357,7 @@ class Supervisor:
                 busy = bool(self._pending) or self.current is not wp or self.stop_event.is_set()
             if busy or not files or wp.state is not WarmState.READY:
                 return
+            since_ns = time.time_ns()
             before = {f: _stat(f) for f in files}
             box = wp.request(_new_id(), {"op": "rewarm", "files": files})
             try:
@@ -336,6 +375,8 @@ class Supervisor:
                         self._hashes[f] = None
                         d = os.path.dirname(f)
                         self._dirs.setdefault(d, _dir_sig(d))
+            # Project modules the test modules imported for the first time.
+            self._record_files(wp, since_ns, reread=set())
             log.info("Re-warmed %d test modules in %.1f ms", event.reimported, event.duration_ms)
 
     def _replace(self, kind: changes.Replace, reason: str, notify: Notify | None) -> None:
@@ -531,11 +572,15 @@ class Supervisor:
             wp = self.fresh_warm_process(lambda _m: None)
         except Refused as exc:
             return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.NOT_READY, message=str(exc))
-        args = ["--collect-only", "-q", "-o", f"cache_dir={os.path.join(os.path.dirname(self.config.socket_path), 'cache-' + os.path.basename(self.config.socket_path))}"]
+        args = ["--collect-only", "-q", "-o", f"cache_dir={self.config.cache_dir}"]
         if req.filters.keyword:
             args += ["-k", req.filters.keyword]
         if req.filters.markers:
             args += ["-m", req.filters.markers]
+        if not req.filters.paths and os.path.realpath(root) == self.root:
+            # The project root itself: collect as `pytest --collect-only` there
+            # would, honouring testpaths.
+            targets = []
         args += targets
         r, w = os.pipe()
         box = wp.request(req.request_id, {"op": "fork", "mode": "collect", "args": args, "cwd": self.root,
@@ -654,10 +699,17 @@ class Supervisor:
                     client_gone = True
                     _killpg(pid, signal.SIGKILL)
 
-    def reload_all(self, req: p.ReloadRequest) -> p.ReloadResponse:
+    def reload_all(self, req: p.ReloadRequest) -> p.ReloadResponse | p.ErrorResponse:
         started = time.perf_counter()
         with self._reload_lock:
             self._replace(changes.Replace.MANUAL, "requested with --daemon-reload", None)
+            failed = self.state is p.DaemonState.FAILED
+        if failed:
+            # A reload is asked for to recover; "replaced" would be a lie.
+            wp = self.current
+            error = (wp.error if wp is not None else None) or "see the daemon log"
+            return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.NOT_READY,
+                                   message=f"the new warm process failed to start ({error})")
         return p.ReloadResponse(request_id=req.request_id, generation=self.generation,
                                 duration_ms=round((time.perf_counter() - started) * 1000, 2))
 
@@ -702,12 +754,13 @@ def _umask() -> int:
     return current
 
 
-def _stat(path: str) -> tuple[int, int, int] | None:
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    # ctime too: a same-size rewrite whose mtime was put back still changes it.
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
 def _dir_sig(d: str) -> tuple[int, frozenset[str]]:

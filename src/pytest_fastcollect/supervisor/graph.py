@@ -3,7 +3,8 @@
 Runs in the supervisor, which never imports user code: edges come from an AST
 scan of each loaded module's file (``import``, ``from ... import``, and
 ``importlib.import_module``/``__import__`` with a literal name), cached by
-(mtime, size). Over-approximation is safe (more is re-imported); a missed
+(mtime, size, inode, ctime): a same-size rewrite that kept its mtime (coarse
+file systems, ``touch -r``, tools restoring times) still changes the ctime. Over-approximation is safe (more is re-imported); a missed
 dynamic edge is caught by the warm process's weakref check.
 """
 
@@ -64,14 +65,14 @@ def scan_imports(source: bytes, importer: str, is_package: bool) -> set[str]:
 
 class ImportGraph:
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[tuple[int, int], str, set[str]]] = {}
+        self._cache: dict[str, tuple[tuple[int, int, int, int], str, set[str]]] = {}
 
     def imports_of(self, name: str, path: str) -> set[str]:
         try:
             st = os.stat(path)
         except OSError:
             return set()
-        sig = (st.st_mtime_ns, st.st_size)
+        sig = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
         cached = self._cache.get(path)
         if cached is not None and cached[0] == sig and cached[1] == name:
             return cached[2]

@@ -43,16 +43,24 @@ class Mailbox:
     def __init__(self) -> None:
         self._q: queue.Queue[wm.WarmEvent | None] = queue.Queue()
         self._r, self._w = os.pipe()
+        self._lock = threading.Lock()
+        self._closed = False
 
     def fileno(self) -> int:
         return self._r
 
     def put(self, event: wm.WarmEvent | None) -> None:
-        self._q.put(event)
-        try:
-            os.write(self._w, b"x")
-        except OSError:
-            pass
+        # A closed box may still be registered (the reader broadcasts None on
+        # exit): its fd numbers may belong to another file by now, e.g. a new
+        # warm process's control socket, so never write after close.
+        with self._lock:
+            if self._closed:
+                return
+            self._q.put(event)
+            try:
+                os.write(self._w, b"x")
+            except OSError:
+                pass
 
     def get(self, timeout: float | None = None) -> wm.WarmEvent | None:
         """None means the warm process died."""
@@ -64,11 +72,15 @@ class Mailbox:
         return self._q.get_nowait()
 
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in (self._r, self._w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 class WarmProcess:
@@ -81,6 +93,7 @@ class WarmProcess:
         sys_path0: str | None,
         warm_args: list[str],
         log_fd: int,
+        cache_dir: str,
         on_progress: Callable[[wm.Progress], None],
         on_death: Callable[[WarmProcess], None] | None = None,
     ) -> None:
@@ -102,7 +115,7 @@ class WarmProcess:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent
         cmd = [sys.executable, "-m", "pytest_fastcollect.warm.zygote",
-               "--control-fd", str(child.fileno()), "--root", root]
+               "--control-fd", str(child.fileno()), "--root", root, "--cache-dir", cache_dir]
         if sys_path0 is not None:
             cmd += ["--sys-path0", sys_path0]
         cmd += ["--", *warm_args]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -65,6 +66,7 @@ class Runtime:
         os.replace(tmp, self.files.state)
 
     def release(self) -> None:
+        shutil.rmtree(self.files.cache, ignore_errors=True)
         remove_quietly(self.files.socket)
         remove_quietly(self.files.state)
         if self._lock_fd is not None:

@@ -142,7 +142,8 @@ class Server:
             response = p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.INTERNAL,
                                        message=f"{type(exc).__name__}: {exc}")
         ok = not isinstance(response, p.ErrorResponse)
-        self.sup.count(req.command, ok=ok)
+        # A refused run ran cold in the client: count it apart from served runs.
+        self.sup.count("run_refused" if isinstance(response, p.RunRefused) else req.command, ok=ok)
         self._reply(conn, response)
         log.info("Request [%s] completed in %.4fs: %s", req.request_id, time.perf_counter() - started,
                  "success" if ok else f"error: {getattr(response, 'message', '')}")

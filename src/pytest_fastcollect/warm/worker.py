@@ -25,7 +25,17 @@ from typing import Any
 from pytest_fastcollect.warm import envtrack
 
 
+def _default_errors(fd: int) -> str:
+    # Python picks these at start-up from the locale (surrogateescape under
+    # C.UTF-8 and the C locale, else strict); the warm process did the same.
+    if fd == 2:
+        return "backslashreplace"
+    original = sys.__stdin__ if fd == 0 else sys.__stdout__
+    return getattr(original, "errors", None) or "strict"
+
+
 def _stream(fd: int, mode: str, env: dict[str, str]) -> io.TextIOWrapper:
+    """A stdio stream made the way CPython makes it at start-up (create_stdio)."""
     encoding = None
     errors = None
     spec = env.get("PYTHONIOENCODING")
@@ -33,21 +43,26 @@ def _stream(fd: int, mode: str, env: dict[str, str]) -> io.TextIOWrapper:
         enc, _, err = spec.partition(":")
         encoding = enc or None
         errors = err or None
-    tty = os.isatty(fd)
-    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
-    raw = io.FileIO(fd, mode, closefd=False)
-    buffered: io.BufferedIOBase
-    if mode == "r":
-        buffered = io.BufferedReader(raw)
-    else:
-        buffered = io.BufferedWriter(raw)
+    buffered_stdio = not env.get("PYTHONUNBUFFERED")
+    write = mode != "r"
+    raw = io.FileIO(fd, "wb" if write else "rb", closefd=False)
+    raw.name = ("<stdin>", "<stdout>", "<stderr>")[fd]
+    tty = raw.isatty()
+    # Unbuffered (-u) output goes straight to the raw file; stdin is always buffered.
+    buffer: Any = raw
+    if write and buffered_stdio:
+        buffer = io.BufferedWriter(raw)
+    elif not write:
+        buffer = io.BufferedReader(raw)
     wrapper = io.TextIOWrapper(
-        buffered,
+        buffer,
         encoding=encoding or (sys.__stdout__.encoding if sys.__stdout__ else "utf-8"),
-        errors=errors or ("backslashreplace" if fd == 2 else "strict"),
-        line_buffering=(tty or fd == 2) and mode != "r",
-        write_through=unbuffered and mode != "r",
+        errors=errors or _default_errors(fd),
+        newline="\n",  # no newline translation on POSIX, on input either
+        line_buffering=buffered_stdio and (tty or fd == 2),
+        write_through=not buffered_stdio,
     )
+    wrapper.mode = "w" if write else "r"  # type: ignore[misc]
     return wrapper
 
 

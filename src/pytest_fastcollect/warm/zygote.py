@@ -19,7 +19,6 @@ import select
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -159,12 +158,12 @@ def _stdout_to_devnull() -> Iterator[None]:
 
 
 class Zygote:
-    def __init__(self, ctl: socket.socket, root: str, warm_args: list[str]) -> None:
+    def __init__(self, ctl: socket.socket, root: str, warm_args: list[str], cache_dir: str) -> None:
         self.ctl = ctl
         self.root = os.path.realpath(root)
         self.warm_args = warm_args
         self.children: dict[int, str] = {}
-        self.cache_dir = tempfile.mkdtemp(prefix="pytest-fastcollect-cache-")
+        self.cache_dir = cache_dir
         self.warm_options: list[str] = []
         self.warm_paths: list[str] = []
         self.key: dict[str, Any] | None = None
@@ -345,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--sys-path0", default=None)
+    parser.add_argument("--cache-dir", required=True)
     parser.add_argument("warm_args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
     # Mirror the client's interpreter: `pytest` puts its script directory first
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path[0] = ns.sys_path0
     warm_args = [a for a in ns.warm_args if a != "--"]
     ctl = socket.socket(fileno=ns.control_fd)
-    zygote = Zygote(ctl, ns.root, warm_args)
+    zygote = Zygote(ctl, ns.root, warm_args, ns.cache_dir)
     zygote.warm_up()
     zygote.loop()
     return 0

@@ -1,0 +1,3 @@
+"""One of two same-length module names (a same-size import swap)."""
+
+NAME = "alpha"

@@ -1,0 +1,5 @@
+from app.alpha import NAME
+
+
+def test_name():
+    assert NAME == "alpha"

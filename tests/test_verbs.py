@@ -1,0 +1,369 @@
+"""Transcript tests for every ``--daemon-*`` verb: the command, its output lines, its exit code.
+
+Templates are literal text except for placeholders: ``{root}``, ``{socket}``,
+``{log}``, ``{pid}`` and ``{warm}`` (this daemon's values), ``{n}`` (an
+integer), ``{f}`` (a decimal) and ``{*}`` (anything on one line). A template
+must match the whole output, line for line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from typing import Any
+
+import pytest
+
+from conftest import Project, Result, files_of, frame, raw_exchange, record_of
+from pytest_fastcollect.wire import protocol as p
+
+FILES = {
+    "tests/test_a.py": "def test_a():\n    pass\n",
+    "tests/test_b.py": "def test_b():\n    pass\n",
+}
+PLACEHOLDER = re.compile(r"\{(root|socket|log|pid|warm|runtime|n|f|\*)\}")
+NO_DAEMON = (
+    "pytest-fastcollect: error: no daemon running for {root}; "
+    "start one with: pytest --daemon-start\n"
+)
+
+
+def pattern(template: str, values: dict[str, str]) -> str:
+    out = []
+    pos = 0
+    for m in PLACEHOLDER.finditer(template):
+        out.append(re.escape(template[pos : m.start()]))
+        name = m.group(1)
+        if name == "n":
+            out.append(r"\d+")
+        elif name == "f":
+            out.append(r"\d+\.\d+")
+        elif name == "*":
+            out.append(r"[^\n]*")
+        else:
+            out.append(re.escape(values[name]))
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return "".join(out)
+
+
+def expect(
+    project: Project,
+    result: Result,
+    code: int,
+    *,
+    stdout: str = "",
+    stderr: str = "",
+    record: dict[str, Any] | None = None,
+) -> None:
+    """Assert a transcript: exit code, and stdout/stderr matching their templates in full.
+
+    ``{pid}`` and ``{warm}`` come from ``record``, else from the daemon record now on disk.
+    """
+    record = record or record_of(project) or {}
+    files = files_of(project)
+    values = {
+        "root": str(project.root),
+        "socket": str(files.socket),
+        "log": str(files.log),
+        "runtime": str(project.runtime),
+        "pid": str(record.get("pid", "?")),
+        "warm": str(record.get("warm_pid", "?")),
+    }
+    problems = []
+    if result.returncode != code:
+        problems.append(f"exit {result.returncode}, expected {code}")
+    for name, got, template in (
+        ("stdout", result.stdout, stdout),
+        ("stderr", result.stderr, stderr),
+    ):
+        want = textwrap.dedent(template).lstrip("\n")
+        if not re.fullmatch(pattern(want, values), got):
+            problems.append(
+                f"{name} does not match its template:\n--- template ---\n{want}--- got ---\n{got}"
+            )
+    assert not problems, "\n".join(problems) + f"\n\n{result}"
+
+
+def started(project: Project, *paths: str) -> Result:
+    project.write(FILES)
+    result = project.start(*paths)
+    assert result.returncode == 0, str(result)
+    return result
+
+
+STARTED = """
+    pytest-fastcollect: daemon started for {root}
+      pid:    {pid}
+      socket: {socket}
+      log:    {log}
+      Pre-import complete: 2/2 modules in {f}s
+"""
+
+HEALTHY = """
+    Status: healthy
+    Checks:
+      - socket_alive: True
+      - running: ready
+      - warm_process_alive: {warm}
+      - warm_process_single_threaded: 1
+      - request_error_rate: 0.00 (0%)
+      - memory_rss_bytes: {n}
+      - zombies: 0
+      - file_watcher: inotify
+      - pending_changes_age_s: 0.0
+      - import_failures: 0
+"""
+
+
+# --- without a daemon -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--daemon-status"],
+        ["--daemon-status", "--daemon-json"],
+        ["--daemon-health"],
+        ["--daemon-health", "--daemon-json"],
+        ["--daemon-stop"],
+        ["--daemon-reload"],
+    ],
+)
+def test_verbs_without_a_daemon(project: Project, args: list[str]) -> None:
+    result = project.pytest(*args)
+    expect(project, result, 6, stderr=NO_DAEMON)
+    assert list(project.runtime.iterdir()) == [], "a verb that found no daemon left files behind"
+
+
+def test_daemon_json_alone_is_a_usage_error(project: Project) -> None:
+    result = project.pytest("--daemon-json")
+    expect(
+        project,
+        result,
+        4,
+        stderr="ERROR: --daemon-json goes with --daemon-status or --daemon-health\n\n",
+    )
+
+
+def test_two_verbs_at_once_are_a_usage_error(project: Project) -> None:
+    project.write(FILES)
+    result = project.pytest("--daemon-start", "--daemon-stop")
+    expect(
+        project,
+        result,
+        4,
+        stderr=(
+            "ERROR: --daemon-start and --daemon-stop do not go together; "
+            "give one --daemon-* command\n\n"
+        ),
+    )
+    assert record_of(project) is None
+
+
+def test_restart_without_a_daemon_starts_one(project: Project) -> None:
+    project.write(FILES)
+    result = project.pytest("--daemon-restart", "tests")
+    record = record_of(project)
+    assert record is not None
+    project.started_pids.append(int(record["pid"]))
+    expect(project, result, 0, stdout=STARTED)
+
+
+# --- with a daemon ----------------------------------------------------------------------------
+
+
+def test_start_then_start_again(project: Project) -> None:
+    expect(project, started(project, "tests"), 0, stdout=STARTED)
+    expect(
+        project,
+        project.pytest("--daemon-start", "tests"),
+        0,
+        stdout=(
+            "pytest-fastcollect: a daemon is already running for {root} (pid {pid}); "
+            "nothing started (pytest --daemon-restart replaces it)\n"
+        ),
+    )
+
+
+def test_status(project: Project) -> None:
+    started(project, "tests")
+    expect(
+        project,
+        project.pytest("--daemon-status"),
+        0,
+        stdout="""
+        pytest-fastcollect daemon for {root}
+          state:          ready (generation 1)
+          pid:            {pid} (warm process: {warm})
+          uptime:         0:00:{n}
+          socket:         {socket}
+          log:            {log}
+          versions:       pytest-fastcollect {*}, protocol 1, Python {*}, pytest {*}
+          warm paths:     tests
+          cached modules: {n} (2 from the project)
+          warm-up:        2/2 modules in {f}s
+          requests:       0 total, 0 ok, 0 failed (error rate 0.0%); runs 0, collects 0
+          watcher:        inotify ({root}; inotify watches: {n})
+          reloads:        0 (0 modules; mean -, p95 -); pending changes: 0
+          replacements:   none
+          processes:
+            role        pid      RSS          PSS          CPU s   threads  fds   children  zombies
+            supervisor  {pid}{*}
+            warm        {warm}{*}
+    """,
+    )
+
+
+def test_status_json(project: Project) -> None:
+    started(project, "tests")
+    result = project.pytest("--daemon-status", "--daemon-json")
+    assert result.returncode == 0 and result.stderr == "", str(result)
+    data: dict[str, Any] = json.loads(result.stdout)
+    record = record_of(project)
+    assert record is not None
+    assert data["kind"] == "status"
+    assert (data["pid"], data["warm_pid"], data["root"]) == (
+        record["pid"],
+        record["warm_pid"],
+        str(project.root),
+    )
+    assert data["log_path"] == str(files_of(project).log)
+    assert data["socket_path"] == str(files_of(project).socket)
+    assert data["metrics"]["total_requests"] == 0
+    assert data["warmup"]["imported"] == data["warmup"]["total"] == 2
+    assert p.StatusResponse.model_validate(data).pid == record["pid"]
+
+
+def test_health(project: Project) -> None:
+    started(project, "tests")
+    expect(project, project.pytest("--daemon-health"), 0, stdout=HEALTHY)
+
+
+def test_health_json(project: Project) -> None:
+    started(project, "tests")
+    result = project.pytest("--daemon-health", "--daemon-json")
+    assert result.returncode == 0 and result.stderr == "", str(result)
+    data = json.loads(result.stdout)
+    assert data["kind"] == "health" and data["status"] == "healthy"
+    assert all(check["ok"] for check in data["checks"].values()), data
+    assert p.HealthResponse.model_validate(data).status is p.HealthVerdict.HEALTHY
+
+
+def test_health_not_healthy_exits_7(project: Project) -> None:
+    started(project, "tests")
+    for _ in range(3):
+        response = raw_exchange(files_of(project).socket, frame(b"{not json"))
+        assert isinstance(response, p.ErrorResponse)
+    expect(
+        project,
+        project.pytest("--daemon-health"),
+        7,
+        stdout="""
+        Status: degraded
+        Checks:
+          - socket_alive: True
+          - running: ready
+          - warm_process_alive: {warm}
+          - warm_process_single_threaded: 1
+          - request_error_rate: 1.00 (100%)  <- degraded  [3 of 3 requests failed]
+          - memory_rss_bytes: {n}
+          - zombies: 0
+          - file_watcher: inotify
+          - pending_changes_age_s: 0.0
+          - import_failures: 0
+    """,
+    )
+    result = project.pytest("--daemon-health", "--daemon-json")
+    assert result.returncode == 7, str(result)
+    assert json.loads(result.stdout)["status"] == "degraded"
+
+
+def test_reload(project: Project) -> None:
+    started(project, "tests")
+    old = record_of(project)
+    assert old is not None
+    expect(
+        project,
+        project.pytest("--daemon-reload"),
+        0,
+        stdout="""
+        pytest-fastcollect: warm process replaced (generation 2) in {f}s
+    """,
+    )
+    status = project.status()
+    assert status["pid"] == old["pid"]
+    assert status["warm_pid"] != old["warm_pid"]
+    assert status["generation"] == 2
+    assert status["reload"]["replacements"] == {"manual": 1}  # type: ignore[index]
+
+
+def test_restart_replaces_the_daemon_and_keeps_its_warm_paths(project: Project) -> None:
+    project.write(FILES)
+    first = project.start("tests/test_a.py")
+    assert first.returncode == 0, str(first)
+    old = record_of(project)
+    assert old is not None
+    result = project.pytest("--daemon-restart")
+    new = record_of(project)
+    assert new is not None
+    project.started_pids.append(int(new["pid"]))
+    assert new["pid"] != old["pid"]
+    expect(
+        project,
+        result,
+        0,
+        stdout=f"""
+        pytest-fastcollect: stopped the daemon (pid {old["pid"]}) for {{root}}
+        pytest-fastcollect: daemon started for {{root}}
+          pid:    {{pid}}
+          socket: {{socket}}
+          log:    {{log}}
+          Pre-import complete: 1/1 modules in {{f}}s
+    """,
+    )
+    assert project.status()["warm_paths"] == ["tests/test_a.py"]
+
+
+def test_restart_with_new_paths(project: Project) -> None:
+    project.write(FILES)
+    assert project.start("tests/test_a.py").returncode == 0
+    old = record_of(project)
+    assert old is not None
+    result = project.pytest("--daemon-restart", "tests")
+    new = record_of(project)
+    assert new is not None
+    project.started_pids.append(int(new["pid"]))
+    expect(
+        project,
+        result,
+        0,
+        stdout=f"pytest-fastcollect: stopped the daemon (pid {old['pid']}) for {{root}}\n"
+        + textwrap.dedent(STARTED).lstrip("\n"),
+    )
+
+
+def test_stop_then_stop_again(project: Project) -> None:
+    started(project, "tests")
+    record = record_of(project)
+    expect(
+        project,
+        project.stop(),
+        0,
+        record=record,
+        stdout="""
+        pytest-fastcollect: stopped the daemon (pid {pid}) for {root}
+    """,
+    )
+    assert record_of(project) is None
+    files = files_of(project)
+    assert not files.socket.exists() and not files.lock.exists()
+    expect(project, project.stop(), 6, stderr=NO_DAEMON)
+
+
+def test_verbs_from_a_subdirectory_find_the_projects_daemon(project: Project) -> None:
+    started(project, "tests")
+    result = project.pytest("--daemon-status", "--daemon-json", cwd=project.root / "tests")
+    assert result.returncode == 0, str(result)
+    assert json.loads(result.stdout)["root"] == str(project.root)
