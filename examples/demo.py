@@ -137,10 +137,18 @@ def demo(project: Path, env: dict[str, str]) -> None:
         expect(health.returncode == 0, "pytest --daemon-health failed")
 
 
-def stop(project: Path, env: dict[str, str], runtime: Path) -> bool:
-    """Stop the daemon (if one runs) and check that nothing is left behind."""
+def running(pid: int) -> bool:
+    """True while ``pid`` runs; an exited daemon waiting for its reaper does not count."""
     import psutil
 
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def stop(project: Path, env: dict[str, str], runtime: Path) -> bool:
+    """Stop the daemon (if one runs) and check that nothing is left behind."""
     from pytest_fastcollect.daemon_client import DaemonClient, get_socket_path, stop_daemon
 
     heading("5. Stop the daemon")
@@ -152,7 +160,7 @@ def stop(project: Path, env: dict[str, str], runtime: Path) -> bool:
     result, _ = pytest(project, env, "--daemon-stop")
     # 6 = no daemon was running (start-up failed before there was one).
     ok = result.returncode == 0 or (result.returncode == 6 and pid is None)
-    if pid is not None and psutil.pid_exists(pid):
+    if pid is not None and running(pid):
         print(
             f"demo: the daemon (pid {pid}) is still running; stopping it through the API",
             flush=True,

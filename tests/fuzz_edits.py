@@ -574,6 +574,36 @@ class FuzzState:
             return f"delete {rel}"
         return "new " + self.write(rel, "FLAG = True\n")
 
+    def op_rename_dir(self) -> str | None:
+        a, b = "app/ns", "app/ns2"
+        src, dst = (a, b) if self.exists(a) else (b, a) if self.exists(b) else (None, None)
+        if src is None or dst is None:
+            return None
+        os.rename(self.bench.path(src), self.bench.path(dst))
+        return f"rename directory {src} to {dst}"
+
+    def op_package_init(self) -> str | None:
+        return self._toggle("app/__init__.py", '"""\n', '"""\n\nVERSION = 1\n')
+
+    def op_plugin(self) -> str | None:
+        return self._toggle("app/plugin_fixtures.py", 'return "plugin"', 'return "plugins"')
+
+    def op_fixture_module(self) -> str | None:
+        return self._toggle("app/fixtures.py", "return 3", "return 4")
+
+    def op_pytest_ini(self) -> str | None:
+        rel = "pytest.ini"
+        if self.exists(rel):
+            self.bench.path(rel).unlink()
+            return f"delete {rel}"
+        addopts = self.rng.choice(["-k 'not greet'", "-x", ""])
+        text = (
+            "[pytest]\ntestpaths = tests\npythonpath = .\n"
+            f"addopts = {addopts}\n"
+            "asyncio_default_fixture_loop_scope = function\n"
+        )
+        return "new " + self.write(rel, text)
+
     def op_env(self) -> str | None:
         if self.env:
             self.env = {}
@@ -626,6 +656,11 @@ class FuzzState:
         ("env", 0.7),
         ("touch", 1),
         ("revert", 2),
+        ("rename_dir", 0.5),
+        ("package_init", 0.7),
+        ("plugin", 0.7),
+        ("fixture_module", 0.7),
+        ("pytest_ini", 0.4),
         ("pause", 1.5),
     )
 

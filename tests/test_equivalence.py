@@ -138,6 +138,8 @@ CASES = [
     one("--collect-only -k param"),
     one("--trace-config"),
     one("--debug=/dev/null"),
+    # pytest runs that a test starts, in the worker's process and in a subprocess.
+    one("scenarios/test_nested.py", id="nested-pytest"),
 ]
 
 
@@ -145,6 +147,8 @@ def normalise(text: str) -> str:
     text = re.sub(r"0x[0-9a-f]+", "0xADDR", text)
     text = re.sub(r" in \d+\.\d+s( \(\d+:\d\d:\d\d\))?", " in Ns", text)
     text = re.sub(r"^\d+\.\d+s (setup|call|teardown) ", r"Ns \1 ", text, flags=re.M)
+    text = re.sub(r"cache from \d+:\d\d:\d\d ago", "cache from N ago", text)
+    text = re.sub(r"pytest-of-([^/]+)/pytest-\d+/", r"pytest-of-\1/pytest-N/", text)
     return text
 
 

@@ -381,6 +381,13 @@ def env_var_read_at_import_changed(c: Checker) -> None:
 
 
 @scenario
+def env_var_set_empty_vs_unset(c: Checker) -> None:
+    # os.environ.get("STALE_MODE", "default") tells an empty value from none.
+    c.check("tests", env={"STALE_MODE": ""}, expect=("FAILED tests/test_settings.py::test_mode",))
+    c.check("tests", expect=("PASSED tests/test_settings.py::test_mode",))
+
+
+@scenario
 def state_does_not_leak_between_runs(c: Checker) -> None:
     save(
         c.path("tests/test_leak.py"),

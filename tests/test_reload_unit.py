@@ -363,3 +363,16 @@ def test_graph_sees_a_same_size_rewrite_that_kept_its_mtime(tmp_path: Path) -> N
     os.utime(t, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (t.stat().st_size, t.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert graph.reverse_closure(["bravo"], modules) == ["bravo", "t"]
+
+
+# -- import-time environment (a difference replaces the warm process) --------------
+
+
+def test_env_unset_is_not_empty() -> None:
+    from pytest_fastcollect import keys
+
+    assert keys.env_differences({"A": None}, {}) == []
+    assert keys.env_differences({"A": ""}, {"A": ""}) == []
+    assert keys.env_differences({"A": None}, {"A": ""}) != []
+    assert keys.env_differences({"A": ""}, {}) != []
+    assert keys.env_differences({"A": "1"}, {"A": "2", "B": "x"}) != []

@@ -114,12 +114,15 @@ def interpreter_differences(warm: dict[str, Any], python: str, sys_path: list[st
     return []
 
 
-def env_differences(warm_env: dict[str, str], run_env: dict[str, str]) -> list[str]:
-    """``warm_env`` holds the fixed variables plus every one read while importing project code."""
+def env_differences(warm_env: dict[str, str | None], run_env: dict[str, str]) -> list[str]:
+    """``warm_env`` holds the fixed variables plus every one read while importing project code.
+
+    None means unset: ``os.environ.get(name, default)`` tells it from an empty value.
+    """
     return [
         f"environment variable {name} differs from the warm process"
         for name, value in sorted(warm_env.items())
-        if run_env.get(name, "") != value
+        if run_env.get(name) != value
     ]
 
 
@@ -141,5 +144,5 @@ def interpreter_options(orig_argv: list[str] | None = None) -> list[str]:
     return found
 
 
-def fixed_env() -> dict[str, str]:
-    return {k: os.environ.get(k, "") for k in FIXED_ENV}
+def fixed_env() -> dict[str, str | None]:
+    return {k: os.environ.get(k) for k in FIXED_ENV}

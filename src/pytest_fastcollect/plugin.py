@@ -73,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("daemon_max_request_bytes", default=str(10 * 1024 * 1024),
                   help="Daemon: largest request in bytes (default 10 MB).")
     parser.addini("daemon_request_timeout", default="30", help="Daemon: seconds to read a request (default 30).")
-    parser.addini("daemon_debounce_ms", default="50", help="Daemon: quiet period after file events (default 50).")
+    parser.addini("daemon_debounce_ms", default="20", help="Daemon: quiet period after file events (default 20).")
     parser.addini("daemon_log_level", default="INFO", help="Daemon: log level (default INFO).")
 
 
@@ -111,11 +111,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _check_worker_options(config: pytest.Config) -> None:
-    if _warm_options is None:
+    global _refuse_fd
+    # Only the run itself is checked, once: a pytest that a test runs in this
+    # process (pytester's runpytest) has other options and must not refuse
+    # the run half-way. The fd is closed so the tests do not inherit it.
+    fd, _refuse_fd = _refuse_fd, None
+    if _warm_options is None or fd is None:
         return
     from pytest_fastcollect import keys
 
     reasons = keys.option_differences(_warm_options, keys.option_key(config))
-    if reasons and _refuse_fd is not None:
-        os.write(_refuse_fd, reasons[0].encode())
+    if reasons:
+        os.write(fd, reasons[0].encode())
         os._exit(keys.REFUSED_EXIT)
+    os.close(fd)

@@ -81,7 +81,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--max-connections", type=int, default=10)
     ap.add_argument("--max-request-bytes", type=int, default=10 * 1024 * 1024)
     ap.add_argument("--request-timeout", type=float, default=30.0)
-    ap.add_argument("--debounce", type=float, default=0.05)
+    ap.add_argument("--debounce", type=float, default=0.02)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--polling", action="store_true")
     ap.add_argument("warm_args", nargs=argparse.REMAINDER)

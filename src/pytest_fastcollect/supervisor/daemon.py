@@ -48,7 +48,7 @@ class Limits:
     max_connections: int = 10
     max_request_bytes: int = 10 * 1024 * 1024
     request_timeout: float = 30.0
-    debounce: float = 0.05
+    debounce: float = 0.02
     max_rss_bytes: int = 4 * 1024**3
 
 
@@ -305,11 +305,12 @@ class Supervisor:
         started = time.perf_counter()
         since_ns = time.time_ns()
         self.state = p.DaemonState.RELOADING
-        box = wp.request(_new_id(), {"op": "reload", "modules": closure, "reimport": reimport})
+        reload_id = _new_id()
+        box = wp.request(reload_id, {"op": "reload", "modules": closure, "reimport": reimport})
         try:
             event = box.get()
         finally:
-            box.close()
+            wp.done(reload_id)
             if self.state is p.DaemonState.RELOADING:
                 self.state = p.DaemonState.READY
         if not isinstance(event, wm.Reloaded):
@@ -319,9 +320,9 @@ class Supervisor:
             kind = changes.Replace.ALIVE if "still referenced" in event.reason else changes.Replace.RELOAD_ERROR
             self._replace(kind, event.reason, notify)
             return
-        elapsed = (time.perf_counter() - started) * 1000
         wp.update_modules(event)
         self._record_files(wp, since_ns, reread={by_name[n] for n in closure})
+        elapsed = (time.perf_counter() - started) * 1000
         with self._lock:
             self.generation += 1
             wp.generation = self.generation
@@ -359,11 +360,12 @@ class Supervisor:
                 return
             since_ns = time.time_ns()
             before = {f: _stat(f) for f in files}
-            box = wp.request(_new_id(), {"op": "rewarm", "files": files})
+            rewarm_id = _new_id()
+            box = wp.request(rewarm_id, {"op": "rewarm", "files": files})
             try:
                 event = box.get()
             finally:
-                box.close()
+                wp.done(rewarm_id)
             if not isinstance(event, wm.Reloaded):
                 return
             wp.update_modules(event)

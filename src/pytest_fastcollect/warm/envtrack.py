@@ -15,7 +15,7 @@ from typing import Any
 
 _BOOTSTRAP_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
 
-recorded: dict[str, str] = {}
+recorded: dict[str, str | None] = {}  # None: it was not set
 _enabled = False
 _originals: dict[str, Callable[..., Any]] = {}
 
@@ -39,11 +39,11 @@ def _record(key: object) -> None:
         recorded[key] = _peek(key)
 
 
-def _peek(key: str) -> str:
+def _peek(key: str) -> str | None:
     try:
         value: str = _originals["__getitem__"](os.environ, key)
     except KeyError:
-        return ""
+        return None
     return value
 
 

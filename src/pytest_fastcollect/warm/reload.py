@@ -52,6 +52,11 @@ def purge(names: list[str]) -> list[tuple[str, weakref.ref[Any]]]:
     return refs
 
 
+def _rewritten_by_pytest(mod: ModuleType | None) -> bool:
+    loader = getattr(mod, "__loader__", None)
+    return type(loader).__name__ == "AssertionRewritingHook"
+
+
 def _result(started: float, ok: bool, reason: str = "", reimported: int = 0) -> dict[str, Any]:
     return {
         "ok": ok,
@@ -65,12 +70,15 @@ def _result(started: float, ok: bool, reason: str = "", reimported: int = 0) -> 
 def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
     """Purge ``names``; then import ``reimport`` (project modules, never test modules).
 
-    Test modules are left for the next run to import through pytest (so
-    assertion rewriting applies) and for a later re-warm.
+    Test modules, and every module pytest rewrote (``pytest_plugins`` modules,
+    ``register_assert_rewrite`` ones), are left for the next run to import
+    through pytest, so assertions are rewritten as in a cold run, and for a
+    later re-warm.
     """
     started = time.perf_counter()
     gc.unfreeze()
     try:
+        rewritten = [n for n in names if _rewritten_by_pytest(sys.modules.get(n))]
         refs = purge(names)
         for cleanup in getattr(typing, "_cleanups", []):
             cleanup()
@@ -83,12 +91,18 @@ def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
         importlib.invalidate_caches()
         linecache.clearcache()
         for name in reimport:
-            if name in sys.modules:
+            if name in sys.modules or name in rewritten:
                 continue
             try:
                 importlib.import_module(name)
             except Exception as exc:
                 return _result(started, False, f"re-importing {name} raised {type(exc).__name__}: {exc}")
+        plain = [n for n in rewritten if n in sys.modules]
+        if plain:
+            # A project module imports it: outside pytest it came back without
+            # assertion rewriting, and pytest would warn and keep it so.
+            listed = ", ".join(plain[:ALIVE_REPORT_LIMIT])
+            return _result(started, False, f"rewritten modules were imported plainly: {listed}")
         return _result(started, True, reimported=sum(1 for n in reimport if n in sys.modules))
     finally:
         # One full collection (above) is the price of the liveness check; the
