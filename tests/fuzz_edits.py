@@ -301,7 +301,10 @@ class StaleBench:
         cold = self.cold(args, env)
         problems: list[str] = []
         refused = NOT_WARM.search(warm.stderr)
-        if refused and not allow_cold:
+        # When pytest itself cannot start (a broken conftest or pytest_plugins
+        # module), no warm process can exist either: a cold run is the answer.
+        cannot_start = "test session starts" not in cold.stdout
+        if refused and not (allow_cold or cannot_start):
             problems.append(f"the run did not go through the daemon: {refused.group(0)}")
         problems.extend(outcomes(warm).diff(outcomes(cold)))
         return Comparison(list(args), env, thin, warm, cold, problems)
@@ -322,7 +325,11 @@ GEN_TEMPLATES = (
     "def {name}(base):\n    assert base + {a} == {b}\n",
     "def {name}(offset):\n    assert offset * {a} == {b}\n",
     "def {name}():\n    from app.models import Color\n    assert len(Color) == {a}\n",
-    "def {name}():\n    from app.registry import REGISTRY\n    assert len(REGISTRY) == {a}\n",
+    # Imports what fills the registry itself: a run of one file sees the import
+    # side effects of every module the warm process holds (see
+    # test_never_stale.py::run_of_one_file_sees_only_its_own_imports).
+    "def {name}():\n    import app.plugins\n    from app.registry import REGISTRY\n"
+    "    assert len(REGISTRY) == {a}\n",
     "def {name}():\n    import dataclasses\n    from app.models import Point\n"
     "    assert len(dataclasses.fields(Point)) == {a}\n",
 )
@@ -627,6 +634,16 @@ class FuzzState:
         rel = self.rng.choice(sorted(changed))
         return "revert " + self.write(rel, self.pristine[rel])
 
+    def op_double_save(self) -> str | None:
+        """A formatter rewriting the file just after the editor saved it."""
+        first = self.op_body() or self.op_enum()
+        if first is None:
+            return None
+        gap = self.rng.choice([0.0, 0.01, 0.03, 0.06, 0.1])
+        time.sleep(gap)
+        second = self.op_const() or self.op_greet() or self.op_dataclass()
+        return f"{first}; {gap}s later {second}"
+
     def op_pause(self) -> str | None:
         # Land on the far side of the debounce timer or inside the re-warm window.
         seconds = self.rng.choice([0.03, 0.08, 0.3, 1.0, 1.2])
@@ -661,6 +678,7 @@ class FuzzState:
         ("plugin", 0.7),
         ("fixture_module", 0.7),
         ("pytest_ini", 0.4),
+        ("double_save", 1.5),
         ("pause", 1.5),
     )
 

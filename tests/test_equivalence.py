@@ -145,6 +145,7 @@ CASES = [
 
 def normalise(text: str) -> str:
     text = re.sub(r"0x[0-9a-f]+", "0xADDR", text)
+    text = re.sub(r"^(\s+)\d{12,}(\s+: )", r"\1ID\2", text, flags=re.M)  # id() as a plugin name
     text = re.sub(r" in \d+\.\d+s( \(\d+:\d\d:\d\d\))?", " in Ns", text)
     text = re.sub(r"^\d+\.\d+s (setup|call|teardown) ", r"Ns \1 ", text, flags=re.M)
     text = re.sub(r"cache from \d+:\d\d:\d\d ago", "cache from N ago", text)
@@ -382,6 +383,30 @@ def python_m_pytest(proj: Project, *args: str, interp: tuple[str, ...] = ()) -> 
         check=False,
     )
     return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_python_m_pytest_same_as_cold(tmp_path: Path) -> None:
+    """A daemon started with ``python -m pytest`` serves such runs, named as cold names them."""
+    proj = equiv_copy(tmp_path / "proj")
+    expected = {
+        ("--no-such-option",): "python -m pytest: error: unrecognized arguments",
+        ("-s", "-q", "scenarios/test_stdio.py::test_argv0"): "pytest/__main__.py",
+    }
+    try:
+        started = python_m_pytest(proj, "--daemon-start", "tests", "scenarios")
+        assert started.returncode == 0, str(started)
+        for args, text in expected.items():
+            before = daemon_runs(proj)
+            warm = python_m_pytest(proj, *args)
+            assert daemon_runs(proj) == before + 1 and NOTICE not in warm.stderr, str(warm)
+            cold = python_m_pytest(proj, "--no-daemon", *args)
+            assert warm.returncode == cold.returncode, f"{cold}\n{warm}"
+            assert normalise(warm.stdout) == normalise(cold.stdout), f"{cold}\n{warm}"
+            assert normalise(warm.stderr) == normalise(cold.stderr), f"{cold}\n{warm}"
+            assert text in warm.output, str(warm)
+    finally:
+        proj.cleanup()
+        shutil.rmtree(proj.runtime, ignore_errors=True)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ or an exit, with a deadline; nothing sleeps.
 
 from __future__ import annotations
 
+import difflib
 import fcntl
 import os
 import re
@@ -32,6 +33,7 @@ CTTY_EXEC = (
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
 ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
+INTERRUPT_AT = re.compile(r"^\S+\.py(?:\x1b\[0m)?:\d+: KeyboardInterrupt$", re.M)
 
 
 class PtyRun:
@@ -131,6 +133,11 @@ def spawn(equiv_daemon: Project) -> Iterator[object]:
             run.close()
 
 
+def same_diff(cold: str, warm: str) -> str:
+    lines = difflib.unified_diff(cold.splitlines(), warm.splitlines(), "cold", "warm", lineterm="")
+    return "\n".join(repr(line) for line in lines)
+
+
 def normalise(data: bytes) -> str:
     text = data.decode(errors="replace").replace("\r\n", "\n")
     text = re.sub(r"0x[0-9a-f]+", "0xADDR", text)
@@ -166,7 +173,7 @@ def test_tty_output_same_as_cold(spawn: object) -> None:
         )  # type: ignore[operator]
         assert run.wait() == 1, run.text()
         outputs.append(normalise(run.output))
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1], same_diff(outputs[0], outputs[1])
 
 
 def test_no_colours_without_a_tty(equiv_daemon: Project) -> None:
@@ -222,7 +229,7 @@ def test_pdb_session_same_as_cold(spawn: object) -> None:
         run.send(b"c\n")
         assert run.wait() == 1, run.text()
         outputs.append(normalise(run.output))
-    assert outputs[0] == outputs[1]
+    assert outputs[0] == outputs[1], same_diff(outputs[0], outputs[1])
 
 
 @pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])
@@ -235,7 +242,7 @@ def test_ctrl_c_interrupts_the_run(equiv_daemon: Project, spawn: object, cold: b
         "scenarios/test_block.py::test_after",
         cold=cold,
     )  # type: ignore[operator]
-    run.expect(b"BLOCKING-NOW")
+    run.expect(b"BLOCKING-NOW\r\n")  # the whole line: the ^C echo comes after it
     run.send(b"\x03")
     assert run.wait(timeout=30) == 2, run.text()
     text = ANSI.sub(b"", run.output).decode(errors="replace")
@@ -253,11 +260,29 @@ def test_ctrl_c_report_same_as_cold(spawn: object) -> None:
             "scenarios/test_block.py::test_blocks",
             cold=cold,
         )  # type: ignore[operator]
-        run.expect(b"BLOCKING-NOW")
+        run.expect(b"BLOCKING-NOW\r\n")  # the whole line: the ^C echo comes after it
         run.send(b"\x03")
         assert run.wait(timeout=30) == 2, run.text()
-        outputs.append(normalise(run.output))
-    assert outputs[0] == outputs[1]
+        # Where the interrupt lands (the test's line, or inside Event.wait)
+        # depends on when ^C arrives after the print, cold as well as warm.
+        text, found = INTERRUPT_AT.subn("<where>: KeyboardInterrupt", normalise(run.output))
+        assert found == 1, run.text()
+        outputs.append(text)
+    assert outputs[0] == outputs[1], same_diff(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("cold", [True, False], ids=["cold", "warm"])
+def test_ctrl_c_kills_a_run_with_default_sigint(
+    equiv_daemon: Project, spawn: object, cold: bool
+) -> None:
+    """A run that dies of SIGINT: the client dies of it too, so a shell loop stops."""
+    run = spawn("-s", "scenarios/test_block.py::test_blocks_with_default_sigint", cold=cold)  # type: ignore[operator]
+    run.expect(b"DEFAULT-SIGINT-NOW\r\n")
+    run.send(b"\x03")
+    assert run.wait(timeout=30) == -signal.SIGINT, run.text()
+    assert b"passed" not in run.output and b"KeyboardInterrupt" not in run.output, run.text()
+    if not cold:
+        assert _workers(equiv_daemon) == []
 
 
 def _workers(equiv_daemon: Project) -> list[psutil.Process]:

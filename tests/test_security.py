@@ -321,6 +321,9 @@ runtime = Runtime(project_files(sys.argv[1], Path(sys.argv[2])))
 runtime.acquire()
 child = os.fork()
 if child == 0:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
     time.sleep(60)
     os._exit(0)
 print(child, flush=True)

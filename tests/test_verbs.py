@@ -105,7 +105,7 @@ HEALTHY = """
     Status: healthy
     Checks:
       - socket_alive: True
-      - running: ready
+      - running: True
       - warm_process_alive: {warm}
       - warm_process_single_threaded: 1
       - request_error_rate: 0.00 (0%)
@@ -174,7 +174,30 @@ def test_restart_without_a_daemon_starts_one(project: Project) -> None:
 # --- with a daemon ----------------------------------------------------------------------------
 
 
-def test_start_then_start_again(project: Project) -> None:
+STATUS = """
+    pytest-fastcollect daemon for {root}
+      state:          ready (generation 1)
+      pid:            {pid} (warm process: {warm})
+      uptime:         0:00:{n}
+      socket:         {socket}
+      log:            {log}
+      versions:       pytest-fastcollect {*}, protocol 1, Python {*}, pytest {*}
+      warm paths:     tests
+      cached modules: {n} (2 from the project)
+      warm-up:        2/2 modules in {f}s
+      requests:       0 total, 0 ok, 0 failed (error rate 0.0%); runs 0, collects 0
+      watcher:        inotify ({root}; inotify watches: {n})
+      reloads:        0 (0 modules; mean -, p95 -); pending changes: 0
+      replacements:   none
+      processes:
+        role        pid      RSS          PSS          CPU s   threads  fds   children  zombies
+        supervisor  {pid}{*}
+        warm        {warm}{*}
+"""
+
+
+def test_start_start_status_json_health_json(project: Project) -> None:
+    """One daemon, the read-only verbs in order (so the status shows zero requests)."""
     expect(project, started(project, "tests"), 0, stdout=STARTED)
     expect(
         project,
@@ -185,39 +208,8 @@ def test_start_then_start_again(project: Project) -> None:
             "nothing started (pytest --daemon-restart replaces it)\n"
         ),
     )
+    expect(project, project.pytest("--daemon-status"), 0, stdout=STATUS)
 
-
-def test_status(project: Project) -> None:
-    started(project, "tests")
-    expect(
-        project,
-        project.pytest("--daemon-status"),
-        0,
-        stdout="""
-        pytest-fastcollect daemon for {root}
-          state:          ready (generation 1)
-          pid:            {pid} (warm process: {warm})
-          uptime:         0:00:{n}
-          socket:         {socket}
-          log:            {log}
-          versions:       pytest-fastcollect {*}, protocol 1, Python {*}, pytest {*}
-          warm paths:     tests
-          cached modules: {n} (2 from the project)
-          warm-up:        2/2 modules in {f}s
-          requests:       0 total, 0 ok, 0 failed (error rate 0.0%); runs 0, collects 0
-          watcher:        inotify ({root}; inotify watches: {n})
-          reloads:        0 (0 modules; mean -, p95 -); pending changes: 0
-          replacements:   none
-          processes:
-            role        pid      RSS          PSS          CPU s   threads  fds   children  zombies
-            supervisor  {pid}{*}
-            warm        {warm}{*}
-    """,
-    )
-
-
-def test_status_json(project: Project) -> None:
-    started(project, "tests")
     result = project.pytest("--daemon-status", "--daemon-json")
     assert result.returncode == 0 and result.stderr == "", str(result)
     data: dict[str, Any] = json.loads(result.stdout)
@@ -231,23 +223,18 @@ def test_status_json(project: Project) -> None:
     )
     assert data["log_path"] == str(files_of(project).log)
     assert data["socket_path"] == str(files_of(project).socket)
-    assert data["metrics"]["total_requests"] == 0
+    assert data["metrics"]["total_requests"] == 1
     assert data["warmup"]["imported"] == data["warmup"]["total"] == 2
     assert p.StatusResponse.model_validate(data).pid == record["pid"]
 
-
-def test_health(project: Project) -> None:
-    started(project, "tests")
     expect(project, project.pytest("--daemon-health"), 0, stdout=HEALTHY)
 
-
-def test_health_json(project: Project) -> None:
-    started(project, "tests")
     result = project.pytest("--daemon-health", "--daemon-json")
     assert result.returncode == 0 and result.stderr == "", str(result)
     data = json.loads(result.stdout)
     assert data["kind"] == "health" and data["status"] == "healthy"
     assert all(check["ok"] for check in data["checks"].values()), data
+    assert data["checks"]["request_error_rate"]["detail"] == "0 of 3 requests failed"
     assert p.HealthResponse.model_validate(data).status is p.HealthVerdict.HEALTHY
 
 
@@ -264,7 +251,7 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
         Status: degraded
         Checks:
           - socket_alive: True
-          - running: ready
+          - running: True
           - warm_process_alive: {warm}
           - warm_process_single_threaded: 1
           - request_error_rate: 1.00 (100%)  <- degraded  [3 of 3 requests failed]

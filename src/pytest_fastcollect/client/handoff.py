@@ -83,7 +83,8 @@ def try_handoff(config: pytest.Config) -> int | None:
         return None
     sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
     with sock:
-        return run_through(sock, config.invocation_params.args, str(config.invocation_params.dir), sys_path)
+        return run_through(sock, config.invocation_params.args, str(config.invocation_params.dir), sys_path,
+                           sys.argv[0] if sys.argv else "pytest")
 
 
 def _stdio_fds() -> tuple[int, int, int]:
@@ -144,9 +145,10 @@ def _read(sock: socket.socket) -> lite.RunResponse:
     return lite.decode_run_response(raw)
 
 
-def run_through(sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str]) -> int | None:
+def run_through(sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str],
+                argv0: str = "pytest") -> int | None:
     """Send a run over ``sock`` and follow it; None means: run it cold."""
-    payload = lite.encode_run(args, cwd, dict(os.environ), _umask(), sys.executable, sys_path)
+    payload = lite.encode_run(args, cwd, dict(os.environ), _umask(), sys.executable, sys_path, argv0)
     try:
         send_frame(sock, payload, fds=_stdio_fds())
     except OSError as exc:

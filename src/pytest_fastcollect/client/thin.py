@@ -72,8 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     except DaemonConnectionError:
         notice("the daemon is not answering; running pytest without it")
         return _exec_pytest(args)
+    # sys.argv[0] of the pytest this stands in for (the one _exec_pytest runs).
+    script = os.path.join(os.path.dirname(sys.executable), "pytest")
+    argv0 = script if os.path.exists(script) else "pytest"
     with sock:
-        code = run_through(sock, args, os.getcwd(), list(sys.path))
+        code = run_through(sock, args, os.getcwd(), list(sys.path), argv0)
     if code is None:
         return _exec_pytest(args)
     return code

@@ -185,7 +185,10 @@ class Supervisor:
             digest = changes.content_hash(path)
             st = _stat(path)
             stats[path] = st
-            if path in force_changed or (st is not None and st[0] >= since_ns - FILE_CLOCK_SLACK_NS):
+            # A time in the future (archives, clock skew) says nothing: it would
+            # make every reload queue another.
+            recent = st is not None and since_ns - FILE_CLOCK_SLACK_NS <= st[0] <= time.time_ns()
+            if path in force_changed or recent:
                 hashes[path] = None
                 suspects.add(path)
             else:
@@ -530,9 +533,9 @@ class Supervisor:
             pending_age = time.monotonic() - self._pending_since if self._pending_since else 0.0
         checks = {
             "socket_alive": p.HealthCheck(ok=True, value=True, detail=self.config.socket_path),
-            "running": p.HealthCheck(ok=self.state is p.DaemonState.READY, value=self.state.value,
-                                     detail="serving from a warm process" if self.state is p.DaemonState.READY
-                                     else (wp.error or "") if wp is not None else "no warm process"),
+            "running": p.HealthCheck(
+                ok=self.state is p.DaemonState.READY, value=self.state is p.DaemonState.READY,
+                detail=f"state {self.state.value}" + (f": {wp.error}" if wp is not None and wp.error else "")),
             "warm_process_alive": p.HealthCheck(ok=warm is not None, value=wp.pid if wp else None),
             "warm_process_single_threaded": p.HealthCheck(
                 ok=warm is None or warm.threads == 1, value=warm.threads if warm else None,
@@ -647,7 +650,7 @@ class Supervisor:
                     return p.RunRefused(request_id=req.request_id, reason="the warm process failed to restart")
             status_r, status_w = os.pipe()
             box = wp.request(req.request_id, {"op": "fork", "mode": "run", "args": req.args, "cwd": req.cwd,
-                                              "env": req.env, "umask": req.umask, "argv0": "pytest"},
+                                              "env": req.env, "umask": req.umask, "argv0": req.argv0},
                              (*fds, status_w))
             os.close(status_w)
         finally:

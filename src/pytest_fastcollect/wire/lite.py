@@ -57,7 +57,7 @@ RunResponse = Notice | Refused | Started | Finished | Error
 
 
 def encode_run(args: Sequence[str], cwd: str, env: dict[str, str], umask: int, python: str,
-               sys_path: Sequence[str]) -> bytes:
+               sys_path: Sequence[str], argv0: str = "pytest") -> bytes:
     return json.dumps({
         "protocol_version": PROTOCOL_VERSION,
         "request_id": uuid.uuid4().hex[:16],
@@ -68,6 +68,7 @@ def encode_run(args: Sequence[str], cwd: str, env: dict[str, str], umask: int, p
         "umask": umask,
         "python": python,
         "sys_path": list(sys_path),
+        "argv0": argv0,
         "fd_count": 3,
     }).encode()
 

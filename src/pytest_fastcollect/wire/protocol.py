@@ -66,6 +66,9 @@ class RunRequest(_Request):
     umask: int = Field(ge=0, le=0o777)
     python: str
     sys_path: list[str]
+    # The client's sys.argv[0]: pytest names itself after it in usage errors
+    # ("python -m pytest"), and tests may read it.
+    argv0: str = Field(default="pytest", max_length=4096)
     # Sent with SCM_RIGHTS: the client's stdin, stdout and stderr.
     fd_count: int = Field(default=3, ge=0, le=3)
 

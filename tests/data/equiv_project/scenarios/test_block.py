@@ -23,6 +23,13 @@ def test_blocks_ignoring_sigint():
     threading.Event().wait()
 
 
+def test_blocks_with_default_sigint():
+    # Ctrl-C now kills the process outright (no KeyboardInterrupt, no report).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    print("DEFAULT-SIGINT-NOW", flush=True)
+    threading.Event().wait()
+
+
 def test_hangs_with_child():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     path = os.environ.get("EQUIV_CHILD_PID_FILE")

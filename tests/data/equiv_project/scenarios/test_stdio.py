@@ -41,3 +41,7 @@ def test_multiprocessing_spawn():
 def test_multiprocessing_fork():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.map(_square, [4]) == [16]
+
+
+def test_argv0():
+    print("argv0:", sys.argv[0])
