@@ -344,3 +344,8 @@ def raw_exchange(socket_path: str | os.PathLike[str], data: bytes, timeout: floa
     with RawConnection(socket_path, timeout) as conn:
         conn.send(data)
         return conn.read_response()
+
+
+# tests/data holds fixture projects that the tests copy and run; they are not our tests
+# (the equivalence project fails on purpose and uses its own pytest.ini markers).
+collect_ignore = ["data"]

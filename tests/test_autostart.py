@@ -148,3 +148,23 @@ def test_subreaper_sees_an_autostarted_daemon(autostart_project: Project) -> Non
     left = out["left"]
     # The detached daemon, adopted by the subreaper (which killed it).
     assert isinstance(left, list) and len(left) == 1, out
+
+
+@pytest.mark.parametrize("style", ["joined", "separate"])
+def test_autostart_warm_up_leaves_the_runs_report_alone(
+    autostart_project: Project, style: str
+) -> None:
+    """The warm-up is a collect-only session: it must not rewrite the run's --junitxml."""
+    proj = autostart_project
+    xml = proj.root / "report.xml"
+    opt = [f"--junitxml={xml}"] if style == "joined" else ["--junitxml", str(xml)]
+    first = proj.pytest("-q", *opt, "tests")
+    assert first.returncode == 1, str(first)
+    assert "daemon_autostart" in first.stderr, str(first)
+    written = xml.read_bytes()
+    assert b'tests="2"' in written
+    status = wait_ready(proj)
+    proj.started_pids.append(int(status["pid"]))  # type: ignore[call-overload]
+    # Ready means warmed up: had the warm-up written the report, it would be there now.
+    assert xml.read_bytes() == written
+    assert status["warm_paths"] == ["tests"], status

@@ -8,7 +8,9 @@ same exit code, the same ``-rA`` outcome of every node id, the same report
 (addresses and timings normalised) and the same cache files. A step marked
 warm must also really have been served by the daemon (its ``runs`` counter
 moved and it printed no notice); a step marked cold must print the one-line
-notice that says why and still give the cold result.
+notice that says why, not be served (the counter stays), and still give the
+cold result. Further down: --junitxml files, opting out, interpreter options
+and start-up environment variables, stdio, and ``python -m pytest``.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ CASES = [
     one("--co -q"),
     Case("W-error", (("-W", "error"),), mode="cold", notice="differs from the warm process"),
     Case(
-        "W-ignore-ini-filter",
+        "W-ignore",
         (("-W", "ignore::UserWarning"),),
         mode="cold",
         notice="differs from the warm process",

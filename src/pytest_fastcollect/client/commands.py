@@ -37,7 +37,14 @@ OUR_FLAGS = frozenset({"--daemon-start", "--daemon-restart", "--daemon-json", "-
 # Options that only steer a test run; warm-up collects everything regardless.
 RUN_ONLY_FLAGS = frozenset({"--lf", "--last-failed", "--ff", "--failed-first", "--nf", "--new-first",
                             "--sw", "--stepwise", "--sw-skip", "--stepwise-skip", "--pdb", "-x",
-                            "--exitfirst", "--co", "--collect-only"})
+                            "--exitfirst", "--co", "--collect-only",
+                            "--cov-append", "--cov-branch", "--no-cov", "--no-cov-on-fail"})
+# Options with a value that write a run's reports or measure it: the warm-up
+# (a collect-only session) must not overwrite the user's report with an empty
+# one, nor start coverage in the warm process that every run is forked from.
+RUN_OUTPUT_OPTIONS = ("--junitxml", "--junit-xml", "--report-log", "--cov", "--cov-report",
+                      "--cov-config", "--cov-fail-under", "--cov-context", "--durations",
+                      "--durations-min")
 STOP_TIMEOUT = 10.0
 
 
@@ -78,8 +85,19 @@ def _no_daemon(files: ProjectFiles) -> NoDaemon:
 
 def warm_args_from(config: pytest.Config) -> list[str]:
     out = []
-    for arg in config.invocation_params.args:
+    args = list(config.invocation_params.args)
+    skip_value = False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+            if not arg.startswith("-"):
+                continue
         if arg in OUR_FLAGS or arg in RUN_ONLY_FLAGS or arg.startswith("--daemon-"):
+            continue
+        if arg in RUN_OUTPUT_OPTIONS:
+            skip_value = True  # its value is the next argument
+            continue
+        if arg.startswith(tuple(o + "=" for o in RUN_OUTPUT_OPTIONS)):
             continue
         out.append(arg)
     return out
