@@ -62,11 +62,24 @@ class Project:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(textwrap.dedent(text))
 
-    def pytest(self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None,
-               cwd: Path | None = None, stdin: int | None = subprocess.DEVNULL) -> Result:
+    def pytest(
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> Result:
         cmd = [*command_pytest(), *args]
-        proc = subprocess.run(cmd, cwd=cwd or self.root, env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout, stdin=stdin)
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd or self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=stdin,
+        )
         return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
 
     def cold(self, *args: str, **kw: object) -> Result:
@@ -74,8 +87,15 @@ class Project:
 
     def thin(self, *args: str, timeout: float = 120) -> Result:
         cmd = [THIN, "run", *args]
-        proc = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            cmd,
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
 
     def start(self, *args: str, timeout: float = 180) -> Result:
@@ -131,13 +151,18 @@ def kill_if_ours(pid: int) -> None:
 def make_project(tmp: Path) -> Project:
     runtime = Path(tempfile.mkdtemp(prefix="fc-rt-", dir="/tmp"))
     os.chmod(runtime, 0o700)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_", "COV_", "COVERAGE_")) and k not in ("PYTHONWARNINGS",)}
-    env.update({
-        "PYTEST_FASTCOLLECT_RUNTIME_DIR": str(runtime),
-        "PYTEST_ADDOPTS": "-p no:randomly",
-        "COLUMNS": "120",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_", "COV_", "COVERAGE_")) and k not in ("PYTHONWARNINGS",)
+    }
+    env.update(
+        {
+            "PYTEST_FASTCOLLECT_RUNTIME_DIR": str(runtime),
+            "PYTEST_ADDOPTS": "-p no:randomly",
+            "COLUMNS": "120",
+        }
+    )
     return Project(root=tmp, runtime=runtime, env=env)
 
 
@@ -161,7 +186,9 @@ def example(tmp_path: Path) -> Iterator[object]:
 
     def factory(name: str) -> Project:
         dest = tmp_path / name
-        shutil.copytree(EXAMPLES / name, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+        shutil.copytree(
+            EXAMPLES / name, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache")
+        )
         proj = make_project(dest)
         made.append(proj)
         return proj
@@ -181,8 +208,9 @@ EQUIV_PROJECT = Path(__file__).resolve().parent / "data" / "equiv_project"
 
 def equiv_copy(dest: Path) -> Project:
     """A fresh copy of tests/data/equiv_project at ``dest``, with its own runtime dir."""
-    shutil.copytree(EQUIV_PROJECT, dest,
-                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc"))
+    shutil.copytree(
+        EQUIV_PROJECT, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc")
+    )
     return make_project(dest)
 
 
@@ -232,8 +260,12 @@ T = TypeVar("T")
 DEFAULT_INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 15.0, what: str = "a condition",
-               interval: float = 0.02) -> T:
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 15.0,
+    what: str = "a condition",
+    interval: float = 0.02,
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -242,7 +274,8 @@ def wait_until(predicate: Callable[[], T], timeout: float = 15.0, what: str = "a
             return value
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"timed out after {timeout}s waiting for {what} (last value: {value!r})")
+                f"timed out after {timeout}s waiting for {what} (last value: {value!r})"
+            )
         time.sleep(interval)
 
 
@@ -269,8 +302,11 @@ def log_text(project: Project) -> str:
 
 def wait_for_log(project: Project, pattern: str, timeout: float = 10.0) -> re.Match[str]:
     """Wait until the project's daemon log has a line matching ``pattern`` (a regex)."""
-    return wait_until(lambda: re.search(pattern, log_text(project), re.MULTILINE), timeout,
-                      f"log line /{pattern}/ in {files_of(project).log}")
+    return wait_until(
+        lambda: re.search(pattern, log_text(project), re.MULTILINE),
+        timeout,
+        f"log line /{pattern}/ in {files_of(project).log}",
+    )
 
 
 def our_processes(root: Path) -> list[psutil.Process]:
@@ -280,8 +316,9 @@ def our_processes(root: Path) -> list[psutil.Process]:
         cmd = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        if ("pytest_fastcollect.supervisor" in cmd or "pytest_fastcollect.warm.zygote" in cmd) \
-                and str(root) in cmd:
+        if (
+            "pytest_fastcollect.supervisor" in cmd or "pytest_fastcollect.warm.zygote" in cmd
+        ) and str(root) in cmd:
             found.append(proc)
     return found
 

@@ -6,13 +6,17 @@ from conftest import Project
 
 
 def test_start_run_status_stop(project: Project) -> None:
-    project.write({"tests/test_a.py": """
+    project.write(
+        {
+            "tests/test_a.py": """
         def test_ok():
             assert True
 
         def test_bad():
             assert 1 == 2
-    """})
+    """
+        }
+    )
     started = project.start("tests")
     assert started.returncode == 0, str(started)
     assert "Pre-import complete: 1/1 modules in" in started.stdout

@@ -36,6 +36,8 @@ def stop_daemon(socket_path: str | os.PathLike[str], timeout: float = 10.0) -> b
     except psutil.NoSuchProcess:
         pass
     except psutil.TimeoutExpired as exc:
-        raise DaemonError(f"the daemon (pid {pid}) did not exit within {timeout:g}s; "
-                          "stop it with: pytest --daemon-stop") from exc
+        raise DaemonError(
+            f"the daemon (pid {pid}) did not exit within {timeout:g}s; "
+            "stop it with: pytest --daemon-stop"
+        ) from exc
     return True

@@ -47,7 +47,12 @@ FIXED_ENV = (
 _HARMLESS_INTERPRETER_FLAGS = frozenset("sEIPB")
 
 # -o overrides that change what gets imported or how.
-IMPORT_TIME_INI = ("pythonpath", "filterwarnings", "required_plugins", "consider_namespace_packages")
+IMPORT_TIME_INI = (
+    "pythonpath",
+    "filterwarnings",
+    "required_plugins",
+    "consider_namespace_packages",
+)
 
 REFUSED_EXIT = 250
 
@@ -77,7 +82,8 @@ def option_key(config: pytest.Config) -> dict[str, str]:
     """Options (command line, PYTEST_ADDOPTS, ini addopts, ini file) that matter at import time."""
     ns = config.known_args_namespace
     overrides = [
-        o for o in (getattr(ns, "override_ini", None) or [])
+        o
+        for o in (getattr(ns, "override_ini", None) or [])
         if o.split("=", 1)[0].strip() in IMPORT_TIME_INI
     ]
     out = {
@@ -102,7 +108,9 @@ def option_differences(warm: dict[str, str], run: dict[str, str]) -> list[str]:
     for name in sorted(set(warm) | set(run)):
         if warm.get(name) != run.get(name):
             label = name.replace("ini:", "ini option ")
-            reasons.append(f"{label} differs from the warm process ({run.get(name)!r} vs {warm.get(name)!r})")
+            reasons.append(
+                f"{label} differs from the warm process ({run.get(name)!r} vs {warm.get(name)!r})"
+            )
     return reasons
 
 
@@ -110,7 +118,9 @@ def interpreter_differences(warm: dict[str, Any], python: str, sys_path: list[st
     if warm.get("python") != python:
         return [f"this run uses {python}, the daemon {warm.get('python')}"]
     if warm.get("sys_path") != sys_path:
-        return ["sys.path differs from the daemon's (PYTHONPATH, virtualenv, or 'python -m pytest' vs 'pytest')"]
+        return [
+            "sys.path differs from the daemon's (PYTHONPATH, virtualenv, or 'python -m pytest' vs 'pytest')"
+        ]
     return []
 
 

@@ -24,7 +24,14 @@ _role = "client"
 _warm_options: dict[str, str] | None = None
 _refuse_fd: int | None = None
 
-VERBS = ("daemon_start", "daemon_stop", "daemon_status", "daemon_health", "daemon_restart", "daemon_reload")
+VERBS = (
+    "daemon_start",
+    "daemon_stop",
+    "daemon_status",
+    "daemon_health",
+    "daemon_restart",
+    "daemon_reload",
+)
 
 
 def become_worker(options: dict[str, str]) -> None:
@@ -50,30 +57,79 @@ def set_refuse_fd(fd: int) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fastcollect", "pytest-fastcollect daemon")
-    group.addoption("--daemon-start", action="store_true", dest="daemon_start",
-                    help="Start this project's daemon, warmed with the given paths and options, and exit.")
-    group.addoption("--daemon-stop", action="store_true", dest="daemon_stop",
-                    help="Stop this project's daemon and remove its files (also stale ones), and exit.")
-    group.addoption("--daemon-status", action="store_true", dest="daemon_status",
-                    help="Show this project's daemon: pid, files, warm-up, requests, reloads, resources.")
-    group.addoption("--daemon-health", action="store_true", dest="daemon_health",
-                    help="Show health checks and the verdict (exit 7 unless healthy).")
-    group.addoption("--daemon-restart", action="store_true", dest="daemon_restart",
-                    help="Stop the daemon and start it again (with the given paths, else the previous ones).")
-    group.addoption("--daemon-reload", action="store_true", dest="daemon_reload",
-                    help="Replace the daemon's warm process with a freshly warmed one.")
-    group.addoption("--daemon-json", action="store_true", dest="daemon_json",
-                    help="With --daemon-status or --daemon-health: print JSON.")
-    group.addoption("--no-daemon", action="store_true", dest="no_daemon",
-                    help="Run in this process even if a daemon serves the project "
-                         "(also: PYTEST_FASTCOLLECT_DISABLE=1).")
-    parser.addini("daemon_autostart", type="bool", default=False,
-                  help="Start the daemon in the background after a cold run (pytest-fastcollect).")
-    parser.addini("daemon_max_connections", default="10", help="Daemon: concurrent connections (default 10).")
-    parser.addini("daemon_max_request_bytes", default=str(10 * 1024 * 1024),
-                  help="Daemon: largest request in bytes (default 10 MB).")
-    parser.addini("daemon_request_timeout", default="30", help="Daemon: seconds to read a request (default 30).")
-    parser.addini("daemon_debounce_ms", default="20", help="Daemon: quiet period after file events (default 20).")
+    group.addoption(
+        "--daemon-start",
+        action="store_true",
+        dest="daemon_start",
+        help="Start this project's daemon, warmed with the given paths and options, and exit.",
+    )
+    group.addoption(
+        "--daemon-stop",
+        action="store_true",
+        dest="daemon_stop",
+        help="Stop this project's daemon and remove its files (also stale ones), and exit.",
+    )
+    group.addoption(
+        "--daemon-status",
+        action="store_true",
+        dest="daemon_status",
+        help="Show this project's daemon: pid, files, warm-up, requests, reloads, resources.",
+    )
+    group.addoption(
+        "--daemon-health",
+        action="store_true",
+        dest="daemon_health",
+        help="Show health checks and the verdict (exit 7 unless healthy).",
+    )
+    group.addoption(
+        "--daemon-restart",
+        action="store_true",
+        dest="daemon_restart",
+        help="Stop the daemon and start it again (with the given paths, else the previous ones).",
+    )
+    group.addoption(
+        "--daemon-reload",
+        action="store_true",
+        dest="daemon_reload",
+        help="Replace the daemon's warm process with a freshly warmed one.",
+    )
+    group.addoption(
+        "--daemon-json",
+        action="store_true",
+        dest="daemon_json",
+        help="With --daemon-status or --daemon-health: print JSON.",
+    )
+    group.addoption(
+        "--no-daemon",
+        action="store_true",
+        dest="no_daemon",
+        help="Run in this process even if a daemon serves the project "
+        "(also: PYTEST_FASTCOLLECT_DISABLE=1).",
+    )
+    parser.addini(
+        "daemon_autostart",
+        type="bool",
+        default=False,
+        help="Start the daemon in the background after a cold run (pytest-fastcollect).",
+    )
+    parser.addini(
+        "daemon_max_connections", default="10", help="Daemon: concurrent connections (default 10)."
+    )
+    parser.addini(
+        "daemon_max_request_bytes",
+        default=str(10 * 1024 * 1024),
+        help="Daemon: largest request in bytes (default 10 MB).",
+    )
+    parser.addini(
+        "daemon_request_timeout",
+        default="30",
+        help="Daemon: seconds to read a request (default 30).",
+    )
+    parser.addini(
+        "daemon_debounce_ms",
+        default="20",
+        help="Daemon: quiet period after file events (default 20).",
+    )
     parser.addini("daemon_log_level", default="INFO", help="Daemon: log level (default INFO).")
 
 

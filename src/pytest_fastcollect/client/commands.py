@@ -35,16 +35,44 @@ from pytest_fastcollect.wire import protocol as p
 
 OUR_FLAGS = frozenset({"--daemon-start", "--daemon-restart", "--daemon-json", "--no-daemon"})
 # Options that only steer a test run; warm-up collects everything regardless.
-RUN_ONLY_FLAGS = frozenset({"--lf", "--last-failed", "--ff", "--failed-first", "--nf", "--new-first",
-                            "--sw", "--stepwise", "--sw-skip", "--stepwise-skip", "--pdb", "-x",
-                            "--exitfirst", "--co", "--collect-only",
-                            "--cov-append", "--cov-branch", "--no-cov", "--no-cov-on-fail"})
+RUN_ONLY_FLAGS = frozenset(
+    {
+        "--lf",
+        "--last-failed",
+        "--ff",
+        "--failed-first",
+        "--nf",
+        "--new-first",
+        "--sw",
+        "--stepwise",
+        "--sw-skip",
+        "--stepwise-skip",
+        "--pdb",
+        "-x",
+        "--exitfirst",
+        "--co",
+        "--collect-only",
+        "--cov-append",
+        "--cov-branch",
+        "--no-cov",
+        "--no-cov-on-fail",
+    }
+)
 # Options with a value that write a run's reports or measure it: the warm-up
 # (a collect-only session) must not overwrite the user's report with an empty
 # one, nor start coverage in the warm process that every run is forked from.
-RUN_OUTPUT_OPTIONS = ("--junitxml", "--junit-xml", "--report-log", "--cov", "--cov-report",
-                      "--cov-config", "--cov-fail-under", "--cov-context", "--durations",
-                      "--durations-min")
+RUN_OUTPUT_OPTIONS = (
+    "--junitxml",
+    "--junit-xml",
+    "--report-log",
+    "--cov",
+    "--cov-report",
+    "--cov-config",
+    "--cov-fail-under",
+    "--cov-context",
+    "--durations",
+    "--durations-min",
+)
 STOP_TIMEOUT = 10.0
 
 
@@ -80,7 +108,9 @@ def _client(files: ProjectFiles) -> DaemonClient:
 def _no_daemon(files: ProjectFiles) -> NoDaemon:
     removed = remove_stale_files(files) if lock_is_free(files) else []
     extra = " (removed its stale files)" if removed else ""
-    return NoDaemon(f"no daemon running for {files.root}{extra}; start one with: pytest --daemon-start")
+    return NoDaemon(
+        f"no daemon running for {files.root}{extra}; start one with: pytest --daemon-start"
+    )
 
 
 def warm_args_from(config: pytest.Config) -> list[str]:
@@ -115,26 +145,35 @@ def check_paths(config: pytest.Config) -> None:
             raise UsageError(f"{raw} is outside the project root {root}")
 
 
-def spawn_supervisor(config: pytest.Config, warm_args: list[str], wait: bool,
-                     sys_path: list[str] | None = None) -> p.StartReady | None:
+def spawn_supervisor(
+    config: pytest.Config, warm_args: list[str], wait: bool, sys_path: list[str] | None = None
+) -> p.StartReady | None:
     """Start the daemon detached (double fork, new session, stdio on /dev/null).
 
     ``sys_path``: the client's sys.path from before conftests and test modules
     changed it, when called later than ``pytest_load_initial_conftests``.
     """
     files = _files(config, create=True)
-    ini = config.getini
     if sys_path is None:
         sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
     cmd = [
-        sys.executable, "-m", "pytest_fastcollect.supervisor",
-        "--root", str(files.root),
-        "--cwd", str(config.invocation_params.dir),
-        "--max-connections", str(_ini_number(config, "daemon_max_connections", int, 1)),
-        "--max-request-bytes", str(_ini_number(config, "daemon_max_request_bytes", int, 1024)),
-        "--request-timeout", str(_ini_number(config, "daemon_request_timeout", float, 0.1)),
-        "--debounce", str(_ini_number(config, "daemon_debounce_ms", float, 0) / 1000),
-        "--log-level", _ini_log_level(config),
+        sys.executable,
+        "-m",
+        "pytest_fastcollect.supervisor",
+        "--root",
+        str(files.root),
+        "--cwd",
+        str(config.invocation_params.dir),
+        "--max-connections",
+        str(_ini_number(config, "daemon_max_connections", int, 1)),
+        "--max-request-bytes",
+        str(_ini_number(config, "daemon_max_request_bytes", int, 1024)),
+        "--request-timeout",
+        str(_ini_number(config, "daemon_request_timeout", float, 0.1)),
+        "--debounce",
+        str(_ini_number(config, "daemon_debounce_ms", float, 0) / 1000),
+        "--log-level",
+        _ini_log_level(config),
     ]
     if sys_path:
         cmd += ["--sys-path0", sys_path[0]]
@@ -151,7 +190,9 @@ def spawn_supervisor(config: pytest.Config, warm_args: list[str], wait: bool,
     return _follow_start(read_fd)
 
 
-def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float], minimum: float) -> float:
+def _ini_number(
+    config: pytest.Config, name: str, kind: type[int] | type[float], minimum: float
+) -> float:
     raw = str(config.getini(name)).strip()
     try:
         value = kind(raw)
@@ -165,7 +206,9 @@ def _ini_number(config: pytest.Config, name: str, kind: type[int] | type[float],
 def _ini_log_level(config: pytest.Config) -> str:
     level = str(config.getini("daemon_log_level")).strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise UsageError(f"ini option daemon_log_level = {level!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
+        raise UsageError(
+            f"ini option daemon_log_level = {level!r} is not a log level (DEBUG, INFO, WARNING, ERROR)"
+        )
     return level
 
 
@@ -203,7 +246,9 @@ def _follow_start(read_fd: int) -> p.StartReady:
                 event = p.start_event_adapter().validate_json(line)
                 if isinstance(event, p.StartProgress):
                     if tty:
-                        sys.stderr.write(f"\rpytest-fastcollect: warming up: {event.done}/{event.total} modules")
+                        sys.stderr.write(
+                            f"\rpytest-fastcollect: warming up: {event.done}/{event.total} modules"
+                        )
                         sys.stderr.flush()
                 elif isinstance(event, p.StartReady):
                     return event
@@ -215,8 +260,10 @@ def _follow_start(read_fd: int) -> p.StartReady:
         if tty:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
-    raise DaemonError(f"the daemon exited during start-up{' after ' + buffer.decode()[:200] if buffer else ''}; "
-                      "see its log in the runtime directory")
+    raise DaemonError(
+        f"the daemon exited during start-up{' after ' + buffer.decode()[:200] if buffer else ''}; "
+        "see its log in the runtime directory"
+    )
 
 
 def start(config: pytest.Config) -> int:
@@ -239,8 +286,10 @@ def start(config: pytest.Config) -> int:
 def _already_running(files: ProjectFiles) -> int:
     record = read_record(files)
     pid = f" (pid {record.pid})" if record else ""
-    sys.stdout.write(f"pytest-fastcollect: a daemon is already running for {files.root}{pid}; "
-                     "nothing started (pytest --daemon-restart replaces it)\n")
+    sys.stdout.write(
+        f"pytest-fastcollect: a daemon is already running for {files.root}{pid}; "
+        "nothing started (pytest --daemon-restart replaces it)\n"
+    )
     return int(Exit.OK)
 
 
@@ -250,7 +299,6 @@ def stop(config: pytest.Config) -> int:
 
 
 def stop_files(files: ProjectFiles) -> int:
-    import psutil
 
     client = _client(files)
     try:
@@ -263,15 +311,17 @@ def stop_files(files: ProjectFiles) -> int:
         if not wait_gone(pid, STOP_TIMEOUT):
             _kill_verified(files, pid)
         sys.stdout.write(f"pytest-fastcollect: stopped the daemon (pid {pid}) for {files.root}\n")
-        remove_stale_files(files) if lock_is_free(files) else None
+        if lock_is_free(files):
+            remove_stale_files(files)
         return int(Exit.OK)
     record = read_record(files)
-    if record is not None and not lock_is_free(files):
-        if _kill_verified(files, record.pid):
-            remove_stale_files(files)
-            sys.stdout.write(f"pytest-fastcollect: killed the unresponsive daemon (pid {record.pid}) "
-                             f"for {files.root}\n")
-            return int(Exit.OK)
+    if record is not None and not lock_is_free(files) and _kill_verified(files, record.pid):
+        remove_stale_files(files)
+        sys.stdout.write(
+            f"pytest-fastcollect: killed the unresponsive daemon (pid {record.pid}) "
+            f"for {files.root}\n"
+        )
+        return int(Exit.OK)
     raise _no_daemon(files)
 
 
@@ -304,10 +354,16 @@ def _kill_verified(files: ProjectFiles, pid: int) -> bool:
         ours = (
             "pytest_fastcollect.supervisor" in cmdline
             and str(files.root) in cmdline
-            and (record is None or record.pid != pid or abs(proc.create_time() - record.create_time) < 1.0)
+            and (
+                record is None
+                or record.pid != pid
+                or abs(proc.create_time() - record.create_time) < 1.0
+            )
         )
         if not ours:
-            sys.stderr.write(f"pytest-fastcollect: pid {pid} is not this project's daemon; not signalling it\n")
+            sys.stderr.write(
+                f"pytest-fastcollect: pid {pid} is not this project's daemon; not signalling it\n"
+            )
             return False
         proc.terminate()
         try:
@@ -343,7 +399,9 @@ def health(config: pytest.Config) -> int:
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(ui.render_health(p.HealthResponse.model_validate(data)))
-    return int(Exit.OK) if data["status"] == p.HealthVerdict.HEALTHY.value else int(Exit.NOT_HEALTHY)
+    return (
+        int(Exit.OK) if data["status"] == p.HealthVerdict.HEALTHY.value else int(Exit.NOT_HEALTHY)
+    )
 
 
 def restart(config: pytest.Config) -> int:
@@ -371,6 +429,8 @@ def reload(config: pytest.Config) -> int:
         data = _client(files).reload()
     except DaemonConnectionError:
         raise _no_daemon(files) from None
-    sys.stdout.write(f"pytest-fastcollect: warm process replaced (generation {data['generation']}) "
-                     f"in {time.perf_counter() - started:.2f}s\n")
+    sys.stdout.write(
+        f"pytest-fastcollect: warm process replaced (generation {data['generation']}) "
+        f"in {time.perf_counter() - started:.2f}s\n"
+    )
     return int(Exit.OK)

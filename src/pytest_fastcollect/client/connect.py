@@ -15,7 +15,12 @@ from typing import Any
 import pydantic
 from pydantic import TypeAdapter
 
-from pytest_fastcollect.client.transport import DEFAULT_TIMEOUT, connect, lock_is_free, remove_stale_files
+from pytest_fastcollect.client.transport import (
+    DEFAULT_TIMEOUT,
+    connect,
+    lock_is_free,
+    remove_stale_files,
+)
 from pytest_fastcollect.errors import DaemonConnectionError, DaemonError, FastCollectError
 from pytest_fastcollect.paths import ProjectFiles, project_files
 from pytest_fastcollect.wire import protocol as p
@@ -23,7 +28,14 @@ from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 RESPONSE_LIMIT = 256 * 1024 * 1024
 
-__all__ = ["DaemonClient", "connect", "get_socket_path", "lock_is_free", "read_record", "remove_stale_files"]
+__all__ = [
+    "DaemonClient",
+    "connect",
+    "get_socket_path",
+    "lock_is_free",
+    "read_record",
+    "remove_stale_files",
+]
 
 
 def get_socket_path(project_root: str | os.PathLike[str]) -> str:
@@ -31,8 +43,9 @@ def get_socket_path(project_root: str | os.PathLike[str]) -> str:
     return str(project_files(project_root).socket)
 
 
-def read_response(sock: socket.socket, timeout: float | None = None,
-                  adapter: TypeAdapter[Any] | None = None) -> Any:
+def read_response(
+    sock: socket.socket, timeout: float | None = None, adapter: TypeAdapter[Any] | None = None
+) -> Any:
     try:
         raw, _ = recv_frame(sock, RESPONSE_LIMIT, timeout=timeout)
     except FrameError as exc:
@@ -51,7 +64,9 @@ def read_response(sock: socket.socket, timeout: float | None = None,
 class DaemonClient:
     """A connection factory for one daemon's socket; each call is one request."""
 
-    def __init__(self, socket_path: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, socket_path: str | os.PathLike[str], timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
         self.socket_path = os.fspath(socket_path)
         self.timeout = timeout
 
@@ -66,7 +81,9 @@ class DaemonClient:
             try:
                 send_frame(sock, p.dump(req))
             except OSError as exc:
-                raise DaemonConnectionError(f"Cannot send to daemon at {self.socket_path}: {exc}") from exc
+                raise DaemonConnectionError(
+                    f"Cannot send to daemon at {self.socket_path}: {exc}"
+                ) from exc
             response: p.Response = read_response(sock, t)
         if isinstance(response, p.ErrorResponse):
             raise DaemonError(f"{response.code.value}: {response.message}")
@@ -92,7 +109,9 @@ class DaemonClient:
         checks{name: {ok, value, detail, severity}}."""
         return self.request(p.HealthRequest()).model_dump(mode="json")
 
-    def collect(self, root: str | os.PathLike[str], filters: dict[str, Any] | None = None) -> dict[str, Any]:
+    def collect(
+        self, root: str | os.PathLike[str], filters: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Collect like ``pytest --collect-only`` would, in the warm process.
 
         ``filters`` accepts ``-k``, ``-m`` and ``paths``. Returns node_ids,
@@ -102,7 +121,9 @@ class DaemonClient:
         try:
             parsed = p.CollectFilters.model_validate(filters or {})
         except pydantic.ValidationError as exc:
-            raise ValueError(f"unsupported collect filters {filters!r}: use '-k', '-m' and 'paths'") from exc
+            raise ValueError(
+                f"unsupported collect filters {filters!r}: use '-k', '-m' and 'paths'"
+            ) from exc
         return self.request(
             p.CollectRequest(root=os.path.abspath(os.fspath(root)), filters=parsed), timeout=None
         ).model_dump(mode="json")

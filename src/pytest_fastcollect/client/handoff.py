@@ -63,11 +63,15 @@ def try_handoff(config: pytest.Config) -> int | None:
         return None
     interpreter_options = keys.interpreter_options()
     if interpreter_options:
-        notice(f"the warm process was started without python {' '.join(interpreter_options)}; "
-               "running without the daemon")
+        notice(
+            f"the warm process was started without python {' '.join(interpreter_options)}; "
+            "running without the daemon"
+        )
         return None
     if getattr(ns, "cov_source", None):
-        notice("--cov needs to see every import, which the warm process already did; running without the daemon")
+        notice(
+            "--cov needs to see every import, which the warm process already did; running without the daemon"
+        )
         return None
     try:
         sock = connect(files.socket, timeout=None)
@@ -79,12 +83,19 @@ def try_handoff(config: pytest.Config) -> int | None:
             remove_stale_files(files)
             notice(f"removed stale daemon files for {files.root}; running without the daemon")
         else:
-            notice("the daemon is not answering; running without it (pytest --daemon-stop cleans up)")
+            notice(
+                "the daemon is not answering; running without it (pytest --daemon-stop cleans up)"
+            )
         return None
     sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
     with sock:
-        return run_through(sock, config.invocation_params.args, str(config.invocation_params.dir), sys_path,
-                           sys.argv[0] if sys.argv else "pytest")
+        return run_through(
+            sock,
+            config.invocation_params.args,
+            str(config.invocation_params.dir),
+            sys_path,
+            sys.argv[0] if sys.argv else "pytest",
+        )
 
 
 def _stdio_fds() -> tuple[int, int, int]:
@@ -145,10 +156,13 @@ def _read(sock: socket.socket) -> lite.RunResponse:
     return lite.decode_run_response(raw)
 
 
-def run_through(sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str],
-                argv0: str = "pytest") -> int | None:
+def run_through(
+    sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str], argv0: str = "pytest"
+) -> int | None:
     """Send a run over ``sock`` and follow it; None means: run it cold."""
-    payload = lite.encode_run(args, cwd, dict(os.environ), _umask(), sys.executable, sys_path, argv0)
+    payload = lite.encode_run(
+        args, cwd, dict(os.environ), _umask(), sys.executable, sys_path, argv0
+    )
     try:
         send_frame(sock, payload, fds=_stdio_fds())
     except OSError as exc:
@@ -213,8 +227,9 @@ def autostart(config: pytest.Config) -> None:
     from pytest_fastcollect.client import commands
 
     try:
-        commands.spawn_supervisor(config, commands.warm_args_from(config), wait=False,
-                                  sys_path=_startup_sys_path)
+        commands.spawn_supervisor(
+            config, commands.warm_args_from(config), wait=False, sys_path=_startup_sys_path
+        )
     except FastCollectError as exc:
         notice(f"daemon_autostart: {exc.message}")
         return

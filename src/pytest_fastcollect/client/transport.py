@@ -16,7 +16,9 @@ DEFAULT_TIMEOUT = 30.0
 BACKLOG_RETRY = 0.005
 
 
-def connect(socket_path: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT) -> socket.socket:
+def connect(
+    socket_path: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT
+) -> socket.socket:
     """Connect to a daemon's socket; raises RuntimeDirError if its directory is not private.
 
     Whoever can write to the socket's directory can put their own socket

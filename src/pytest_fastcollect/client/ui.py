@@ -64,12 +64,16 @@ def render_status(s: p.StatusResponse) -> str:
     ]
     if r.last is not None:
         when = datetime.datetime.fromtimestamp(r.last.at).strftime("%H:%M:%S")
-        lines.append(f"  last reload:    {when}, {r.last.modules} modules in {r.last.duration_ms:.1f} ms "
-                     f"({r.last.action}; changed: {', '.join(r.last.files)})")
+        lines.append(
+            f"  last reload:    {when}, {r.last.modules} modules in {r.last.duration_ms:.1f} ms "
+            f"({r.last.action}; changed: {', '.join(r.last.files)})"
+        )
     repl = ", ".join(f"{k} {v}" for k, v in sorted(r.replacements.items())) or "none"
     lines.append(f"  replacements:   {repl}")
     lines.append("  processes:")
-    lines.append("    role        pid      RSS          PSS          CPU s   threads  fds   children  zombies")
+    lines.append(
+        "    role        pid      RSS          PSS          CPU s   threads  fds   children  zombies"
+    )
     for proc in s.processes:
         lines.append(
             f"    {proc.role:<10}  {proc.pid:<7}  {_mib(proc.rss_bytes):<11}  {_mib(proc.pss_bytes):<11}  "

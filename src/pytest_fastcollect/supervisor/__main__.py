@@ -13,8 +13,8 @@ import logging
 import logging.handlers
 import os
 import signal
-import socket
 import site
+import socket
 import sys
 import threading
 
@@ -63,8 +63,12 @@ class ProgressPipe:
 
 
 def setup_logging(path: str, level: str) -> int:
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s"))
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS
+    )
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+    )
     root = logging.getLogger("pytest_fastcollect")
     root.addHandler(handler)
     root.setLevel(level)
@@ -100,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runtime.acquire()
     except AlreadyRunning:
-        progress.emit(p.StartFailed(message=f"a daemon is already running for {files.root}",
-                                    already_running=True))
+        progress.emit(
+            p.StartFailed(
+                message=f"a daemon is already running for {files.root}", already_running=True
+            )
+        )
         return 1
     log_fd = setup_logging(str(files.log), ns.log_level.upper())
     try:
@@ -115,18 +122,40 @@ def main(argv: list[str] | None = None) -> int:
     if warm_args[:1] == ["--"]:
         warm_args = warm_args[1:]
     me = psutil.Process()
-    runtime.write_record(p.DaemonRecord(pid=me.pid, create_time=me.create_time(), root=str(files.root),
-                                        socket_path=str(files.socket), log_path=str(files.log),
-                                        version=__version__, warm_args=warm_args, cwd=ns.cwd))
-    limits = Limits(max_connections=ns.max_connections, max_request_bytes=ns.max_request_bytes,
-                    request_timeout=ns.request_timeout, debounce=ns.debounce)
-    config = DaemonConfig(root=str(files.root), socket_path=str(files.socket), log_path=str(files.log),
-                          cache_dir=str(files.cache),
-                          cwd=ns.cwd, env=dict(os.environ), sys_path0=ns.sys_path0, warm_args=warm_args,
-                          limits=limits)
+    runtime.write_record(
+        p.DaemonRecord(
+            pid=me.pid,
+            create_time=me.create_time(),
+            root=str(files.root),
+            socket_path=str(files.socket),
+            log_path=str(files.log),
+            version=__version__,
+            warm_args=warm_args,
+            cwd=ns.cwd,
+        )
+    )
+    limits = Limits(
+        max_connections=ns.max_connections,
+        max_request_bytes=ns.max_request_bytes,
+        request_timeout=ns.request_timeout,
+        debounce=ns.debounce,
+    )
+    config = DaemonConfig(
+        root=str(files.root),
+        socket_path=str(files.socket),
+        log_path=str(files.log),
+        cache_dir=str(files.cache),
+        cwd=ns.cwd,
+        env=dict(os.environ),
+        sys_path0=ns.sys_path0,
+        warm_args=warm_args,
+        limits=limits,
+    )
     sup = Supervisor(config, log_fd)
     sup.progress_cb = lambda ev: progress.emit(p.StartProgress(done=ev.done, total=ev.total))
-    log.info("Daemon %d starting for %s (pytest-fastcollect %s)", os.getpid(), files.root, __version__)
+    log.info(
+        "Daemon %d starting for %s (pytest-fastcollect %s)", os.getpid(), files.root, __version__
+    )
 
     def on_signal(signum: int, _frame: object) -> None:
         sup.stop_event.set()
@@ -143,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         sup.watcher_kind = "none"
     server = Server(sup, listener)
     threading.Thread(target=server.serve_forever, name="accept", daemon=True).start()
-    sup.site_dirs = [d for d in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(d)]
+    sup.site_dirs = [
+        d for d in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(d)
+    ]
 
     wp = sup.start_warm()
     if wp.ready is None:
@@ -152,12 +183,27 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = 1
         sup.stop_event.set()
     else:
-        runtime.write_record(p.DaemonRecord(pid=me.pid, create_time=me.create_time(), root=str(files.root),
-                                            socket_path=str(files.socket), log_path=str(files.log),
-                                            version=__version__, warm_pid=wp.pid, warm_args=warm_args,
-                                            cwd=ns.cwd))
-        progress.emit(p.StartReady(pid=os.getpid(), socket_path=str(files.socket), log_path=str(files.log),
-                                   warmup=sup.warmup))
+        runtime.write_record(
+            p.DaemonRecord(
+                pid=me.pid,
+                create_time=me.create_time(),
+                root=str(files.root),
+                socket_path=str(files.socket),
+                log_path=str(files.log),
+                version=__version__,
+                warm_pid=wp.pid,
+                warm_args=warm_args,
+                cwd=ns.cwd,
+            )
+        )
+        progress.emit(
+            p.StartReady(
+                pid=os.getpid(),
+                socket_path=str(files.socket),
+                log_path=str(files.log),
+                warmup=sup.warmup,
+            )
+        )
         exit_code = 0
     progress.close()
     sup.stop_event.wait()

@@ -14,13 +14,41 @@ import os
 from dataclasses import dataclass, field
 
 CONFIG_FILES = frozenset(
-    {"pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg"}
+    {
+        "pytest.toml",
+        ".pytest.toml",
+        "pytest.ini",
+        ".pytest.ini",
+        "pyproject.toml",
+        "tox.ini",
+        "setup.cfg",
+    }
 )
 EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib")
 IGNORED_DIRS = frozenset(
-    {".git", ".hg", ".svn", "__pycache__", ".tox", ".nox", ".venv", "venv", "env", ".env",
-     "site-packages", "dist-packages", "build", "dist", ".eggs", ".mypy_cache", ".ruff_cache",
-     ".pytest_cache", "node_modules", ".idea", ".vscode"}
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".venv",
+        "venv",
+        "env",
+        ".env",
+        "site-packages",
+        "dist-packages",
+        "build",
+        "dist",
+        ".eggs",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "node_modules",
+        ".idea",
+        ".vscode",
+    }
 )
 
 
@@ -47,12 +75,14 @@ def is_relevant(path: str, root: str) -> bool:
         return False
     parts = rel.split(os.sep)
     if any(
-        p in IGNORED_DIRS or p.endswith((".egg-info", ".dist-info")) or p.startswith("pytest-cache-files-")
+        p in IGNORED_DIRS
+        or p.endswith((".egg-info", ".dist-info"))
+        or p.startswith("pytest-cache-files-")
         for p in parts[:-1]
     ):
         return False
     base = parts[-1]
-    if base.endswith(".py") or base in CONFIG_FILES or base.endswith(EXTENSION_SUFFIXES + (".pth",)):
+    if base.endswith(".py") or base in CONFIG_FILES or base.endswith((*EXTENSION_SUFFIXES, ".pth")):
         return not base.startswith(".#")
     return False
 

@@ -108,6 +108,9 @@ class Supervisor:
 
     # -- warm process ------------------------------------------------------------
 
+    def _progress(self, event: wm.Progress) -> None:
+        self.progress_cb(event)
+
     def spawn(self) -> WarmProcess:
         self.generation += 1
         self._spawned_ns = time.time_ns()
@@ -120,7 +123,7 @@ class Supervisor:
             warm_args=self.config.warm_args,
             log_fd=self.log_fd,
             cache_dir=self.config.cache_dir,
-            on_progress=lambda ev: self.progress_cb(ev),
+            on_progress=self._progress,
             on_death=self._on_warm_death,
         )
 
@@ -144,7 +147,12 @@ class Supervisor:
             seconds=round(ready.seconds, 3),
             failures=[p.ImportFailure(path=f.path, error=f.error) for f in ready.failures],
         )
-        log.info("Pre-import complete: %d/%d modules in %.2fs", ready.imported, ready.total, ready.seconds)
+        log.info(
+            "Pre-import complete: %d/%d modules in %.2fs",
+            ready.imported,
+            ready.total,
+            ready.seconds,
+        )
         for failure in ready.failures:
             log.warning("Failed to import %s: %s", failure.path, failure.error)
         with self._lock:
@@ -157,8 +165,13 @@ class Supervisor:
         if old is not None:
             old.retire()
 
-    def _record_files(self, wp: WarmProcess, since_ns: int, reread: set[str] | None = None,
-                      force_changed: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def _record_files(
+        self,
+        wp: WarmProcess,
+        since_ns: int,
+        reread: set[str] | None = None,
+        force_changed: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
         """Record stat and content hash of the files the warm process has loaded.
 
         ``reread`` None: a new warm process read every file since ``since_ns``.
@@ -174,7 +187,9 @@ class Supervisor:
                 hashes: dict[str, str | None] = {}
                 dirs: dict[str, tuple[int, frozenset[str]]] = {}
             else:
-                stats = {f: s for f, s in self._stats.items() if f in wp.modules and f not in reread}
+                stats = {
+                    f: s for f, s in self._stats.items() if f in wp.modules and f not in reread
+                }
                 hashes = {f: self._hashes.get(f) for f in stats}
                 dirs = dict(self._dirs)
         suspects: set[str] = set()
@@ -208,7 +223,11 @@ class Supervisor:
         if self.stop_event.is_set():
             return
         log.warning("Warm process %d died; replacing it", wp.pid)
-        threading.Thread(target=self._replace_locked, args=(changes.Replace.CRASH, "the warm process died", None), daemon=True).start()
+        threading.Thread(
+            target=self._replace_locked,
+            args=(changes.Replace.CRASH, "the warm process died", None),
+            daemon=True,
+        ).start()
 
     # -- freshness -----------------------------------------------------------------
 
@@ -224,7 +243,9 @@ class Supervisor:
                 self._pending_since = time.monotonic()
             if self._debounce_timer is not None:
                 self._debounce_timer.cancel()
-            self._debounce_timer = threading.Timer(self.config.limits.debounce, self._apply_in_background)
+            self._debounce_timer = threading.Timer(
+                self.config.limits.debounce, self._apply_in_background
+            )
             self._debounce_timer.daemon = True
             self._debounce_timer.start()
 
@@ -320,7 +341,11 @@ class Supervisor:
             self._replace(changes.Replace.CRASH, "the warm process died while reloading", notify)
             return
         if not event.ok:
-            kind = changes.Replace.ALIVE if "still referenced" in event.reason else changes.Replace.RELOAD_ERROR
+            kind = (
+                changes.Replace.ALIVE
+                if "still referenced" in event.reason
+                else changes.Replace.RELOAD_ERROR
+            )
             self._replace(kind, event.reason, notify)
             return
         wp.update_modules(event)
@@ -402,8 +427,12 @@ class Supervisor:
         wp = self.spawn()
         if wp.wait_ready():
             self._adopt(wp)
-            log.info("Warm process %d ready (generation %d) in %.2fs", wp.pid, wp.generation,
-                     time.perf_counter() - started)
+            log.info(
+                "Warm process %d ready (generation %d) in %.2fs",
+                wp.pid,
+                wp.generation,
+                time.perf_counter() - started,
+            )
         else:
             log.error("Warm process failed to start: %s", wp.error)
             with self._lock:
@@ -426,7 +455,9 @@ class Supervisor:
             if self.state is p.DaemonState.WARMING:
                 raise Refused("the daemon is still warming up")
             wp = self.current
-            if wp is None or (wp.state is not WarmState.READY and self.state is not p.DaemonState.FAILED):
+            if wp is None or (
+                wp.state is not WarmState.READY and self.state is not p.DaemonState.FAILED
+            ):
                 self._replace(changes.Replace.CRASH, "the warm process is gone", notify)
             self._sweep()
             with self._lock:
@@ -468,7 +499,7 @@ class Supervisor:
         p95 = None
         if times:
             ordered = sorted(times)
-            p95 = round(ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))], 2)
+            p95 = round(ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], 2)
         return p.ReloadStats(
             reloads=self.reload_count,
             modules_reloaded=self.modules_reloaded,
@@ -502,9 +533,12 @@ class Supervisor:
             root=self.root,
             socket_path=self.config.socket_path,
             log_path=self.config.log_path,
-            versions=p.Versions(plugin=__version__, protocol=p.PROTOCOL_VERSION,
-                                python=".".join(map(str, os.sys.version_info[:3])),  # type: ignore[attr-defined]
-                                pytest=pytest.__version__),
+            versions=p.Versions(
+                plugin=__version__,
+                protocol=p.PROTOCOL_VERSION,
+                python=".".join(map(str, os.sys.version_info[:3])),  # type: ignore[attr-defined]
+                pytest=pytest.__version__,
+            ),
             generation=self.generation,
             warm_pid=wp.pid if wp is not None and wp.alive() else None,
             warm_paths=list(wp.ready.warm_paths) if wp is not None and wp.ready is not None else [],
@@ -534,30 +568,58 @@ class Supervisor:
         checks = {
             "socket_alive": p.HealthCheck(ok=True, value=True, detail=self.config.socket_path),
             "running": p.HealthCheck(
-                ok=self.state is p.DaemonState.READY, value=self.state is p.DaemonState.READY,
-                detail=f"state {self.state.value}" + (f": {wp.error}" if wp is not None and wp.error else "")),
+                ok=self.state is p.DaemonState.READY,
+                value=self.state is p.DaemonState.READY,
+                detail=f"state {self.state.value}"
+                + (f": {wp.error}" if wp is not None and wp.error else ""),
+            ),
             "warm_process_alive": p.HealthCheck(ok=warm is not None, value=wp.pid if wp else None),
             "warm_process_single_threaded": p.HealthCheck(
-                ok=warm is None or warm.threads == 1, value=warm.threads if warm else None,
-                detail="fork needs exactly one OS thread", severity="degraded"),
+                ok=warm is None or warm.threads == 1,
+                value=warm.threads if warm else None,
+                detail="fork needs exactly one OS thread",
+                severity="degraded",
+            ),
             "request_error_rate": p.HealthCheck(
-                ok=metrics.error_rate <= 0.1, value=metrics.error_rate,
-                detail=f"{metrics.failed_requests} of {metrics.total_requests} requests failed", severity="degraded"),
+                ok=metrics.error_rate <= 0.1,
+                value=metrics.error_rate,
+                detail=f"{metrics.failed_requests} of {metrics.total_requests} requests failed",
+                severity="degraded",
+            ),
             "memory_rss_bytes": p.HealthCheck(
-                ok=rss <= self.config.limits.max_rss_bytes, value=rss,
-                detail=f"limit {self.config.limits.max_rss_bytes}", severity="degraded"),
-            "zombies": p.HealthCheck(ok=sum(x.zombies for x in procs) == 0,
-                                     value=sum(x.zombies for x in procs), severity="degraded"),
+                ok=rss <= self.config.limits.max_rss_bytes,
+                value=rss,
+                detail=f"limit {self.config.limits.max_rss_bytes}",
+                severity="degraded",
+            ),
+            "zombies": p.HealthCheck(
+                ok=sum(x.zombies for x in procs) == 0,
+                value=sum(x.zombies for x in procs),
+                severity="degraded",
+            ),
             "file_watcher": p.HealthCheck(
-                ok=self.watcher_kind == "inotify" or self.watcher_kind == "fsevents" or self.watcher_kind == "kqueue",
+                ok=self.watcher_kind in ("inotify", "fsevents", "kqueue"),
                 value=self.watcher_kind,
-                detail="polling or no watcher: changes are found by the per-run stat sweep", severity="degraded"),
-            "pending_changes_age_s": p.HealthCheck(ok=pending_age < 5.0, value=round(pending_age, 3), severity="degraded"),
-            "import_failures": p.HealthCheck(ok=True, value=len(self.warmup.failures),
-                                             detail="test modules that failed to import during warm-up", severity="degraded"),
+                detail="polling or no watcher: changes are found by the per-run stat sweep",
+                severity="degraded",
+            ),
+            "pending_changes_age_s": p.HealthCheck(
+                ok=pending_age < 5.0, value=round(pending_age, 3), severity="degraded"
+            ),
+            "import_failures": p.HealthCheck(
+                ok=True,
+                value=len(self.warmup.failures),
+                detail="test modules that failed to import during warm-up",
+                severity="degraded",
+            ),
         }
-        return p.HealthResponse(status=health.verdict(checks), pid=os.getpid(), generation=self.generation,
-                                uptime=round(time.time() - self.started, 3), checks=checks)
+        return p.HealthResponse(
+            status=health.verdict(checks),
+            pid=os.getpid(),
+            generation=self.generation,
+            uptime=round(time.time() - self.started, 3),
+            checks=checks,
+        )
 
     def inside_root(self, path: str) -> bool:
         real = os.path.realpath(path)
@@ -565,18 +627,25 @@ class Supervisor:
 
     def collect(self, req: p.CollectRequest) -> p.CollectResponse | p.ErrorResponse:
         root = req.root if os.path.isabs(req.root) else os.path.join(self.root, req.root)
-        targets = [root] if not req.filters.paths else [
-            x if os.path.isabs(x) else os.path.join(self.root, x) for x in req.filters.paths
-        ]
+        targets = (
+            [root]
+            if not req.filters.paths
+            else [x if os.path.isabs(x) else os.path.join(self.root, x) for x in req.filters.paths]
+        )
         for target in [root, *targets]:
             if not self.inside_root(target.split("::", 1)[0]):
-                return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.OUTSIDE_ROOT,
-                                       message=f"{target} resolves outside the project root {self.root}")
+                return p.ErrorResponse(
+                    request_id=req.request_id,
+                    code=p.ErrorCode.OUTSIDE_ROOT,
+                    message=f"{target} resolves outside the project root {self.root}",
+                )
         started = time.perf_counter()
         try:
             wp = self.fresh_warm_process(lambda _m: None)
         except Refused as exc:
-            return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.NOT_READY, message=str(exc))
+            return p.ErrorResponse(
+                request_id=req.request_id, code=p.ErrorCode.NOT_READY, message=str(exc)
+            )
         args = ["--collect-only", "-q", "-o", f"cache_dir={self.config.cache_dir}"]
         if req.filters.keyword:
             args += ["-k", req.filters.keyword]
@@ -588,8 +657,18 @@ class Supervisor:
             targets = []
         args += targets
         r, w = os.pipe()
-        box = wp.request(req.request_id, {"op": "fork", "mode": "collect", "args": args, "cwd": self.root,
-                                          "env": self.warm_env, "umask": _umask()}, (w,))
+        box = wp.request(
+            req.request_id,
+            {
+                "op": "fork",
+                "mode": "collect",
+                "args": args,
+                "cwd": self.root,
+                "env": self.warm_env,
+                "umask": _umask(),
+            },
+            (w,),
+        )
         os.close(w)
         try:
             chunks = []
@@ -606,10 +685,15 @@ class Supervisor:
             os.close(r)
             wp.done(req.request_id)
         if isinstance(event, wm.Tainted):
-            self._schedule_replace(changes.Replace.TAINTED, f"the warm process has {event.threads} threads")
+            self._schedule_replace(
+                changes.Replace.TAINTED, f"the warm process has {event.threads} threads"
+            )
         if not chunks:
-            return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.INTERNAL,
-                                   message="the collect worker produced no result (it crashed); see the daemon log")
+            return p.ErrorResponse(
+                request_id=req.request_id,
+                code=p.ErrorCode.INTERNAL,
+                message="the collect worker produced no result (it crashed); see the daemon log",
+            )
         data = json.loads(b"".join(chunks))
         return p.CollectResponse(
             request_id=req.request_id,
@@ -622,9 +706,13 @@ class Supervisor:
         )
 
     def _schedule_replace(self, kind: changes.Replace, reason: str) -> None:
-        threading.Thread(target=self._replace_locked, args=(kind, reason, None), daemon=True).start()
+        threading.Thread(
+            target=self._replace_locked, args=(kind, reason, None), daemon=True
+        ).start()
 
-    def run(self, conn: socket.socket, req: p.RunRequest, fds: list[int]) -> p.RunFinished | p.RunRefused:
+    def run(
+        self, conn: socket.socket, req: p.RunRequest, fds: list[int]
+    ) -> p.RunFinished | p.RunRefused:
         """Serve one run; RunStarted and Notice frames are sent from here."""
 
         def notify(message: str) -> None:
@@ -647,11 +735,23 @@ class Supervisor:
                     self._replace(changes.Replace.ENV, env_reasons[0], notify)
                     wp = self.current  # type: ignore[assignment]
                 if wp is None or wp.state is not WarmState.READY:
-                    return p.RunRefused(request_id=req.request_id, reason="the warm process failed to restart")
+                    return p.RunRefused(
+                        request_id=req.request_id, reason="the warm process failed to restart"
+                    )
             status_r, status_w = os.pipe()
-            box = wp.request(req.request_id, {"op": "fork", "mode": "run", "args": req.args, "cwd": req.cwd,
-                                              "env": req.env, "umask": req.umask, "argv0": req.argv0},
-                             (*fds, status_w))
+            box = wp.request(
+                req.request_id,
+                {
+                    "op": "fork",
+                    "mode": "run",
+                    "args": req.args,
+                    "cwd": req.cwd,
+                    "env": req.env,
+                    "umask": req.umask,
+                    "argv0": req.argv0,
+                },
+                (*fds, status_w),
+            )
             os.close(status_w)
         finally:
             for fd in fds:
@@ -662,18 +762,27 @@ class Supervisor:
             os.close(status_r)
             wp.done(req.request_id)
 
-    def _follow_run(self, conn: socket.socket, req: p.RunRequest, wp: WarmProcess, box: Mailbox,
-                    status_r: int) -> p.RunFinished | p.RunRefused:
+    def _follow_run(
+        self, conn: socket.socket, req: p.RunRequest, wp: WarmProcess, box: Mailbox, status_r: int
+    ) -> p.RunFinished | p.RunRefused:
         event = box.get()
         if isinstance(event, wm.Tainted):
-            self._schedule_replace(changes.Replace.TAINTED, f"the warm process has {event.threads} OS threads")
-            return p.RunRefused(request_id=req.request_id, reason="the warm process started threads; replacing it")
+            self._schedule_replace(
+                changes.Replace.TAINTED, f"the warm process has {event.threads} OS threads"
+            )
+            return p.RunRefused(
+                request_id=req.request_id, reason="the warm process started threads; replacing it"
+            )
         if not isinstance(event, wm.Forked):
-            return p.RunRefused(request_id=req.request_id, reason="the warm process died before the run started")
+            return p.RunRefused(
+                request_id=req.request_id, reason="the warm process died before the run started"
+            )
         pid = event.pid
         # The worker may still refuse the run (its option check comes first,
         # before it writes anything); the client then runs cold.
-        send_frame(conn, p.dump(p.RunStarted(request_id=req.request_id, pid=pid, generation=wp.generation)))
+        send_frame(
+            conn, p.dump(p.RunStarted(request_id=req.request_id, pid=pid, generation=wp.generation))
+        )
         client_gone = False
         while True:
             waiting: list[Mailbox | socket.socket] = [box] if client_gone else [box, conn]
@@ -686,13 +795,19 @@ class Supervisor:
                         if reason:
                             return p.RunRefused(request_id=req.request_id, reason=reason)
                     if event.code < 0:
-                        return p.RunFinished(request_id=req.request_id, exit_code=128 - event.code,
-                                             signal=-event.code)
+                        return p.RunFinished(
+                            request_id=req.request_id,
+                            exit_code=128 - event.code,
+                            signal=-event.code,
+                        )
                     return p.RunFinished(request_id=req.request_id, exit_code=event.code)
                 if event is None:
                     _killpg(pid, signal.SIGKILL)
-                    return p.RunFinished(request_id=req.request_id, exit_code=3,
-                                         message="the warm process died during the run")
+                    return p.RunFinished(
+                        request_id=req.request_id,
+                        exit_code=3,
+                        message="the warm process died during the run",
+                    )
             if not client_gone and conn in readable:
                 try:
                     raw, _ = recv_frame(conn, 4096, timeout=self.config.limits.request_timeout)
@@ -713,10 +828,16 @@ class Supervisor:
             # A reload is asked for to recover; "replaced" would be a lie.
             wp = self.current
             error = (wp.error if wp is not None else None) or "see the daemon log"
-            return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.NOT_READY,
-                                   message=f"the new warm process failed to start ({error})")
-        return p.ReloadResponse(request_id=req.request_id, generation=self.generation,
-                                duration_ms=round((time.perf_counter() - started) * 1000, 2))
+            return p.ErrorResponse(
+                request_id=req.request_id,
+                code=p.ErrorCode.NOT_READY,
+                message=f"the new warm process failed to start ({error})",
+            )
+        return p.ReloadResponse(
+            request_id=req.request_id,
+            generation=self.generation,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
 
     def shutdown(self) -> None:
         self.state = p.DaemonState.STOPPING

@@ -57,7 +57,11 @@ def scan_imports(source: bytes, importer: str, is_package: bool) -> set[str]:
             func = node.func
             fname = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
             arg = node.args[0]
-            if fname in ("import_module", "__import__") and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            if (
+                fname in ("import_module", "__import__")
+                and isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+            ):
                 found.update(_prefixes(arg.value))
     found.discard(importer)
     return found

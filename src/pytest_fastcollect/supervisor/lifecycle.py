@@ -114,8 +114,17 @@ class WarmProcess:
         self.running: dict[str, int] = {}  # request id -> worker pid
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent
-        cmd = [sys.executable, "-m", "pytest_fastcollect.warm.zygote",
-               "--control-fd", str(child.fileno()), "--root", root, "--cache-dir", cache_dir]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest_fastcollect.warm.zygote",
+            "--control-fd",
+            str(child.fileno()),
+            "--root",
+            root,
+            "--cache-dir",
+            cache_dir,
+        ]
         if sys_path0 is not None:
             cmd += ["--sys-path0", sys_path0]
         cmd += ["--", *warm_args]
@@ -131,7 +140,9 @@ class WarmProcess:
         )
         child.close()
         self.pid = self.proc.pid
-        self._reader = threading.Thread(target=self._read_loop, name=f"warm-reader-{generation}", daemon=True)
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"warm-reader-{generation}", daemon=True
+        )
         self._reader.start()
 
     # -- events ------------------------------------------------------------------
@@ -228,7 +239,9 @@ class WarmProcess:
                 send_frame(self.sock, b'{"op": "exit"}')
         except OSError:
             pass
-        threading.Thread(target=self.proc.wait, name=f"warm-reap-{self.generation}", daemon=True).start()
+        threading.Thread(
+            target=self.proc.wait, name=f"warm-reap-{self.generation}", daemon=True
+        ).start()
 
     def kill(self) -> None:
         self.retired = True

@@ -65,16 +65,27 @@ class Server:
         with conn:
             uid = peer_uid(conn)
             if uid is not None and uid != os.getuid():
-                log.warning("Refused connection from uid %d (daemon runs as uid %d)", uid, os.getuid())
+                log.warning(
+                    "Refused connection from uid %d (daemon runs as uid %d)", uid, os.getuid()
+                )
                 self.sup.count("refused", ok=False)
                 return
             # Beyond the limit a connection waits for a slot (as long as a
             # request may take to arrive) rather than failing a burst of clients.
             if not self._slots.acquire(timeout=self.limits.request_timeout):
-                log.warning("Refused connection: %d connections already open", self.limits.max_connections)
+                log.warning(
+                    "Refused connection: %d connections already open", self.limits.max_connections
+                )
                 self.sup.count("busy", ok=False)
-                self._reply(conn, p.ErrorResponse(code=p.ErrorCode.BUSY, message=(
-                    f"the daemon already serves {self.limits.max_connections} connections; try again")))
+                self._reply(
+                    conn,
+                    p.ErrorResponse(
+                        code=p.ErrorCode.BUSY,
+                        message=(
+                            f"the daemon already serves {self.limits.max_connections} connections; try again"
+                        ),
+                    ),
+                )
                 return
             try:
                 self._serve_one(conn)
@@ -87,22 +98,35 @@ class Server:
         except OSError:
             pass
 
-    def _fail(self, conn: socket.socket, code: p.ErrorCode, message: str, request_id: str | None = None,
-              command: str = "invalid") -> None:
+    def _fail(
+        self,
+        conn: socket.socket,
+        code: p.ErrorCode,
+        message: str,
+        request_id: str | None = None,
+        command: str = "invalid",
+    ) -> None:
         log.warning("Request [%s] rejected: %s: %s", request_id or "-", code.value, message)
         self.sup.count(command, ok=False)
         self._reply(conn, p.ErrorResponse(request_id=request_id, code=code, message=message))
 
     def _serve_one(self, conn: socket.socket) -> None:
         try:
-            raw, fds = recv_frame(conn, self.limits.max_request_bytes, timeout=self.limits.request_timeout,
-                                  want_fds=True)
+            raw, fds = recv_frame(
+                conn,
+                self.limits.max_request_bytes,
+                timeout=self.limits.request_timeout,
+                want_fds=True,
+            )
         except FrameTooLarge as exc:
             self._fail(conn, p.ErrorCode.TOO_LARGE, str(exc))
             return
         except FrameTimeout:
-            self._fail(conn, p.ErrorCode.TIMEOUT,
-                       f"no complete request within {self.limits.request_timeout:g}s")
+            self._fail(
+                conn,
+                p.ErrorCode.TIMEOUT,
+                f"no complete request within {self.limits.request_timeout:g}s",
+            )
             return
         except PeerClosed as exc:
             if exc.mid_frame:
@@ -126,9 +150,14 @@ class Server:
         if req.protocol_version != p.PROTOCOL_VERSION:
             for fd in fds:
                 os.close(fd)
-            self._fail(conn, p.ErrorCode.VERSION_MISMATCH,
-                       f"protocol version {req.protocol_version} is not {p.PROTOCOL_VERSION}; "
-                       "restart the daemon with pytest --daemon-restart", req.request_id, req.command)
+            self._fail(
+                conn,
+                p.ErrorCode.VERSION_MISMATCH,
+                f"protocol version {req.protocol_version} is not {p.PROTOCOL_VERSION}; "
+                "restart the daemon with pytest --daemon-restart",
+                req.request_id,
+                req.command,
+            )
             return
         if not isinstance(req, p.RunRequest):
             for fd in fds:
@@ -139,14 +168,21 @@ class Server:
             response = self._dispatch(conn, req, fds)
         except Exception as exc:
             log.exception("Request [%s] %s failed", req.request_id, req.command)
-            response = p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.INTERNAL,
-                                       message=f"{type(exc).__name__}: {exc}")
+            response = p.ErrorResponse(
+                request_id=req.request_id,
+                code=p.ErrorCode.INTERNAL,
+                message=f"{type(exc).__name__}: {exc}",
+            )
         ok = not isinstance(response, p.ErrorResponse)
         # A refused run ran cold in the client: count it apart from served runs.
         self.sup.count("run_refused" if isinstance(response, p.RunRefused) else req.command, ok=ok)
         self._reply(conn, response)
-        log.info("Request [%s] completed in %.4fs: %s", req.request_id, time.perf_counter() - started,
-                 "success" if ok else f"error: {getattr(response, 'message', '')}")
+        log.info(
+            "Request [%s] completed in %.4fs: %s",
+            req.request_id,
+            time.perf_counter() - started,
+            "success" if ok else f"error: {getattr(response, 'message', '')}",
+        )
         if isinstance(req, p.StopRequest):
             self.sup.stop_event.set()
 
@@ -161,12 +197,18 @@ class Server:
             if len(fds) != req.fd_count:
                 for fd in fds:
                     os.close(fd)
-                return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.BAD_REQUEST,
-                                       message=f"expected {req.fd_count} file descriptors, got {len(fds)}")
+                return p.ErrorResponse(
+                    request_id=req.request_id,
+                    code=p.ErrorCode.BAD_REQUEST,
+                    message=f"expected {req.fd_count} file descriptors, got {len(fds)}",
+                )
             return self.sup.run(conn, req, fds)
         if isinstance(req, p.ReloadRequest):
             return self.sup.reload_all(req)
         if isinstance(req, p.StopRequest):
             return p.StopResponse(request_id=req.request_id, pid=os.getpid())
-        return p.ErrorResponse(request_id=req.request_id, code=p.ErrorCode.BAD_REQUEST,
-                               message=f"{req.command} is only valid during a run")
+        return p.ErrorResponse(
+            request_id=req.request_id,
+            code=p.ErrorCode.BAD_REQUEST,
+            message=f"{req.command} is only valid during a run",
+        )

@@ -6,7 +6,7 @@ message is validated here before the supervisor acts on it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -79,7 +79,7 @@ class Reloaded(ModuleReport):
 
 
 WarmEvent = Annotated[
-    Union[Progress, Ready, WarmFailed, Forked, Exited, Tainted, Reloaded],
+    Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded,
     Field(discriminator="ev"),
 ]
 WARM_EVENT_ADAPTER: TypeAdapter[WarmEvent] = TypeAdapter(WarmEvent)

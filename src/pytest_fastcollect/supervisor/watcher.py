@@ -31,7 +31,15 @@ from pytest_fastcollect.supervisor.changes import IGNORED_DIRS
 log = logging.getLogger("pytest_fastcollect.daemon.watcher")
 
 # Reads and close-without-write are noise: one plain pytest run makes dozens.
-WANTED = frozenset({EVENT_TYPE_CREATED, EVENT_TYPE_DELETED, EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED, EVENT_TYPE_CLOSED})
+WANTED = frozenset(
+    {
+        EVENT_TYPE_CREATED,
+        EVENT_TYPE_DELETED,
+        EVENT_TYPE_MODIFIED,
+        EVENT_TYPE_MOVED,
+        EVENT_TYPE_CLOSED,
+    }
+)
 
 
 def _fs(path: bytes | str) -> str:
@@ -57,7 +65,9 @@ class _Handler(FileSystemEventHandler):
 
 
 class Watcher:
-    def __init__(self, root: str, sink: Callable[[set[str]], None], force_polling: bool = False) -> None:
+    def __init__(
+        self, root: str, sink: Callable[[set[str]], None], force_polling: bool = False
+    ) -> None:
         self.root = root
         self.sink = sink
         self.kind = "none"
@@ -92,7 +102,11 @@ class Watcher:
 
     def _schedule_dir(self, path: str) -> None:
         name = os.path.basename(path)
-        if name in IGNORED_DIRS or name.endswith((".egg-info", ".dist-info")) or path in self._scheduled:
+        if (
+            name in IGNORED_DIRS
+            or name.endswith((".egg-info", ".dist-info"))
+            or path in self._scheduled
+        ):
             return
         self._scheduled.add(path)
         self.observer.schedule(self._handler, path, recursive=True)

@@ -86,8 +86,12 @@ def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
         alive = [label for label, ref in refs if ref() is not None]
         del refs
         if alive:
-            return _result(started, False, "objects of the old modules are still referenced: "
-                           + ", ".join(alive[:ALIVE_REPORT_LIMIT]))
+            return _result(
+                started,
+                False,
+                "objects of the old modules are still referenced: "
+                + ", ".join(alive[:ALIVE_REPORT_LIMIT]),
+            )
         importlib.invalidate_caches()
         linecache.clearcache()
         for name in reimport:
@@ -96,7 +100,9 @@ def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
             try:
                 importlib.import_module(name)
             except Exception as exc:
-                return _result(started, False, f"re-importing {name} raised {type(exc).__name__}: {exc}")
+                return _result(
+                    started, False, f"re-importing {name} raised {type(exc).__name__}: {exc}"
+                )
         plain = [n for n in rewritten if n in sys.modules]
         if plain:
             # A project module imports it: outside pytest it came back without
@@ -110,7 +116,9 @@ def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
         gc.freeze()
 
 
-def rewarm(files: list[str], collect: Callable[[list[str]], list[dict[str, str]]]) -> dict[str, Any]:
+def rewarm(
+    files: list[str], collect: Callable[[list[str]], list[dict[str, str]]]
+) -> dict[str, Any]:
     """Import purged test modules again through pytest's collection."""
     started = time.perf_counter()
     gc.unfreeze()

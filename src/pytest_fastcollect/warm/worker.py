@@ -175,7 +175,9 @@ class _Collector:
 
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
-            self.errors.append({"nodeid": report.nodeid, "message": short_error(report.longreprtext)})
+            self.errors.append(
+                {"nodeid": report.nodeid, "message": short_error(report.longreprtext)}
+            )
 
 
 def short_error(text: str) -> str:

@@ -114,13 +114,16 @@ def estimate_modules(config: pytest.Config) -> int:
         if path.is_file():
             count += 1
             continue
-        for dirpath, dirnames, filenames in os.walk(path):
+        for _dirpath, dirnames, filenames in os.walk(path):
             dirnames[:] = [
-                d for d in dirnames
+                d
+                for d in dirnames
                 if d != "__pycache__" and not any(fnmatch.fnmatch(d, pat) for pat in norecurse)
             ]
             count += sum(
-                1 for f in filenames if f.endswith(".py") and any(fnmatch.fnmatch(f, p) for p in patterns)
+                1
+                for f in filenames
+                if f.endswith(".py") and any(fnmatch.fnmatch(f, p) for p in patterns)
             )
     return count
 
@@ -179,7 +182,14 @@ class Zygote:
     # -- warm-up -------------------------------------------------------------
 
     def collect_args(self, paths: list[str]) -> list[str]:
-        return [*self.warm_options, "--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}", *paths]
+        return [
+            *self.warm_options,
+            "--collect-only",
+            "-q",
+            "-o",
+            f"cache_dir={self.cache_dir}",
+            *paths,
+        ]
 
     def warm_up(self) -> None:
         started = time.monotonic()
@@ -191,8 +201,13 @@ class Zygote:
                 plugins=[plugin],
             )
         if plugin.config is None or plugin.key is None:
-            self.send({"ev": "warm_failed", "error": f"pytest could not start (exit code {int(code)}); "
-                       "run the same command without the daemon to see why"})
+            self.send(
+                {
+                    "ev": "warm_failed",
+                    "error": f"pytest could not start (exit code {int(code)}); "
+                    "run the same command without the daemon to see why",
+                }
+            )
             sys.exit(1)
         ns = plugin.config.known_args_namespace
         positionals = list(getattr(ns, "file_or_dir", None) or [])
@@ -209,17 +224,19 @@ class Zygote:
         plugin_module.become_worker(self.key["options"])
         gc.collect()
         gc.freeze()
-        self.send({
-            "ev": "ready",
-            "pid": os.getpid(),
-            "key": self.key,
-            "imported": plugin.imported,
-            "total": plugin.imported + len(plugin.failures),
-            "seconds": time.monotonic() - started,
-            "failures": plugin.failures,
-            "warm_paths": self.warm_paths,
-            **self.module_report(),
-        })
+        self.send(
+            {
+                "ev": "ready",
+                "pid": os.getpid(),
+                "key": self.key,
+                "imported": plugin.imported,
+                "total": plugin.imported + len(plugin.failures),
+                "seconds": time.monotonic() - started,
+                "failures": plugin.failures,
+                "warm_paths": self.warm_paths,
+                **self.module_report(),
+            }
+        )
 
     def module_report(self) -> dict[str, Any]:
         project: list[list[str]] = []
@@ -280,7 +297,14 @@ class Zygote:
             run_id = self.children.pop(pid, None)
             if run_id is None:
                 continue
-            self.send({"ev": "exited", "id": run_id, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            self.send(
+                {
+                    "ev": "exited",
+                    "id": run_id,
+                    "pid": pid,
+                    "code": os.waitstatus_to_exitcode(status),
+                }
+            )
 
     def fork(self, msg: dict[str, Any], fds: list[int]) -> None:
         threads = os_thread_count()
@@ -327,7 +351,14 @@ class Zygote:
             run_id = self.children.pop(pid, None)
             if run_id is not None:
                 try:
-                    self.send({"ev": "exited", "id": run_id, "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+                    self.send(
+                        {
+                            "ev": "exited",
+                            "id": run_id,
+                            "pid": pid,
+                            "code": os.waitstatus_to_exitcode(status),
+                        }
+                    )
                 except OSError:
                     pass
 

@@ -56,37 +56,50 @@ class Error:
 RunResponse = Notice | Refused | Started | Finished | Error
 
 
-def encode_run(args: Sequence[str], cwd: str, env: dict[str, str], umask: int, python: str,
-               sys_path: Sequence[str], argv0: str = "pytest") -> bytes:
-    return json.dumps({
-        "protocol_version": PROTOCOL_VERSION,
-        "request_id": uuid.uuid4().hex[:16],
-        "command": "run",
-        "args": list(args),
-        "cwd": cwd,
-        "env": env,
-        "umask": umask,
-        "python": python,
-        "sys_path": list(sys_path),
-        "argv0": argv0,
-        "fd_count": 3,
-    }).encode()
+def encode_run(
+    args: Sequence[str],
+    cwd: str,
+    env: dict[str, str],
+    umask: int,
+    python: str,
+    sys_path: Sequence[str],
+    argv0: str = "pytest",
+) -> bytes:
+    return json.dumps(
+        {
+            "protocol_version": PROTOCOL_VERSION,
+            "request_id": uuid.uuid4().hex[:16],
+            "command": "run",
+            "args": list(args),
+            "cwd": cwd,
+            "env": env,
+            "umask": umask,
+            "python": python,
+            "sys_path": list(sys_path),
+            "argv0": argv0,
+            "fd_count": 3,
+        }
+    ).encode()
 
 
 def encode_signal(signum: int) -> bytes:
-    return json.dumps({
-        "protocol_version": PROTOCOL_VERSION,
-        "request_id": uuid.uuid4().hex[:16],
-        "command": "signal",
-        "signum": signum,
-    }).encode()
+    return json.dumps(
+        {
+            "protocol_version": PROTOCOL_VERSION,
+            "request_id": uuid.uuid4().hex[:16],
+            "command": "signal",
+            "signum": signum,
+        }
+    ).encode()
 
 
-def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], optional: bool = False) -> Any:
+def _field(
+    data: dict[str, Any], name: str, kind: type | tuple[type, ...], optional: bool = False
+) -> Any:
     value = data.get(name)
     if value is None and optional:
         return None
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise LiteProtocolError(f"field {name!r} missing or of the wrong type")
     return value
 
@@ -106,8 +119,11 @@ def decode_run_response(raw: bytes) -> RunResponse:
     if kind == "run_started":
         return Started(_field(data, "pid", int), _field(data, "generation", int))
     if kind == "run_finished":
-        return Finished(_field(data, "exit_code", int), _field(data, "signal", int, optional=True),
-                        _field(data, "message", str, optional=True))
+        return Finished(
+            _field(data, "exit_code", int),
+            _field(data, "signal", int, optional=True),
+            _field(data, "message", str, optional=True),
+        )
     if kind == "error":
         return Error(_field(data, "code", str), _field(data, "message", str))
     raise LiteProtocolError(f"unexpected response kind {kind!r}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import uuid
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -89,15 +89,13 @@ class StopRequest(_Request):
 
 
 Request = Annotated[
-    Union[
-        StatusRequest,
-        HealthRequest,
-        CollectRequest,
-        RunRequest,
-        SignalRequest,
-        ReloadRequest,
-        StopRequest,
-    ],
+    StatusRequest
+    | HealthRequest
+    | CollectRequest
+    | RunRequest
+    | SignalRequest
+    | ReloadRequest
+    | StopRequest,
     Field(discriminator="command"),
 ]
 
@@ -307,18 +305,16 @@ class StopResponse(_Model):
 
 
 Response = Annotated[
-    Union[
-        ErrorResponse,
-        StatusResponse,
-        HealthResponse,
-        CollectResponse,
-        Notice,
-        RunRefused,
-        RunStarted,
-        RunFinished,
-        ReloadResponse,
-        StopResponse,
-    ],
+    ErrorResponse
+    | StatusResponse
+    | HealthResponse
+    | CollectResponse
+    | Notice
+    | RunRefused
+    | RunStarted
+    | RunFinished
+    | ReloadResponse
+    | StopResponse,
     Field(discriminator="kind"),
 ]
 
@@ -329,7 +325,7 @@ def response_adapter() -> TypeAdapter[Response]:
 
 
 RunResponse = Annotated[
-    Union[ErrorResponse, Notice, RunRefused, RunStarted, RunFinished],
+    ErrorResponse | Notice | RunRefused | RunStarted | RunFinished,
     Field(discriminator="kind"),
 ]
 
@@ -364,9 +360,7 @@ class StartFailed(_Model):
     already_running: bool = False
 
 
-StartEvent = Annotated[
-    Union[StartProgress, StartReady, StartFailed], Field(discriminator="event")
-]
+StartEvent = Annotated[StartProgress | StartReady | StartFailed, Field(discriminator="event")]
 
 
 @functools.cache
