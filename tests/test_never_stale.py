@@ -571,6 +571,27 @@ for _style in Style:
     scenario(_save_style(_style))
 
 
-@pytest.mark.parametrize("name", list(SCENARIOS))
+# Differences we know of and have not fixed: strict xfail, so a fix shows up
+# as an unexpected pass and the entry must then be removed.
+KNOWN_DIFFERENCES = {
+    "run_of_one_file_sees_only_its_own_imports": (
+        "a warm process holds every module its warm-up imported; a run of one file sees "
+        "the import side effects of project modules that only other test files import"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=[pytest.mark.xfail(strict=True, reason=KNOWN_DIFFERENCES[name])]
+            if name in KNOWN_DIFFERENCES
+            else [],
+        )
+        for name in SCENARIOS
+    ],
+)
 def test_scenario(checker: Checker, name: str) -> None:
     SCENARIOS[name](checker)
