@@ -158,3 +158,14 @@ def bench(session: nox.Session) -> None:
             success_codes=[0, 1],
         )
     session.run("python", "bench/report.py", *results)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The never-stale fuzzer at full size: 200 seeded edit sequences, warm vs cold.
+
+    ``nox -s fuzz -- --seed 7 --sequences 50`` for another seed or size; a
+    difference prints the seed, the sequence and both outputs to replay it.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "tests/fuzz_edits.py", *(session.posargs or ["--sequences", "200"]))
