@@ -519,13 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             # the workspace still stops every daemon on the way out.
             data["error"] = b.describe(exc)
             b.log(f"error: {data['error']}")
-    data["daemon_pids"] = ws.pids
-    data["ok"] = "error" not in data and all(
-        c["ok"] for m in data["modes"].values() for c in m["checks"]
-    )
-    report(data)
-    b.write_results(args.output, "reload.json", data)
-    return 0 if data["ok"] else 1
+    return b.finish(data, ws.pids, report, args.output, "reload.json")
 
 
 if __name__ == "__main__":

@@ -562,3 +562,20 @@ def describe(exc: BaseException) -> str:
     import traceback
 
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).strip()
+
+
+def finish(
+    data: dict[str, Any],
+    daemon_pids: list[int],
+    report: Callable[[dict[str, Any]], None],
+    output: Path | None,
+    name: str,
+) -> int:
+    """Close a benchmark run: verdict from every mode's checks, table, JSON; the exit code."""
+    data["daemon_pids"] = daemon_pids
+    data["ok"] = "error" not in data and all(
+        c["ok"] for m in data["modes"].values() for c in m["checks"]
+    )
+    report(data)
+    write_results(output, name, data)
+    return 0 if data["ok"] else 1

@@ -122,18 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     if warm_args[:1] == ["--"]:
         warm_args = warm_args[1:]
     me = psutil.Process()
-    runtime.write_record(
-        p.DaemonRecord(
-            pid=me.pid,
-            create_time=me.create_time(),
-            root=str(files.root),
-            socket_path=str(files.socket),
-            log_path=str(files.log),
-            version=__version__,
-            warm_args=warm_args,
-            cwd=ns.cwd,
+
+    def write_record(warm_pid: int | None) -> None:
+        runtime.write_record(
+            p.DaemonRecord(
+                pid=me.pid,
+                create_time=me.create_time(),
+                root=str(files.root),
+                socket_path=str(files.socket),
+                log_path=str(files.log),
+                version=__version__,
+                warm_pid=warm_pid,
+                warm_args=warm_args,
+                cwd=ns.cwd,
+            )
         )
-    )
+
+    write_record(None)
     limits = Limits(
         max_connections=ns.max_connections,
         max_request_bytes=ns.max_request_bytes,
@@ -183,19 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = 1
         sup.stop_event.set()
     else:
-        runtime.write_record(
-            p.DaemonRecord(
-                pid=me.pid,
-                create_time=me.create_time(),
-                root=str(files.root),
-                socket_path=str(files.socket),
-                log_path=str(files.log),
-                version=__version__,
-                warm_pid=wp.pid,
-                warm_args=warm_args,
-                cwd=ns.cwd,
-            )
-        )
+        write_record(wp.pid)
         progress.emit(
             p.StartReady(
                 pid=os.getpid(),
