@@ -155,16 +155,7 @@ def measure_mode(
 def report(data: dict[str, Any]) -> None:
     for mode, m in data["modes"].items():
         r = m["results"]
-        rows = [
-            [
-                LABELS[k],
-                b.fmt(r[k]["median_ms"]),
-                b.fmt(r[k]["min_ms"]),
-                b.fmt(r[k]["p95_ms"]),
-                r[k]["n"],
-            ]
-            for k in LABELS
-        ]
+        rows = b.timing_rows(r, LABELS)
         b.print_table(
             f"bench_daemon [{mode}] ({m['node_ids']} tests; "
             f"daemon start {m['start']['wall_ms']:.0f} ms)",

@@ -421,16 +421,7 @@ LABELS = {
 def report(data: dict[str, Any]) -> None:
     for mode, m in data["modes"].items():
         r = m["results"]
-        rows = [
-            [
-                LABELS[k],
-                b.fmt(r[k]["median_ms"]),
-                b.fmt(r[k]["min_ms"]),
-                b.fmt(r[k]["p95_ms"]),
-                r[k]["n"],
-            ]
-            for k in LABELS
-        ]
+        rows = b.timing_rows(r, LABELS)
         s = m["shape"]
         b.print_table(
             f"bench_reload [{mode}] ({s['modules']} modules in {len(s['levels'])} levels, "

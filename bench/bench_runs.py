@@ -196,16 +196,7 @@ def _within(value: float | None, limit: float) -> bool | None:
 def report(data: dict[str, Any]) -> None:
     for mode, m in data["modes"].items():
         r = m["results"]
-        rows = [
-            [
-                LABELS[k],
-                b.fmt(r[k]["median_ms"]),
-                b.fmt(r[k]["min_ms"]),
-                b.fmt(r[k]["p95_ms"]),
-                r[k]["n"],
-            ]
-            for k in LABELS
-        ]
+        rows = b.timing_rows(r, LABELS)
         f = m["first_after_start"]
         rows.append(
             [

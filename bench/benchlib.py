@@ -579,3 +579,17 @@ def finish(
     report(data)
     write_results(output, name, data)
     return 0 if data["ok"] else 1
+
+
+def timing_rows(results: Mapping[str, Any], labels: Mapping[str, str]) -> list[list[Any]]:
+    """One table row per measurement: label, median, min, p95 (ms) and sample count."""
+    return [
+        [
+            label,
+            fmt(results[k]["median_ms"]),
+            fmt(results[k]["min_ms"]),
+            fmt(results[k]["p95_ms"]),
+            results[k]["n"],
+        ]
+        for k, label in labels.items()
+    ]
