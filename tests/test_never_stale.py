@@ -448,6 +448,19 @@ def same_size_rewrite_same_mtime(c: Checker) -> None:
 
 
 @scenario
+def same_size_same_mtime_rewrite_during_a_replacement(c: Checker) -> None:
+    # A deletion replaces the warm process; a save that kept size and mtime
+    # arrives with it. The new process must not load the old pyc (the warm-up
+    # wrote one), and a later save of identical content must not hide that.
+    assert c.path("app/__pycache__").is_dir()
+    c.path("tests/test_models.py").unlink()
+    edit(c.path("app/core.py"), '"hello "', '"hallo "', style=Style.BACKUP, keep_mtime=True)
+    c.check("tests/test_ns.py")
+    save(c.path("app/core.py"), c.path("app/core.py").read_text())
+    c.check("tests", expect=("FAILED tests/test_core.py::test_greet",))
+
+
+@scenario
 def same_size_import_swap_same_mtime(c: Checker) -> None:
     # The import graph must not trust (mtime, size) either: a test module
     # whose import changed without either changing still depends on the new module.

@@ -201,8 +201,12 @@ class Supervisor:
             st = _stat(path)
             stats[path] = st
             # A time in the future (archives, clock skew) says nothing: it would
-            # make every reload queue another.
-            recent = st is not None and since_ns - FILE_CLOCK_SLACK_NS <= st[0] <= time.time_ns()
+            # make every reload queue another. ctime too: a save that put the
+            # old mtime back (same size) also loaded the old pyc.
+            now_ns = time.time_ns()
+            recent = st is not None and any(
+                since_ns - FILE_CLOCK_SLACK_NS <= t <= now_ns for t in (st[0], st[3])
+            )
             if path in force_changed or recent:
                 hashes[path] = None
                 suspects.add(path)
@@ -298,11 +302,13 @@ class Supervisor:
                 # The last warm-up failed (a broken conftest, say). Try again
                 # once per change, which may be the fix, never once per run.
                 rels = ", ".join(sorted(os.path.relpath(x, self.root) for x in paths))
-                self._replace(changes.Replace.RETRY, f"retrying after a change ({rels})", notify)
+                self._replace(
+                    changes.Replace.RETRY, f"retrying after a change ({rels})", notify, changed=paths
+                )
             return
         decision = changes.classify(paths, self.root, wp.modules, self._hashes)
         if decision.replace is not None:
-            self._replace(decision.replace, decision.reason, notify)
+            self._replace(decision.replace, decision.reason, notify, changed=paths)
             return
         if not decision.changed:
             # Unchanged content (a touch, a save without edits): refresh stats only.
@@ -315,7 +321,12 @@ class Supervisor:
         by_name = {name: path for path, name in names.items()}
         closure = self.graph.reverse_closure(decision.changed, by_name)
         if any(n == "conftest" or n.endswith(".conftest") for n in closure):
-            self._replace(changes.Replace.CONFTEST, "a conftest imports a changed module", notify)
+            self._replace(
+                changes.Replace.CONFTEST,
+                "a conftest imports a changed module",
+                notify,
+                changed=paths,
+            )
             return
         for path in decision.changed.values():
             changes.remove_stale_bytecode(path)
@@ -409,7 +420,13 @@ class Supervisor:
             self._record_files(wp, since_ns, reread=set())
             log.info("Re-warmed %d test modules in %.1f ms", event.reimported, event.duration_ms)
 
-    def _replace(self, kind: changes.Replace, reason: str, notify: Notify | None) -> None:
+    def _replace(
+        self,
+        kind: changes.Replace,
+        reason: str,
+        notify: Notify | None,
+        changed: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
         """Replace the warm process: warm a new one, switch, retire the old. Caller holds the reload lock."""
         log.info("Replacing warm process: %s", reason)
         if notify is not None:
@@ -417,8 +434,14 @@ class Supervisor:
         with self._lock:
             self.replacements[kind.value] += 1
             self.state = p.DaemonState.REPLACING
+            dropped = set(self._pending) | set(changed)
             self._pending.clear()
             self._pending_since = None
+        # The new process imports these from scratch: a save that kept size and
+        # mtime must not hand it the old pyc.
+        for path in dropped:
+            if path.endswith(".py"):
+                changes.remove_stale_bytecode(path)
         started = time.perf_counter()
         with self._lock:
             known, known_dirs = list(self._stats), list(self._dirs)
