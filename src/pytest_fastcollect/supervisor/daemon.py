@@ -303,7 +303,10 @@ class Supervisor:
                 # once per change, which may be the fix, never once per run.
                 rels = ", ".join(sorted(os.path.relpath(x, self.root) for x in paths))
                 self._replace(
-                    changes.Replace.RETRY, f"retrying after a change ({rels})", notify, changed=paths
+                    changes.Replace.RETRY,
+                    f"retrying after a change ({rels})",
+                    notify,
+                    changed=paths,
                 )
             return
         decision = changes.classify(paths, self.root, wp.modules, self._hashes)
