@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
-from pathlib import Path
 
 from pytest_fastcollect.errors import RuntimeDirError
+
+# pathlib and dataclasses are imported where needed, not here: the thin
+# client imports this module and never builds a Path (~30 ms of start-up).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENV_RUNTIME_DIR = "PYTEST_FASTCOLLECT_RUNTIME_DIR"
 SOCKET_PATH_LIMIT = 100
@@ -26,16 +30,22 @@ def runtime_dir() -> Path:
     ``$PYTEST_FASTCOLLECT_RUNTIME_DIR`` > ``$XDG_RUNTIME_DIR/pytest-fastcollect``
     > ``/tmp/pytest-fastcollect-<uid>``.
     """
+    from pathlib import Path
+
+    return Path(runtime_dir_name())
+
+
+def runtime_dir_name() -> str:
     override = os.environ.get(ENV_RUNTIME_DIR)
     if override:
-        return Path(override)
+        return override
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
-        return Path(xdg) / "pytest-fastcollect"
-    return Path(f"/tmp/pytest-fastcollect-{os.getuid()}")
+        return os.path.join(xdg, "pytest-fastcollect")
+    return f"/tmp/pytest-fastcollect-{os.getuid()}"
 
 
-def check_runtime_dir(path: Path) -> None:
+def check_runtime_dir(path: str | os.PathLike[str]) -> None:
     """Refuse a runtime directory that someone else could read or replace."""
     st = os.lstat(path)
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
@@ -69,11 +79,28 @@ def project_key(root: str | os.PathLike[str]) -> str:
     return hashlib.sha256(real.encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
 class ProjectFiles:
-    root: Path
-    directory: Path
-    key: str
+    """The files of one project's daemon: all named ``<key>.<suffix>`` in ``directory``."""
+
+    __slots__ = ("directory", "key", "root")
+
+    def __init__(self, root: Path, directory: Path, key: str) -> None:
+        self.root = root
+        self.directory = directory
+        self.key = key
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ProjectFiles) and (self.root, self.directory, self.key) == (
+            other.root,
+            other.directory,
+            other.key,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.root, self.directory, self.key))
+
+    def __repr__(self) -> str:
+        return f"ProjectFiles(root={self.root!r}, directory={self.directory!r}, key={self.key!r})"
 
     @property
     def socket(self) -> Path:
@@ -97,12 +124,25 @@ class ProjectFiles:
         return self.directory / f"{self.key}.log"
 
 
-def project_files(root: str | os.PathLike[str], directory: Path | None = None) -> ProjectFiles:
-    real = Path(os.path.realpath(os.fspath(root)))
-    files = ProjectFiles(root=real, directory=directory or runtime_dir(), key=project_key(real))
-    if len(os.fsencode(files.socket)) >= SOCKET_PATH_LIMIT:
+def _check_socket_length(path: str) -> None:
+    if len(os.fsencode(path)) >= SOCKET_PATH_LIMIT:
         raise RuntimeDirError(
-            f"socket path {files.socket} is too long for a Unix socket; "
+            f"socket path {path} is too long for a Unix socket; "
             f"set {ENV_RUNTIME_DIR} to a shorter directory"
         )
+
+
+def project_files(root: str | os.PathLike[str], directory: Path | None = None) -> ProjectFiles:
+    from pathlib import Path
+
+    real = Path(os.path.realpath(os.fspath(root)))
+    files = ProjectFiles(root=real, directory=directory or runtime_dir(), key=project_key(real))
+    _check_socket_length(str(files.socket))
     return files
+
+
+def socket_path(root: str) -> str:
+    """``project_files(root).socket`` as a string, without pathlib (the thin client's path)."""
+    path = os.path.join(runtime_dir_name(), project_key(root) + ".sock")
+    _check_socket_length(path)
+    return path

@@ -15,14 +15,19 @@ process, else refuses the run so the client runs it cold).
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
+import sys
 from collections.abc import Generator, Iterator
+from types import FrameType
+from typing import NoReturn
 
 import pytest
 
 _role = "client"
 _warm_options: dict[str, str] | None = None
 _refuse_fd: int | None = None
+_handoff_tried = False
 
 VERBS = (
     "daemon_start",
@@ -55,7 +60,13 @@ def set_refuse_fd(fd: int) -> None:
     _refuse_fd = fd
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    _add_options(parser)
+    if _role == "client":
+        _early_handoff(parser, pluginmanager)
+
+
+def _add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("fastcollect", "pytest-fastcollect daemon")
     group.addoption(
         "--daemon-start",
@@ -150,12 +161,94 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
             raise SystemExit(commands.run_verb(verb, early_config))
         if getattr(ns, "daemon_json", False):
             raise pytest.UsageError("--daemon-json goes with --daemon-status or --daemon-health")
-        from pytest_fastcollect.client import handoff
+        # The daemon serves the pytest command. pytest.main() runs in its
+        # caller's process: the plugin objects it may pass cannot travel.
+        if not _handoff_tried and _called_by_console(sys._getframe(0)):
+            from pytest_fastcollect.client import handoff
 
-        code = handoff.try_handoff(early_config)
-        if code is not None:
-            raise SystemExit(code)
+            code = handoff.try_handoff(early_config)
+            if code is not None:
+                _leave(code)
     return (yield)
+
+
+def _early_handoff(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Hand the run off while pytest is still loading plugins, if we can tell it is one.
+
+    Registering this plugin calls ``pytest_addoption`` right away. When that
+    happens inside the ``pytest`` command's own argument parse, while plugins
+    are being loaded (before any conftest), the rootdir and ini file are
+    known and the arguments are final; handing off here saves importing the
+    plugins that come after this one. Anything else (``pytest.main()`` from
+    Python, this plugin registered by a conftest) waits for
+    ``pytest_load_initial_conftests``.
+    """
+    global _handoff_tried
+    config = pluginmanager.get_plugin("pytestconfig")
+    if not isinstance(config, pytest.Config):
+        return
+    args = _cli_args_being_parsed(config)
+    if args is None:
+        return
+    _handoff_tried = True
+    from pytest_fastcollect.client import handoff
+
+    try:
+        ns = parser.parse_known_args(args, namespace=copy.copy(config.option))
+    except (pytest.UsageError, SystemExit):
+        # pytest reports the bad arguments itself, with every plugin loaded.
+        return
+    if any(getattr(ns, flag, False) for flag in (*VERBS, "daemon_json")):
+        return  # commands and their usage errors come later, with every plugin loaded
+    code = handoff.try_handoff(config, ns=ns, args=args)
+    if code is not None:
+        _leave(code)
+
+
+def _cli_args_being_parsed(config: pytest.Config) -> list[str] | None:
+    """The argument list of ``Config.parse`` (addopts included) when this is
+    the ``pytest`` command loading its plugins, else None."""
+    parse_code = getattr(type(config).parse, "__code__", None)
+    frame: FrameType | None = sys._getframe(1)
+    loading_plugins = False
+    while frame is not None and frame.f_code is not parse_code:
+        name = frame.f_code.co_name
+        if name in _CONFTEST_LOADERS:
+            return None
+        loading_plugins = loading_plugins or name in _PLUGIN_LOADERS
+        frame = frame.f_back
+    if frame is None or not loading_plugins or not _called_by_console(frame):
+        return None
+    args = frame.f_locals.get("args")
+    return [str(a) for a in args] if isinstance(args, list) else None
+
+
+_PLUGIN_LOADERS = frozenset({"load_setuptools_entrypoints", "consider_preparse", "consider_env"})
+_CONFTEST_LOADERS = frozenset({"_importconftest", "pytest_load_initial_conftests"})
+
+
+def _called_by_console(frame: FrameType | None) -> bool:
+    """Whether the innermost pytest ``main`` around ``frame`` was called by the
+    ``pytest`` command (``pytest`` script, ``python -m pytest``), not from Python."""
+    config_file = getattr(sys.modules.get("_pytest.config"), "__file__", None)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename == config_file and code.co_name in ("_main", "main"):
+            caller = frame.f_back
+            return (
+                caller is not None
+                and caller.f_code.co_filename == config_file
+                and caller.f_code.co_name in ("_console_main", "console_main")
+            )
+        frame = frame.f_back
+    return False
+
+
+def _leave(code: int) -> NoReturn:
+    """The run is over (it ran in the daemon): the pytest command exits with its code."""
+    from pytest_fastcollect import process_exit
+
+    process_exit.exit_now(code)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

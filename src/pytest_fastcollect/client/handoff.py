@@ -11,18 +11,20 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
-from types import FrameType
-from typing import TYPE_CHECKING
 
-from pytest_fastcollect import keys
 from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
-from pytest_fastcollect.paths import project_files
 from pytest_fastcollect.wire import lite
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
+# The thin client imports this module: nothing here may import typing,
+# pathlib or dataclasses at run time (see wire/lite.py).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from types import FrameType
+
     import pytest
 
 DISABLE_ENV = "PYTEST_FASTCOLLECT_DISABLE"
@@ -42,11 +44,21 @@ def disabled_by_env() -> bool:
 _startup_sys_path: list[str] | None = None
 
 
-def try_handoff(config: pytest.Config) -> int | None:
-    """The run's exit code if the daemon ran it, or None to run cold here."""
+def try_handoff(
+    config: pytest.Config, ns: argparse.Namespace | None = None, args: Sequence[str] = ()
+) -> int | None:
+    """The run's exit code if the daemon ran it, or None to run cold here.
+
+    ``ns`` and ``args``: the options as parsed so far and the full argument
+    list, when plugins loaded after this one have not added their options yet.
+    """
     global _startup_sys_path
+    from pytest_fastcollect import keys
+    from pytest_fastcollect.paths import project_files
+
     _startup_sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
-    ns = config.known_args_namespace
+    if ns is None:
+        ns = config.known_args_namespace
     if getattr(ns, "no_daemon", False) or disabled_by_env():
         return None
     if getattr(ns, "help", False) or getattr(ns, "version", False):
@@ -68,7 +80,7 @@ def try_handoff(config: pytest.Config) -> int | None:
             "running without the daemon"
         )
         return None
-    if getattr(ns, "cov_source", None):
+    if getattr(ns, "cov_source", None) or any(a == "--cov" or a.startswith("--cov=") for a in args):
         notice(
             "--cov needs to see every import, which the warm process already did; running without the daemon"
         )
@@ -218,6 +230,8 @@ def autostart(config: pytest.Config) -> None:
     """``daemon_autostart = true``: after a cold run, start a daemon for the next ones."""
     if disabled_by_env() or getattr(config.option, "no_daemon", False):
         return
+    from pytest_fastcollect.paths import project_files
+
     try:
         files = project_files(config.rootpath)
     except FastCollectError:

@@ -16,16 +16,17 @@ COLD_ARGS = frozenset({"--no-daemon", "--help", "-h", "--version", "-V", "--cov"
 
 
 def _find_daemon(start: str) -> str | None:
-    from pytest_fastcollect.paths import project_files
+    from pytest_fastcollect.errors import FastCollectError
+    from pytest_fastcollect.paths import socket_path
 
     here = os.path.realpath(start)
     while True:
         try:
-            sock = project_files(here).socket
-        except Exception:
+            sock: str | None = socket_path(here)
+        except FastCollectError:
             sock = None
         if sock is not None and os.path.exists(sock):
-            return str(sock)
+            return sock
         parent = os.path.dirname(here)
         if parent == here:
             return None
@@ -45,7 +46,16 @@ def _exec_pytest(args: list[str], skip_daemon: bool = True) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    code = _main(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        # The command line: nothing is left to do but exit.
+        from pytest_fastcollect import process_exit
+
+        process_exit.exit_now(code)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write(USAGE + "\n")
         return 0 if argv else 4

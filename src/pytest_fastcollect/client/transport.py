@@ -7,10 +7,13 @@ import fcntl
 import os
 import socket
 import time
-from pathlib import Path
 
 from pytest_fastcollect.errors import DaemonConnectionError
-from pytest_fastcollect.paths import ProjectFiles, check_runtime_dir
+from pytest_fastcollect.paths import check_runtime_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pytest_fastcollect.paths import ProjectFiles
 
 DEFAULT_TIMEOUT = 30.0
 BACKLOG_RETRY = 0.005
@@ -26,7 +29,7 @@ def connect(
     every client checks the directory (ours, 0700, not a symlink) first.
     """
     path = os.fspath(socket_path)
-    directory = Path(os.path.dirname(os.path.abspath(path)))
+    directory = os.path.dirname(os.path.abspath(path))
     if os.path.lexists(directory):
         check_runtime_dir(directory)
     deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)

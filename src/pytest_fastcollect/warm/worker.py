@@ -8,7 +8,6 @@ fresh pytest session (never a reused Config or Session).
 
 from __future__ import annotations
 
-import atexit
 import importlib
 import io
 import json
@@ -17,11 +16,11 @@ import os
 import random
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
+from pytest_fastcollect import process_exit
 from pytest_fastcollect.warm import envtrack
 
 
@@ -119,22 +118,8 @@ def _console_entry() -> Callable[[], int]:
 
 
 def _finish(code: int) -> None:
-    # A cold interpreter waits for non-daemon threads, then runs atexit
-    # handlers and flushes its streams; so do we, in that order.
-    try:
-        threading._shutdown()  # type: ignore[attr-defined]
-    except BaseException:
-        pass
-    try:
-        atexit._run_exitfuncs()
-    except BaseException:
-        pass
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except BaseException:
-            pass
-    os._exit(code)
+    # Threads, atexit handlers and streams, in a cold interpreter's order.
+    process_exit.exit_now(code)
 
 
 def run_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> None:
