@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import Project, command_pytest, daemon_runs
 
 pytestmark = pytest.mark.timeout(180)
