@@ -141,6 +141,13 @@ def _add_options(parser: pytest.Parser) -> None:
         default="20",
         help="Daemon: quiet period after file events (default 20).",
     )
+    parser.addini(
+        "daemon_learn_imports",
+        type="bool",
+        default=True,
+        help="Daemon: import in the warm process the library modules runs import lazily "
+        "(default true).",
+    )
     parser.addini("daemon_log_level", default="INFO", help="Daemon: log level (default INFO).")
 
 

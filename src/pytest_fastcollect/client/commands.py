@@ -179,6 +179,8 @@ def spawn_supervisor(
         cmd += ["--sys-path0", sys_path[0]]
     if os.environ.get("PYTEST_FASTCOLLECT_POLLING"):
         cmd.append("--polling")
+    if not config.getini("daemon_learn_imports"):
+        cmd.append("--no-learn-imports")
     read_fd, write_fd = os.pipe() if wait else (-1, -1)
     if wait:
         cmd += ["--progress-fd", str(write_fd)]

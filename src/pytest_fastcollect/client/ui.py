@@ -50,6 +50,8 @@ def render_status(s: p.StatusResponse) -> str:
         f"  warm paths:     {' '.join(_rel(x, s.root) for x in s.warm_paths) or '-'}",
         f"  cached modules: {s.cached_modules} ({s.project_modules} from the project)",
         f"  warm-up:        {s.warmup.imported}/{s.warmup.total} modules in {s.warmup.seconds:.2f}s",
+        f"  learned:        {s.warmup.learned_imports} library imports from runs"
+        f" ({s.warmup.unlearnable_imports} not learnable)",
     ]
     for failure in s.warmup.failures:
         lines.append(f"    Failed to import {_rel(failure.path, s.root)}: {failure.error}")

@@ -88,6 +88,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--debounce", type=float, default=0.02)
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--polling", action="store_true")
+    ap.add_argument("--no-learn-imports", dest="learn_imports", action="store_false")
     ap.add_argument("warm_args", nargs=argparse.REMAINDER)
     return ap.parse_args(argv)
 
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         max_request_bytes=ns.max_request_bytes,
         request_timeout=ns.request_timeout,
         debounce=ns.debounce,
+        learn_imports=ns.learn_imports,
     )
     config = DaemonConfig(
         root=str(files.root),

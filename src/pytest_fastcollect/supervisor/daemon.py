@@ -49,6 +49,7 @@ class Limits:
     max_request_bytes: int = 10 * 1024 * 1024
     request_timeout: float = 30.0
     debounce: float = 0.02
+    learn_imports: bool = True
     max_rss_bytes: int = 4 * 1024**3
 
 
@@ -105,6 +106,11 @@ class Supervisor:
         self._rewarm_files: set[str] = set()
         self._rewarm_timer: threading.Timer | None = None
         self._spawned_ns = 0
+        # Learned imports (warm/learn.py): wanted from runs, learned, never again.
+        self._learn_wanted: set[str] = set()
+        self._learned: set[str] = set()
+        self._learn_blocked: dict[str, str] = {}
+        self._learn_timer: threading.Timer | None = None
 
     # -- warm process ------------------------------------------------------------
 
@@ -162,8 +168,13 @@ class Supervisor:
             old = self.current if self.current is not wp else None
             self.current = wp
             self.state = p.DaemonState.READY
+            self.warmup.learned_imports = len(self._learned)
+            self.warmup.unlearnable_imports = len(self._learn_blocked)
+            relearn = bool(self._learned or self._learn_wanted)
         if old is not None:
             old.retire()
+        if relearn:
+            self._schedule_learn(wp)
 
     def _record_files(
         self,
@@ -422,6 +433,60 @@ class Supervisor:
             # Project modules the test modules imported for the first time.
             self._record_files(wp, since_ns, reread=set())
             log.info("Re-warmed %d test modules in %.1f ms", event.reimported, event.duration_ms)
+
+    # -- learned imports ------------------------------------------------------------
+
+    def _want_imports(self, wp: WarmProcess, names: list[str]) -> None:
+        if not self.config.limits.learn_imports:
+            return
+        with self._lock:
+            new = set(names) - self._learned - self._learn_blocked.keys()
+            if not new:
+                return
+            self._learn_wanted |= new
+        self._schedule_learn(wp)
+
+    def _schedule_learn(self, wp: WarmProcess) -> None:
+        with self._lock:
+            if self._learn_timer is not None:
+                self._learn_timer.cancel()
+            self._learn_timer = threading.Timer(REWARM_DELAY, self._learn, args=(wp,))
+            self._learn_timer.daemon = True
+            self._learn_timer.start()
+
+    def _learn(self, wp: WarmProcess) -> None:
+        """Import, in the warm process, the library modules runs imported (when idle)."""
+        with self._reload_lock:
+            with self._lock:
+                busy = bool(self._pending) or self.current is not wp or self.stop_event.is_set()
+                modules = sorted((self._learn_wanted | self._learned) - self._learn_blocked.keys())
+            if busy or not modules or wp.state is not WarmState.READY:
+                return
+            learn_id = _new_id()
+            box = wp.request(learn_id, {"op": "learn", "modules": modules})
+            try:
+                event = box.get()
+            finally:
+                wp.done(learn_id)
+            if not isinstance(event, wm.Learned):
+                return
+            wp.update_modules(event)
+            with self._lock:
+                self._learned |= set(event.imported)
+                self._learn_blocked.update(event.rejected)
+                self._learn_wanted = set(event.deferred)
+                self.warmup.learned_imports = len(self._learned)
+                self.warmup.unlearnable_imports = len(self._learn_blocked)
+            if event.imported:
+                log.info(
+                    "Learned %d library imports in %.1f ms", len(event.imported), event.duration_ms
+                )
+            for name, reason in sorted(event.rejected.items()):
+                log.info("Not learning the import of %s: it %s", name, reason)
+        if event.tainted:
+            self._schedule_replace(changes.Replace.TAINTED, event.tainted)
+        elif event.deferred:
+            self._schedule_learn(wp)
 
     def _replace(
         self,
@@ -816,6 +881,8 @@ class Supervisor:
             if box in readable:
                 event = box.get()
                 if isinstance(event, wm.Exited):
+                    if event.imports:
+                        self._want_imports(wp, event.imports)
                     if event.code == keys.REFUSED_EXIT:
                         reason = _read_all(status_r).decode(errors="replace").strip()
                         if reason:

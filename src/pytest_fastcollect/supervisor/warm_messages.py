@@ -60,6 +60,7 @@ class Exited(_Event):
     id: str
     pid: int
     code: int
+    imports: list[str] = Field(default_factory=list)  # library modules the run imported
 
 
 class Tainted(_Event):
@@ -78,8 +79,18 @@ class Reloaded(ModuleReport):
     duration_ms: float
 
 
+class Learned(ModuleReport):
+    ev: Literal["learned"]
+    id: str
+    imported: list[str]
+    rejected: dict[str, str]
+    deferred: list[str]
+    tainted: str
+    duration_ms: float
+
+
 WarmEvent = Annotated[
-    Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded,
+    Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Learned,
     Field(discriminator="ev"),
 ]
 WARM_EVENT_ADAPTER: TypeAdapter[WarmEvent] = TypeAdapter(WarmEvent)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_fastcollect import process_exit
-from pytest_fastcollect.warm import envtrack
+from pytest_fastcollect.warm import envtrack, learn
 
 
 def _default_errors(fd: int) -> str:
@@ -122,8 +122,13 @@ def _finish(code: int) -> None:
     process_exit.exit_now(code)
 
 
-def run_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> None:
-    """Entry point in the forked child; never returns."""
+def run_child(
+    msg: dict[str, Any], fds: list[int], close: list[int], known: frozenset[str] | None = None
+) -> None:
+    """Entry point in the forked child; never returns.
+
+    ``known``: the warm process's modules, to record what the run imported.
+    """
     code = 3
     try:
         if msg["mode"] == "collect":
@@ -147,6 +152,11 @@ def run_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> None:
         except BaseException:
             pass
         code = 3
+    if known is not None and msg.get("learn_file"):
+        try:
+            learn.record(known, msg["learn_file"])
+        except BaseException:
+            pass
     _finish(code)
 
 

@@ -28,7 +28,7 @@ import pytest
 
 from pytest_fastcollect import keys
 from pytest_fastcollect import plugin as plugin_module
-from pytest_fastcollect.warm import envtrack, reload, worker
+from pytest_fastcollect.warm import envtrack, learn, reload, worker
 from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
 
 CONTROL_FRAME_LIMIT = 256 * 1024 * 1024
@@ -167,6 +167,7 @@ class Zygote:
         self.warm_args = warm_args
         self.children: dict[int, str] = {}
         self.cache_dir = cache_dir
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         self.warm_options: list[str] = []
         self.warm_paths: list[str] = []
         self.key: dict[str, Any] | None = None
@@ -282,6 +283,8 @@ class Zygote:
                     self.fork(msg, fds)
                 elif op in ("reload", "rewarm"):
                     self.reload(msg)
+                elif op == "learn":
+                    self.learn(msg)
                 elif op == "exit":
                     self.drain()
                     return
@@ -303,8 +306,31 @@ class Zygote:
                     "id": run_id,
                     "pid": pid,
                     "code": os.waitstatus_to_exitcode(status),
+                    "imports": learn.read_recorded(self.learn_file(run_id)),
                 }
             )
+
+    def learn_file(self, run_id: str) -> str:
+        return os.path.join(self.cache_dir, f"learn-{run_id}.json")
+
+    def learn(self, msg: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        result = learn.adopt(msg["modules"], self.root, os_thread_count)
+        if result.imported:
+            gc.collect()
+            gc.freeze()
+        self.send(
+            {
+                "ev": "learned",
+                "id": msg["id"],
+                "imported": result.imported,
+                "rejected": result.rejected,
+                "deferred": result.deferred,
+                "tainted": result.tainted,
+                "duration_ms": (time.perf_counter() - started) * 1000,
+                **self.module_report(),
+            }
+        )
 
     def fork(self, msg: dict[str, Any], fds: list[int]) -> None:
         threads = os_thread_count()
@@ -313,9 +339,14 @@ class Zygote:
                 os.close(fd)
             self.send({"ev": "tainted", "id": msg["id"], "threads": threads})
             return
+        known = None
+        if msg.get("mode") == "run":
+            # The run records the library modules it imports (learn.py).
+            known = frozenset(sys.modules)
+            msg["learn_file"] = self.learn_file(msg["id"])
         pid = os.fork()
         if pid == 0:
-            worker.run_child(msg, fds, [self.ctl.fileno(), self.wake_r, self.wake_w])
+            worker.run_child(msg, fds, [self.ctl.fileno(), self.wake_r, self.wake_w], known)
             os._exit(3)  # run_child never returns; belt and braces
         for fd in fds:
             os.close(fd)

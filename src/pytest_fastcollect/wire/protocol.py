@@ -156,6 +156,8 @@ class WarmupStats(_Model):
     total: int = 0
     seconds: float = 0.0
     failures: list[ImportFailure] = Field(default_factory=list)
+    learned_imports: int = 0  # library modules runs imported, now imported in the warm process
+    unlearnable_imports: int = 0  # failed their trial import: runs keep importing them
 
 
 class LastReload(_Model):

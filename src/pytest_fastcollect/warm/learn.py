@@ -1,0 +1,201 @@
+"""Learned imports: library modules the runs import lazily, imported once in the warm process.
+
+Libraries import parts of themselves on first use (sympy's units when an
+expression is simplified, pandas' IO modules, ...). The warm process never
+did, so every forked run paid for them again. A run records the library
+modules it imported (worker side); when the daemon is idle, the warm process
+imports them too, after a trial import in a forked child shows that importing
+them is invisible: no warning (any category, whatever the filters), no
+output, no exception, no new thread, and no project module pulled in. What
+fails the trial is never tried again in this daemon.
+
+Only modules under the interpreter's library directories (the standard
+library, site-packages) are learned. Project and test modules belong to the
+reload machinery; a change to an installed package replaces the warm process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import site
+import sys
+import sysconfig
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable
+
+NOT_TRIED = "not tried yet"
+SKIP_PREFIXES = ("_pytest", "pytest", "pluggy", "pytest_fastcollect", "__main__")
+
+
+def library_dirs() -> tuple[str, ...]:
+    dirs: set[str] = set()
+    paths = sysconfig.get_paths()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        if paths.get(key):
+            dirs.add(os.path.realpath(paths[key]))
+    try:
+        dirs.update(os.path.realpath(d) for d in site.getsitepackages())
+    except AttributeError:  # some virtualenv site modules lack it
+        pass
+    user = getattr(site, "ENABLE_USER_SITE", False) and site.getusersitepackages()
+    if user:
+        dirs.add(os.path.realpath(user))
+    return tuple(d + os.sep for d in sorted(dirs))
+
+
+def _is_library(name: str, module: object, dirs: tuple[str, ...]) -> bool:
+    if name.startswith(SKIP_PREFIXES) or name.split(".", maxsplit=1)[0] in ("pytest", "_pytest"):
+        return False
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return False
+    return os.path.realpath(path).startswith(dirs)
+
+
+def new_library_modules(known: frozenset[str], dirs: tuple[str, ...]) -> list[str]:
+    """Library modules in sys.modules that were not in ``known``."""
+    return sorted(
+        name
+        for name, module in list(sys.modules.items())
+        if name not in known and _is_library(name, module, dirs)
+    )
+
+
+def record(known: frozenset[str], path: str) -> None:
+    """In a finished run: write the library modules it imported to ``path``."""
+    names = new_library_modules(known, library_dirs())
+    if not names:
+        return
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(names, fh)
+    os.replace(tmp, path)
+
+
+def read_recorded(path: str) -> list[str]:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return []
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return (
+        [n for n in data if isinstance(n, str) and n not in sys.modules]
+        if isinstance(data, list)
+        else []
+    )
+
+
+def _import_quietly(name: str, thread_count: Callable[[], int], root: str) -> str | None:
+    """Import ``name``; the reason it is not invisible, or None."""
+    before = set(sys.modules)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:
+            return f"raised {type(exc).__name__}"
+    if caught:
+        return f"warned ({caught[0].category.__name__})"
+    if thread_count() != 1:
+        return "started a thread"
+    prefix, libraries = root + os.sep, library_dirs()
+    for new in set(sys.modules) - before:
+        path = getattr(sys.modules[new], "__file__", None)
+        real = os.path.realpath(path) if isinstance(path, str) else ""
+        if real.startswith(prefix) and not real.startswith(libraries):
+            return f"imported the project module {new}"
+    return None
+
+
+def trial(
+    names: Iterable[str], root: str, thread_count: Callable[[], int]
+) -> dict[str, str | None]:
+    """Import ``names`` in a forked child: name -> why it is not invisible, or None."""
+    ordered = sorted(set(names))
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the trial child: never returns
+        code = 0
+        try:
+            os.close(r)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            # Output shows as a growing file: stdout and stderr go to one.
+            out = tempfile.TemporaryFile()  # noqa: SIM115 - lives until os._exit
+            os.dup2(out.fileno(), 1)
+            os.dup2(out.fileno(), 2)
+            results: dict[str, str | None] = {}
+            for name in ordered:
+                reason = _import_quietly(name, thread_count, root)
+                for stream in (sys.stdout, sys.stderr):
+                    try:
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass
+                if reason is None and os.fstat(1).st_size:
+                    reason = "printed output"
+                results[name] = reason
+                if reason is not None:
+                    # Later imports would be judged in a changed process.
+                    for rest in ordered[ordered.index(name) + 1 :]:
+                        results.setdefault(rest, NOT_TRIED)
+                    break
+            os.write(w, json.dumps(results).encode())
+        except BaseException:
+            code = 1
+        os._exit(code)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    os.waitpid(pid, 0)
+    try:
+        data = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        data = {}
+    return {name: data.get(name, "the trial import crashed") for name in ordered}
+
+
+class Adopted:
+    def __init__(self) -> None:
+        self.imported: list[str] = []
+        self.rejected: dict[str, str] = {}  # never to be tried again
+        self.deferred: list[str] = []  # not tried: an earlier one failed its trial
+        self.tainted = ""  # a real import did what its trial did not
+
+
+def adopt(names: Iterable[str], root: str, thread_count: Callable[[], int]) -> Adopted:
+    """Trial-import ``names`` in a child, then import in this process what passed."""
+    result = Adopted()
+    wanted = [n for n in sorted(set(names)) if n not in sys.modules]
+    if not wanted:
+        return result
+    trial_results = trial(wanted, root, thread_count)
+    for name in wanted:
+        reason = trial_results[name]
+        if reason == NOT_TRIED:
+            result.deferred.append(name)
+        elif reason is not None:
+            result.rejected[name] = reason
+        elif name in sys.modules:
+            result.imported.append(name)  # came with an earlier one
+        else:
+            reason = _import_quietly(name, thread_count, root)
+            if reason is not None:
+                result.rejected[name] = reason
+                result.tainted = f"learning the import of {name} {reason}"
+                break
+            result.imported.append(name)
+    return result
