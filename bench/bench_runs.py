@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -98,9 +99,19 @@ def measure_mode(
         "thin": variant("thin", [*thin, "run", test_file], True),
     }
     # One untimed warm and thin run each: the first fork after warm-up pays
-    # for page faults the steady state does not.
+    # for page faults the steady state does not, and the library modules the
+    # runs import lazily are learned when the daemon is idle (learned imports).
     variants["warm"]()
     variants["thin"]()
+    learned = wait_for_learning(client)
+    b.log(f"[{mode}] learned imports: {learned}")
+    # The bodies' own time in a warm run (they no longer import what was learned).
+    warm_body: list[float] = []
+    for i in range(max(2, reps // 3)):
+        xml = ws.base / f"{mode}-warm-body-{i}.xml"
+        b.run_checked([*pytest, test_file, f"--junitxml={xml}"], root, env, ok=ok_codes)
+        warm_body.append(junit_body_seconds(xml))
+    warm_body_ms = round(statistics.median(warm_body) * 1000, 3)
     runs_before = client.get_status()["metrics"]["runs"]
     b.log(f"[{mode}] one-file runs, {reps} reps")
     samples = b.alternate(variants, reps)
@@ -162,6 +173,8 @@ def measure_mode(
         "exit_code": expected_rc,
         "results": result,
         "body_ms": body_ms,
+        "warm_body_ms": warm_body_ms,
+        "learned_imports": learned,
         "pytest_reported_warm_ms": reported_ms,
         "first_after_start": {
             "rounds": first,
@@ -173,20 +186,39 @@ def measure_mode(
             "handoff_overhead_ms": handoff,
             "warm_over_version_minus_body_ms": b.diff(handoff, body_ms),
             "thin_minus_body_ms": b.diff(med["thin"], body_ms),
+            # Against the bodies' time in the warm run itself: the pure overhead.
+            "warm_over_version_minus_warm_body_ms": b.diff(handoff, warm_body_ms),
+            "thin_minus_warm_body_ms": b.diff(med["thin"], warm_body_ms),
             "cold_over_warm": b.ratio(med["cold"], med["warm"]),
             "cold_over_thin": b.ratio(med["cold"], med["thin"]),
         },
         "targets": {
+            # Judged against the bodies' time in the warm run: stricter than the
+            # cold bodies when learned imports made the bodies faster.
             "warm_within_100ms_of_version_plus_body": _within(
-                b.diff(handoff, body_ms), WARM_TARGET_MS
+                b.diff(handoff, warm_body_ms), WARM_TARGET_MS
             ),
-            "thin_within_60ms_of_body": _within(b.diff(med["thin"], body_ms), THIN_TARGET_MS),
+            "thin_within_60ms_of_body": _within(b.diff(med["thin"], warm_body_ms), THIN_TARGET_MS),
             "first_run_after_start_never_slower_than_cold": all(
                 x["first_ms"] <= x["cold_ms"] for x in first
             ),
         },
         "checks": checks,
     }
+
+
+def wait_for_learning(client: Any, timeout: float = 60.0) -> dict[str, int]:
+    """Wait until the daemon has no imports left to learn; the learned-import counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        warmup = client.get_status()["warmup"]
+        if warmup.get("pending_imports", 0) == 0 or time.monotonic() > deadline:
+            return {
+                "learned": warmup.get("learned_imports", 0),
+                "unlearnable": warmup.get("unlearnable_imports", 0),
+                "pending": warmup.get("pending_imports", 0),
+            }
+        time.sleep(0.1)
 
 
 def _within(value: float | None, limit: float) -> bool | None:
@@ -219,12 +251,19 @@ def report(data: dict[str, Any]) -> None:
         d, t = m["derived"], m["targets"]
         print(
             f"  hand-off overhead (warm - --version): {b.fmt(d['handoff_overhead_ms'], ' ms')}; "
-            f"minus bodies: {b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} "
-            f"(target <= {WARM_TARGET_MS:.0f}: {t['warm_within_100ms_of_version_plus_body']})"
+            f"test bodies {b.fmt(m['body_ms'], ' ms')} cold, {b.fmt(m['warm_body_ms'], ' ms')} "
+            f"warm (learned imports: {m['learned_imports']})"
         )
         print(
-            f"  thin - bodies: {b.fmt(d['thin_minus_body_ms'], ' ms')} "
-            f"(target <= {THIN_TARGET_MS:.0f}: {t['thin_within_60ms_of_body']}); "
+            f"  warm - --version - warm bodies: "
+            f"{b.fmt(d['warm_over_version_minus_warm_body_ms'], ' ms')} "
+            f"(target <= {WARM_TARGET_MS:.0f}: {t['warm_within_100ms_of_version_plus_body']}); "
+            f"thin - warm bodies: {b.fmt(d['thin_minus_warm_body_ms'], ' ms')} "
+            f"(target <= {THIN_TARGET_MS:.0f}: {t['thin_within_60ms_of_body']})"
+        )
+        print(
+            f"  against cold bodies: {b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} and "
+            f"{b.fmt(d['thin_minus_body_ms'], ' ms')}; "
             f"cold/warm {b.fmt(d['cold_over_warm'], 'x')}, "
             f"cold/thin {b.fmt(d['cold_over_thin'], 'x')}; first run after start never slower "
             f"than cold: {t['first_run_after_start_never_slower_than_cold']}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -140,3 +141,37 @@ def test_the_hand_off_comes_before_later_plugins_are_imported(project: Project) 
     assert "marker plugin is active" in out, out  # the run has it (the warm process imported it)
     pids = importers.read_text().split() if importers.exists() else []
     assert str(proc.pid) not in pids, (pids, proc.pid)
+
+
+def test_conftests_and_tests_see_the_real_importlib_metadata(project: Project) -> None:
+    # The warm process serves a run's pytest start-up from its metadata cache
+    # (warm/metadata_cache.py); from the first conftest on it must be gone.
+    check = textwrap.dedent(
+        """
+        import importlib.metadata as md
+
+        def cached():
+            return md.distributions.__module__ != "importlib.metadata" or any(
+                type(d).__name__ == "CachedDistribution" for d in md.distributions()
+            )
+        """
+    )
+    test = """
+        from conftest import CONFTEST_SAW_CACHE
+
+        def test_real_metadata():
+            assert not CONFTEST_SAW_CACHE
+            assert not cached()
+            assert md.version("pytest")
+    """
+    project.write(
+        {
+            "tests/conftest.py": check + "\nCONFTEST_SAW_CACHE = cached()\n",
+            "tests/test_md.py": check + textwrap.dedent(test),
+        }
+    )
+    assert project.start("tests").returncode == 0
+    before = daemon_runs(project)
+    result = project.pytest("-q", "tests")
+    assert result.returncode == 0, str(result)
+    assert daemon_runs(project) == before + 1

@@ -158,3 +158,13 @@ def test_thin_usage(argv: list[str], code: int) -> None:
     proc = subprocess.run([THIN, *argv], capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == code, proc
     assert "usage: pytest-fastcollect run" in proc.stdout + proc.stderr
+
+
+def test_thin_client_runs_pytest_itself_when_the_plugin_is_disabled(project: Project) -> None:
+    project.write({"tests/test_a.py": "def test_a():\n    pass\n"})
+    assert project.start("tests").returncode == 0
+    before = daemon_runs(project)
+    result = project.thin("-q", "-p", "no:fastcollect", "tests")
+    assert result.returncode == 0, str(result)
+    assert "1 passed" in result.stdout
+    assert daemon_runs(project) == before

@@ -154,6 +154,9 @@ def _add_options(parser: pytest.Parser) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None]:
     if _role == "worker":
+        from pytest_fastcollect.warm import metadata_cache
+
+        metadata_cache.uninstall()
         _check_worker_options(early_config)
     elif _role == "client":
         ns = early_config.known_args_namespace

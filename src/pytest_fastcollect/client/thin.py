@@ -15,6 +15,15 @@ USAGE = "usage: pytest-fastcollect run [PYTEST ARGS...]"
 COLD_ARGS = frozenset({"--no-daemon", "--help", "-h", "--version", "-V", "--cov"})
 
 
+def plugin_disabled(args: list[str], addopts: str) -> bool:
+    """``-p no:fastcollect`` (or the module name): this plugin must not take part."""
+    words = [*args, *addopts.split()]
+    return any(
+        w.endswith(("no:fastcollect", "no:pytest_fastcollect.plugin", "no:pytest_fastcollect"))
+        for w in words
+    )
+
+
 def _find_daemon(start: str) -> str | None:
     from pytest_fastcollect.errors import FastCollectError
     from pytest_fastcollect.paths import socket_path
@@ -67,7 +76,9 @@ def _main(argv: list[str]) -> int:
     from pytest_fastcollect.client.transport import connect
 
     # Verbs, --no-daemon, --help and --version are pytest's own business.
-    if any(a in COLD_ARGS or a.startswith("--daemon-") for a in args):
+    if any(a in COLD_ARGS or a.startswith("--daemon-") for a in args) or plugin_disabled(
+        args, os.environ.get("PYTEST_ADDOPTS", "")
+    ):
         return _exec_pytest(args, skip_daemon=False)
     sock_path = _find_daemon(os.getcwd())
     if sock_path is None or disabled_by_env():

@@ -168,8 +168,7 @@ class Supervisor:
             old = self.current if self.current is not wp else None
             self.current = wp
             self.state = p.DaemonState.READY
-            self.warmup.learned_imports = len(self._learned)
-            self.warmup.unlearnable_imports = len(self._learn_blocked)
+            self._learn_counts()
             relearn = bool(self._learned or self._learn_wanted)
         if old is not None:
             old.retire()
@@ -436,6 +435,12 @@ class Supervisor:
 
     # -- learned imports ------------------------------------------------------------
 
+    def _learn_counts(self) -> None:
+        """Copy the learned-import counts into the status (caller holds the lock)."""
+        self.warmup.learned_imports = len(self._learned)
+        self.warmup.unlearnable_imports = len(self._learn_blocked)
+        self.warmup.pending_imports = len(self._learn_wanted)
+
     def _want_imports(self, wp: WarmProcess, names: list[str]) -> None:
         if not self.config.limits.learn_imports:
             return
@@ -444,6 +449,7 @@ class Supervisor:
             if not new:
                 return
             self._learn_wanted |= new
+            self._learn_counts()
         self._schedule_learn(wp)
 
     def _schedule_learn(self, wp: WarmProcess) -> None:
@@ -458,9 +464,13 @@ class Supervisor:
         """Import, in the warm process, the library modules runs imported (when idle)."""
         with self._reload_lock:
             with self._lock:
-                busy = bool(self._pending) or self.current is not wp or self.stop_event.is_set()
+                current = self.current is wp and not self.stop_event.is_set()
+                busy = bool(self._pending)
                 modules = sorted((self._learn_wanted | self._learned) - self._learn_blocked.keys())
-            if busy or not modules or wp.state is not WarmState.READY:
+            if not current or not modules or wp.state is not WarmState.READY:
+                return  # a replacement learns again once it is adopted
+            if busy:
+                self._schedule_learn(wp)  # after the pending changes
                 return
             learn_id = _new_id()
             box = wp.request(learn_id, {"op": "learn", "modules": modules})
@@ -475,8 +485,7 @@ class Supervisor:
                 self._learned |= set(event.imported)
                 self._learn_blocked.update(event.rejected)
                 self._learn_wanted = set(event.deferred)
-                self.warmup.learned_imports = len(self._learned)
-                self.warmup.unlearnable_imports = len(self._learn_blocked)
+                self._learn_counts()
             if event.imported:
                 log.info(
                     "Learned %d library imports in %.1f ms", len(event.imported), event.duration_ms

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_fastcollect import process_exit
-from pytest_fastcollect.warm import envtrack, learn
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache
 
 
 def _default_errors(fd: int) -> str:
@@ -141,6 +141,10 @@ def run_child(
                 os.set_inheritable(fds[3], False)
                 plugin.set_refuse_fd(fds[3])
 
+            from pytest_fastcollect.client.thin import plugin_disabled
+
+            if not plugin_disabled(msg["args"], msg["env"].get("PYTEST_ADDOPTS", "")):
+                metadata_cache.install()  # our pytest_load_initial_conftests removes it
             code = int(_console_entry()())
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -191,6 +195,7 @@ def _collect_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> int
     import pytest
 
     collector = _Collector()
+    metadata_cache.install()
     code = int(pytest.main(list(msg["args"]), plugins=[collector]))
     payload = json.dumps(
         {"node_ids": collector.node_ids, "errors": collector.errors, "exit_code": code}

@@ -28,7 +28,7 @@ import pytest
 
 from pytest_fastcollect import keys
 from pytest_fastcollect import plugin as plugin_module
-from pytest_fastcollect.warm import envtrack, learn, reload, worker
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache, reload, worker
 from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
 
 CONTROL_FRAME_LIMIT = 256 * 1024 * 1024
@@ -223,6 +223,7 @@ class Zygote:
         self.test_files |= plugin.test_files
         self.key["env"].update(envtrack.recorded)
         plugin_module.become_worker(self.key["options"])
+        metadata_cache.prepare()
         gc.collect()
         gc.freeze()
         self.send(

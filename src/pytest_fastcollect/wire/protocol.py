@@ -158,6 +158,7 @@ class WarmupStats(_Model):
     failures: list[ImportFailure] = Field(default_factory=list)
     learned_imports: int = 0  # library modules runs imported, now imported in the warm process
     unlearnable_imports: int = 0  # failed their trial import: runs keep importing them
+    pending_imports: int = 0  # recorded by runs, to be learned when the daemon is idle
 
 
 class LastReload(_Model):

@@ -1,0 +1,80 @@
+"""Installed-package metadata read once in the warm process, for the runs' start-up.
+
+Every pytest session walks ``importlib.metadata.distributions()`` twice
+before any conftest is imported: to load the ``pytest11`` entry points
+(pluggy) and to mark plugin modules for assertion rewriting. Each walk reads
+``entry_points.txt`` of every installed distribution, and ``RECORD`` and
+``METADATA`` of the plugins: tens of files per run. Within one warm process
+they cannot change (installing, upgrading or removing a package replaces
+the warm process), so the warm process reads them once and a run's pytest
+start-up gets the same answers from memory.
+
+The cache is installed in a forked run just before pytest starts and
+removed when pytest reaches ``pytest_load_initial_conftests``: conftests,
+test modules and the tests themselves always see the real
+``importlib.metadata``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from collections.abc import Iterator
+from typing import Any
+
+PLUGIN_FILES = ("RECORD", "METADATA", "PKG-INFO", "direct_url.json", "top_level.txt")
+
+
+class CachedDistribution(md.Distribution):
+    """A distribution whose metadata files are read once (then from memory)."""
+
+    def __init__(self, dist: md.Distribution) -> None:
+        self._dist = dist
+        self._texts: dict[str, str | None] = {}
+
+    def read_text(self, filename: str) -> str | None:
+        try:
+            return self._texts[filename]
+        except KeyError:
+            text = self._texts[filename] = self._dist.read_text(filename)
+            return text
+
+    def locate_file(self, path: str | os.PathLike[str]) -> Any:
+        return self._dist.locate_file(path)
+
+    @property
+    def _path(self) -> Any:  # what pytest and pluggy report for a plugin's origin
+        return getattr(self._dist, "_path", None)
+
+
+_cached: list[CachedDistribution] | None = None
+_original = md.distributions
+
+
+def prepare() -> None:
+    """In the warm process: read what a pytest start-up reads."""
+    global _cached
+    cached = [CachedDistribution(d) for d in _original()]
+    for dist in cached:
+        entry_points = dist.read_text("entry_points.txt") or ""
+        if "pytest11" in entry_points:
+            for name in PLUGIN_FILES:
+                dist.read_text(name)
+    _cached = cached
+
+
+def _distributions(**kwargs: Any) -> Iterator[md.Distribution]:
+    if kwargs or _cached is None:
+        return iter(_original(**kwargs))
+    return iter(_cached)
+
+
+def install() -> None:
+    """In a forked run, before pytest starts."""
+    if _cached is not None:
+        md.distributions = _distributions
+
+
+def uninstall() -> None:
+    """When pytest is about to import conftests: the real thing from here on."""
+    md.distributions = _original
