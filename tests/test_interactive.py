@@ -28,8 +28,11 @@ import pytest
 from conftest import Project, command_pytest, daemon_runs, daemon_status
 
 # Makes the pty the controlling terminal of the new session, then becomes the command.
+# SIGINT back to its default first: a shell's background job (``cmd &``)
+# inherits it ignored, and Python then never installs its Ctrl-C handler.
 CTTY_EXEC = (
-    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "import fcntl, os, signal, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); "
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
 ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")

@@ -185,6 +185,7 @@ STATUS = """
       warm paths:     tests
       cached modules: {n} (2 from the project)
       warm-up:        2/2 modules in {f}s
+      learned:        0 library imports from runs (0 not learnable)
       requests:       0 total, 0 ok, 0 failed (error rate 0.0%); runs 0, collects 0
       watcher:        inotify ({root}; inotify watches: {n})
       reloads:        0 (0 modules; mean -, p95 -); pending changes: 0
