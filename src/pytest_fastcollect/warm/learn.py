@@ -16,6 +16,7 @@ reload machinery; a change to an installed package replaces the warm process.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -30,6 +31,7 @@ NOT_TRIED = "not tried yet"
 SKIP_PREFIXES = ("_pytest", "pytest", "pluggy", "pytest_fastcollect", "__main__")
 
 
+@functools.cache
 def library_dirs() -> tuple[str, ...]:
     dirs: set[str] = set()
     paths = sysconfig.get_paths()

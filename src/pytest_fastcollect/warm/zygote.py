@@ -224,6 +224,7 @@ class Zygote:
         self.key["env"].update(envtrack.recorded)
         plugin_module.become_worker(self.key["options"])
         metadata_cache.prepare()
+        learn.library_dirs()  # computed once, for every run to inherit
         gc.collect()
         gc.freeze()
         self.send(
