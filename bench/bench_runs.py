@@ -193,12 +193,16 @@ def measure_mode(
             "cold_over_thin": b.ratio(med["cold"], med["thin"]),
         },
         "targets": {
-            # Judged against the bodies' time in the warm run: stricter than the
-            # cold bodies when learned imports made the bodies faster.
+            # The bodies' own time as a cold run spends it (lazy library
+            # imports included: a warm run does not pay them, learned imports).
             "warm_within_100ms_of_version_plus_body": _within(
-                b.diff(handoff, warm_body_ms), WARM_TARGET_MS
+                b.diff(handoff, body_ms), WARM_TARGET_MS
             ),
-            "thin_within_60ms_of_body": _within(b.diff(med["thin"], warm_body_ms), THIN_TARGET_MS),
+            "thin_within_60ms_of_body": _within(b.diff(med["thin"], body_ms), THIN_TARGET_MS),
+            # Stricter: against the bodies' time in the warm run itself, so the
+            # remainder is pure start-up and hand-off cost.
+            "strict_warm_within_100ms": _within(b.diff(handoff, warm_body_ms), WARM_TARGET_MS),
+            "strict_thin_within_60ms": _within(b.diff(med["thin"], warm_body_ms), THIN_TARGET_MS),
             "first_run_after_start_never_slower_than_cold": all(
                 x["first_ms"] <= x["cold_ms"] for x in first
             ),
@@ -255,15 +259,16 @@ def report(data: dict[str, Any]) -> None:
             f"warm (learned imports: {m['learned_imports']})"
         )
         print(
-            f"  warm - --version - warm bodies: "
-            f"{b.fmt(d['warm_over_version_minus_warm_body_ms'], ' ms')} "
+            f"  warm - --version - bodies: {b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} "
             f"(target <= {WARM_TARGET_MS:.0f}: {t['warm_within_100ms_of_version_plus_body']}); "
-            f"thin - warm bodies: {b.fmt(d['thin_minus_warm_body_ms'], ' ms')} "
+            f"thin - bodies: {b.fmt(d['thin_minus_body_ms'], ' ms')} "
             f"(target <= {THIN_TARGET_MS:.0f}: {t['thin_within_60ms_of_body']})"
         )
         print(
-            f"  against cold bodies: {b.fmt(d['warm_over_version_minus_body_ms'], ' ms')} and "
-            f"{b.fmt(d['thin_minus_body_ms'], ' ms')}; "
+            f"  strict, against the warm run's bodies: "
+            f"{b.fmt(d['warm_over_version_minus_warm_body_ms'], ' ms')} "
+            f"({t['strict_warm_within_100ms']}) and "
+            f"{b.fmt(d['thin_minus_warm_body_ms'], ' ms')} ({t['strict_thin_within_60ms']}); "
             f"cold/warm {b.fmt(d['cold_over_warm'], 'x')}, "
             f"cold/thin {b.fmt(d['cold_over_thin'], 'x')}; first run after start never slower "
             f"than cold: {t['first_run_after_start_never_slower_than_cold']}"

@@ -169,6 +169,8 @@ def test_bench_runs_generated_project(tmp_path: Path) -> None:
     assert set(mode["targets"]) == {
         "warm_within_100ms_of_version_plus_body",
         "thin_within_60ms_of_body",
+        "strict_warm_within_100ms",
+        "strict_thin_within_60ms",
         "first_run_after_start_never_slower_than_cold",
     }
 
