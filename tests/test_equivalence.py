@@ -390,8 +390,12 @@ def python_m_pytest(proj: Project, *args: str, interp: tuple[str, ...] = ()) -> 
 def test_python_m_pytest_same_as_cold(tmp_path: Path) -> None:
     """A daemon started with ``python -m pytest`` serves such runs, named as cold names them."""
     proj = equiv_copy(tmp_path / "proj")
+    # pytest 9.1 names the program "python -m pytest"; older ones say "__main__.py".
+    import _pytest.config
+
+    prog = "python -m pytest" if hasattr(_pytest.config, "_get_prog_name") else "__main__.py"
     expected = {
-        ("--no-such-option",): "python -m pytest: error: unrecognized arguments",
+        ("--no-such-option",): f"{prog}: error: unrecognized arguments",
         ("-s", "-q", "scenarios/test_stdio.py::test_argv0"): "pytest/__main__.py",
     }
     try:
