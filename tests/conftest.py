@@ -70,7 +70,19 @@ class Project:
         cwd: Path | None = None,
         stdin: int | None = subprocess.DEVNULL,
     ) -> Result:
-        cmd = [*command_pytest(), *args]
+        return self.command(
+            [*command_pytest(), *args], timeout=timeout, env=env, cwd=cwd, stdin=stdin
+        )
+
+    def command(
+        self,
+        cmd: list[str],
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stdin: int | None = subprocess.DEVNULL,
+    ) -> Result:
+        """Run ``cmd`` in the project with its environment (plus ``env``)."""
         proc = subprocess.run(
             cmd,
             cwd=cwd or self.root,
@@ -86,17 +98,7 @@ class Project:
         return self.pytest("--no-daemon", *args, **kw)  # type: ignore[arg-type]
 
     def thin(self, *args: str, timeout: float = 120) -> Result:
-        cmd = [THIN, "run", *args]
-        proc = subprocess.run(
-            cmd,
-            cwd=self.root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
-        return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
+        return self.command([THIN, "run", *args], timeout=timeout)
 
     def start(self, *args: str, timeout: float = 180) -> Result:
         result = self.pytest("--daemon-start", *args, timeout=timeout)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -373,18 +372,7 @@ def test_interpreter_env_vars_are_honoured(fresh_equiv: Project, var: str, value
 
 
 def python_m_pytest(proj: Project, *args: str, interp: tuple[str, ...] = ()) -> Result:
-    cmd = [sys.executable, *interp, "-m", "pytest", *args]
-    proc = subprocess.run(
-        cmd,
-        cwd=proj.root,
-        env=proj.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
+    return proj.command([sys.executable, *interp, "-m", "pytest", *args])
 
 
 def test_python_m_pytest_same_as_cold(tmp_path: Path) -> None:

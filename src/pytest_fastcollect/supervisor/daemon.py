@@ -17,7 +17,6 @@ import socket
 import statistics
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pytest_fastcollect.supervisor import warm_messages as wm
 from pytest_fastcollect.supervisor.graph import ImportGraph
 from pytest_fastcollect.supervisor.lifecycle import Mailbox, WarmProcess, WarmState
 from pytest_fastcollect.wire import protocol as p
-from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
+from pytest_fastcollect.wire.framing import FrameError, read_to_eof, recv_frame, send_frame
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
@@ -353,12 +352,9 @@ class Supervisor:
         started = time.perf_counter()
         since_ns = time.time_ns()
         self.state = p.DaemonState.RELOADING
-        reload_id = _new_id()
-        box = wp.request(reload_id, {"op": "reload", "modules": closure, "reimport": reimport})
         try:
-            event = box.get()
+            event = wp.ask({"op": "reload", "modules": closure, "reimport": reimport})
         finally:
-            wp.done(reload_id)
             if self.state is p.DaemonState.RELOADING:
                 self.state = p.DaemonState.READY
         if not isinstance(event, wm.Reloaded):
@@ -392,14 +388,22 @@ class Supervisor:
         if tests and not decision.broken:
             self._schedule_rewarm(wp, [by_name[n] for n in tests])
 
+    @staticmethod
+    def _when_idle(
+        previous: threading.Timer | None, action: Callable[[WarmProcess], None], wp: WarmProcess
+    ) -> threading.Timer:
+        """(Re)start the timer that runs ``action(wp)`` once things are quiet for REWARM_DELAY."""
+        if previous is not None:
+            previous.cancel()
+        timer = threading.Timer(REWARM_DELAY, action, args=(wp,))
+        timer.daemon = True
+        timer.start()
+        return timer
+
     def _schedule_rewarm(self, wp: WarmProcess, files: list[str]) -> None:
         with self._lock:
             self._rewarm_files |= set(files)
-            if self._rewarm_timer is not None:
-                self._rewarm_timer.cancel()
-            self._rewarm_timer = threading.Timer(REWARM_DELAY, self._rewarm, args=(wp,))
-            self._rewarm_timer.daemon = True
-            self._rewarm_timer.start()
+            self._rewarm_timer = self._when_idle(self._rewarm_timer, self._rewarm, wp)
 
     def _rewarm(self, wp: WarmProcess) -> None:
         """Import purged test modules again while nothing else is happening."""
@@ -412,12 +416,7 @@ class Supervisor:
                 return
             since_ns = time.time_ns()
             before = {f: _stat(f) for f in files}
-            rewarm_id = _new_id()
-            box = wp.request(rewarm_id, {"op": "rewarm", "files": files})
-            try:
-                event = box.get()
-            finally:
-                wp.done(rewarm_id)
+            event = wp.ask({"op": "rewarm", "files": files})
             if not isinstance(event, wm.Reloaded):
                 return
             wp.update_modules(event)
@@ -454,11 +453,7 @@ class Supervisor:
 
     def _schedule_learn(self, wp: WarmProcess) -> None:
         with self._lock:
-            if self._learn_timer is not None:
-                self._learn_timer.cancel()
-            self._learn_timer = threading.Timer(REWARM_DELAY, self._learn, args=(wp,))
-            self._learn_timer.daemon = True
-            self._learn_timer.start()
+            self._learn_timer = self._when_idle(self._learn_timer, self._learn, wp)
 
     def _learn(self, wp: WarmProcess) -> None:
         """Import, in the warm process, the library modules runs imported (when idle)."""
@@ -472,12 +467,7 @@ class Supervisor:
             if busy:
                 self._schedule_learn(wp)  # after the pending changes
                 return
-            learn_id = _new_id()
-            box = wp.request(learn_id, {"op": "learn", "modules": modules})
-            try:
-                event = box.get()
-            finally:
-                wp.done(learn_id)
+            event = wp.ask({"op": "learn", "modules": modules})
             if not isinstance(event, wm.Learned):
                 return
             wp.update_modules(event)
@@ -771,12 +761,7 @@ class Supervisor:
         )
         os.close(w)
         try:
-            chunks = []
-            while True:
-                chunk = os.read(r, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            raw = read_to_eof(r)
             while True:
                 event = box.get()
                 if event is None or isinstance(event, (wm.Exited, wm.Tainted)):
@@ -788,13 +773,13 @@ class Supervisor:
             self._schedule_replace(
                 changes.Replace.TAINTED, f"the warm process has {event.threads} threads"
             )
-        if not chunks:
+        if not raw:
             return p.ErrorResponse(
                 request_id=req.request_id,
                 code=p.ErrorCode.INTERNAL,
                 message="the collect worker produced no result (it crashed); see the daemon log",
             )
-        data = json.loads(b"".join(chunks))
+        data = json.loads(raw)
         return p.CollectResponse(
             request_id=req.request_id,
             node_ids=data["node_ids"],
@@ -970,10 +955,6 @@ def _killpg(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex[:16]
 
 
 def _umask() -> int:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -221,6 +222,15 @@ class WarmProcess:
         except OSError:
             box.put(None)
         return box
+
+    def ask(self, msg: dict[str, Any]) -> wm.WarmEvent | None:
+        """Send one request and wait for its single answer (None: the process died)."""
+        request_id = uuid.uuid4().hex[:16]
+        box = self.request(request_id, msg)
+        try:
+            return box.get()
+        finally:
+            self.done(request_id)
 
     def done(self, request_id: str) -> None:
         with self._mailbox_lock:

@@ -27,6 +27,8 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 
+from pytest_fastcollect.wire.framing import read_to_eof
+
 NOT_TRIED = "not tried yet"
 SKIP_PREFIXES = ("_pytest", "pytest", "pluggy", "pytest_fastcollect", "__main__")
 
@@ -59,10 +61,9 @@ def _is_library(name: str, module: object, dirs: tuple[str, ...]) -> bool:
 
 def new_library_modules(known: frozenset[str], dirs: tuple[str, ...]) -> list[str]:
     """Library modules in sys.modules that were not in ``known``."""
+    modules = sys.modules
     return sorted(
-        name
-        for name, module in list(sys.modules.items())
-        if name not in known and _is_library(name, module, dirs)
+        name for name in modules.keys() - known if _is_library(name, modules.get(name), dirs)
     )
 
 
@@ -155,16 +156,13 @@ def trial(
             code = 1
         os._exit(code)
     os.close(w)
-    chunks = []
-    while True:
-        chunk = os.read(r, 1 << 16)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(r)
-    os.waitpid(pid, 0)
     try:
-        data = json.loads(b"".join(chunks) or b"{}")
+        raw = read_to_eof(r)
+    finally:
+        os.close(r)
+        os.waitpid(pid, 0)
+    try:
+        data = json.loads(raw or b"{}")
     except ValueError:
         data = {}
     return {name: data.get(name, "the trial import crashed") for name in ordered}

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_fastcollect import process_exit
+from pytest_fastcollect.client.thin import plugin_disabled
 from pytest_fastcollect.warm import envtrack, learn, metadata_cache
 
 
@@ -140,8 +141,6 @@ def run_child(
             if len(fds) > 3:
                 os.set_inheritable(fds[3], False)
                 plugin.set_refuse_fd(fds[3])
-
-            from pytest_fastcollect.client.thin import plugin_disabled
 
             if not plugin_disabled(msg["args"], msg["env"].get("PYTEST_ADDOPTS", "")):
                 metadata_cache.install()  # our pytest_load_initial_conftests removes it

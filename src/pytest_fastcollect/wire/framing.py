@@ -125,3 +125,11 @@ def _close_all(fds: list[int]) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def read_to_eof(fd: int) -> bytes:
+    """Everything a pipe delivers until its last writer closes it (blocking)."""
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
