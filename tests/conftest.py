@@ -1,178 +1,27 @@
 """Fixtures for real daemons in per-test runtime directories, always stopped.
 
-Every daemon a test starts lives in its own private runtime directory
-(``PYTEST_FASTCOLLECT_RUNTIME_DIR``), and teardown stops it (and, if it does
-not answer, kills the verified pid) even when the test failed.
+Every daemon a test starts lives in its own private runtime directory, and
+teardown stops it (and, if it does not answer, kills the verified pid) even
+when the test failed. The helpers these fixtures use are in helpers.py.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import textwrap
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
-BIN = Path(sys.executable).parent
-PYTEST = str(BIN / "pytest") if (BIN / "pytest").exists() else None
-THIN = str(BIN / "pytest-fastcollect")
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def command_pytest() -> list[str]:
-    return [PYTEST] if PYTEST else [sys.executable, "-m", "pytest"]
-
-
-@dataclass
-class Result:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def __str__(self) -> str:
-        return f"$ {' '.join(self.args)}\n[exit {self.returncode}]\n{self.stdout}\n--- stderr ---\n{self.stderr}"
-
-
-@dataclass
-class Project:
-    """A throw-away project directory plus a private runtime directory for its daemon."""
-
-    root: Path
-    runtime: Path
-    env: dict[str, str] = field(default_factory=dict)
-    started_pids: list[int] = field(default_factory=list)
-
-    def write(self, files: Mapping[str, str]) -> None:
-        for rel, text in files.items():
-            path = self.root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(textwrap.dedent(text))
-
-    def pytest(
-        self,
-        *args: str,
-        timeout: float = 120,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        stdin: int | None = subprocess.DEVNULL,
-    ) -> Result:
-        return self.command(
-            [*command_pytest(), *args], timeout=timeout, env=env, cwd=cwd, stdin=stdin
-        )
-
-    def command(
-        self,
-        cmd: list[str],
-        timeout: float = 120,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        stdin: int | None = subprocess.DEVNULL,
-    ) -> Result:
-        """Run ``cmd`` in the project with its environment (plus ``env``)."""
-        proc = subprocess.run(
-            cmd,
-            cwd=cwd or self.root,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=stdin,
-        )
-        return Result(cmd, proc.returncode, proc.stdout, proc.stderr)
-
-    def cold(self, *args: str, **kw: object) -> Result:
-        return self.pytest("--no-daemon", *args, **kw)  # type: ignore[arg-type]
-
-    def thin(self, *args: str, timeout: float = 120) -> Result:
-        return self.command([THIN, "run", *args], timeout=timeout)
-
-    def start(self, *args: str, timeout: float = 180) -> Result:
-        result = self.pytest("--daemon-start", *args, timeout=timeout)
-        record = self.record()
-        if record is not None:
-            self.started_pids.append(record["pid"])
-        return result
-
-    def stop(self) -> Result:
-        return self.pytest("--daemon-stop", timeout=60)
-
-    def record(self) -> dict[str, object] | None:
-        files = list(self.runtime.glob("*.json"))
-        if not files:
-            return None
-        data: dict[str, object] = json.loads(files[0].read_text())
-        return data
-
-    def status(self) -> dict[str, object]:
-        result = self.pytest("--daemon-status", "--daemon-json")
-        assert result.returncode == 0, str(result)
-        data: dict[str, object] = json.loads(result.stdout)
-        return data
-
-    def cleanup(self) -> None:
-        try:
-            self.stop()
-        except subprocess.TimeoutExpired:
-            pass
-        record = self.record()
-        pids = set(self.started_pids)
-        if record is not None:
-            pids.add(int(record["pid"]))  # type: ignore[call-overload]
-        for pid in pids:
-            kill_if_ours(pid)
-
-
-def kill_if_ours(pid: int) -> None:
-    """Kill a daemon pid left behind, only if it still is one of ours."""
-    try:
-        proc = psutil.Process(pid)
-        if "pytest_fastcollect.supervisor" not in " ".join(proc.cmdline()):
-            return
-        for child in proc.children(recursive=True):
-            child.kill()
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    except psutil.Error:
-        pass
-
-
-def make_project(tmp: Path) -> Project:
-    runtime = Path(tempfile.mkdtemp(prefix="fc-rt-", dir="/tmp"))
-    os.chmod(runtime, 0o700)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTEST_", "COV_", "COVERAGE_")) and k not in ("PYTHONWARNINGS",)
-    }
-    env.update(
-        {
-            "PYTEST_FASTCOLLECT_RUNTIME_DIR": str(runtime),
-            "PYTEST_ADDOPTS": "-p no:randomly",
-            "COLUMNS": "120",
-        }
-    )
-    return Project(root=tmp, runtime=runtime, env=env)
+from helpers import DEFAULT_INI, EXAMPLES, Project, equiv_copy, make_project
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Iterator[Project]:
     root = tmp_path / "proj"
     root.mkdir()
-    (root / "pytest.ini").write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    (root / "pytest.ini").write_text(DEFAULT_INI)
     proj = make_project(root)
     try:
         yield proj
@@ -182,7 +31,7 @@ def project(tmp_path: Path) -> Iterator[Project]:
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[object]:
+def example(tmp_path: Path) -> Iterator[Callable[[str], Project]]:
     """Copy a bundled example into tmp_path: ``example("basic")`` -> Project."""
     made: list[Project] = []
 
@@ -203,42 +52,9 @@ def example(tmp_path: Path) -> Iterator[object]:
             shutil.rmtree(proj.runtime, ignore_errors=True)
 
 
-# --- the equivalence fixture project (tests/data/equiv_project) ---------------------------
-
-EQUIV_PROJECT = Path(__file__).resolve().parent / "data" / "equiv_project"
-
-
-def equiv_copy(dest: Path) -> Project:
-    """A fresh copy of tests/data/equiv_project at ``dest``, with its own runtime dir."""
-    shutil.copytree(
-        EQUIV_PROJECT, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.pyc")
-    )
-    return make_project(dest)
-
-
-def daemon_runs(proj: Project) -> int:
-    """How many run requests the project's daemon has received (read in-process: fast)."""
-    from pytest_fastcollect.daemon_client import DaemonClient
-
-    record = proj.record()
-    assert record is not None, "no daemon record"
-    status = DaemonClient(str(record["socket_path"])).get_status()
-    return int(status["metrics"]["runs"])
-
-
-def daemon_status(proj: Project) -> dict[str, object]:
-    from pytest_fastcollect.daemon_client import DaemonClient
-
-    record = proj.record()
-    assert record is not None, "no daemon record"
-    status: dict[str, object] = DaemonClient(str(record["socket_path"])).get_status()
-    return status
-
-
-@pytest.fixture(scope="module")
-def equiv_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
-    """One copy of the equivalence project per test module, with a daemon warmed on it."""
-    proj = equiv_copy(tmp_path_factory.mktemp("equiv") / "proj")
+@contextlib.contextmanager
+def _equiv_project_with_daemon(dest: Path) -> Iterator[Project]:
+    proj = equiv_copy(dest)
     try:
         started = proj.start("tests", "scenarios")
         assert started.returncode == 0, str(started)
@@ -248,141 +64,18 @@ def equiv_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         shutil.rmtree(proj.runtime, ignore_errors=True)
 
 
-# --- helpers for the lifecycle, security, protocol, API and verb tests --------------------------
-# Appended; nothing above changes behaviour.
-
-import re  # noqa: E402
-import socket  # noqa: E402
-import struct  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any, TypeVar  # noqa: E402
-
-T = TypeVar("T")
-DEFAULT_INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+@pytest.fixture(scope="module")
+def equiv_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """One copy of the equivalence project per test module, with a daemon warmed on it."""
+    with _equiv_project_with_daemon(tmp_path_factory.mktemp("equiv") / "proj") as proj:
+        yield proj
 
 
-def wait_until(
-    predicate: Callable[[], T],
-    timeout: float = 15.0,
-    what: str = "a condition",
-    interval: float = 0.02,
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what} (last value: {value!r})"
-            )
-        time.sleep(interval)
-
-
-def files_of(project: Project) -> Any:
-    """The project's ProjectFiles (socket, lock, state, log) in its private runtime dir."""
-    from pytest_fastcollect.paths import project_files
-
-    return project_files(project.root, project.runtime)
-
-
-def record_of(project: Project) -> dict[str, Any] | None:
-    """This project's daemon record (by key, so several projects can share a runtime dir)."""
-    try:
-        data: dict[str, Any] = json.loads(files_of(project).state.read_text())
-    except FileNotFoundError:
-        return None
-    return data
-
-
-def log_text(project: Project) -> str:
-    path = files_of(project).log
-    return path.read_text() if path.exists() else ""
-
-
-def wait_for_log(project: Project, pattern: str, timeout: float = 10.0) -> re.Match[str]:
-    """Wait until the project's daemon log has a line matching ``pattern`` (a regex)."""
-    return wait_until(
-        lambda: re.search(pattern, log_text(project), re.MULTILINE),
-        timeout,
-        f"log line /{pattern}/ in {files_of(project).log}",
-    )
-
-
-def our_processes(root: Path) -> list[psutil.Process]:
-    """Live supervisor and warm processes started for ``root`` (any runtime dir)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
-        cmd = proc.info["cmdline"] or []
-        if proc.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        if (
-            "pytest_fastcollect.supervisor" in cmd or "pytest_fastcollect.warm.zygote" in cmd
-        ) and str(root) in cmd:
-            found.append(proc)
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
-
-
-class RawConnection:
-    """A hand-driven client connection, for sending what DaemonClient never would."""
-
-    def __init__(self, socket_path: str | os.PathLike[str], timeout: float = 10.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(os.fspath(socket_path))
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def read_response(self) -> Any:
-        """The next response frame, validated by the protocol models; None if the daemon closed."""
-        from pytest_fastcollect.wire import protocol as p
-
-        header = self._exact(4)
-        if header is None:
-            return None
-        (size,) = struct.unpack(">I", header)
-        body = self._exact(size)
-        assert body is not None, "the daemon closed the connection mid-frame"
-        return p.response_adapter().validate_json(body)
-
-    def _exact(self, n: int) -> bytes | None:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            if not chunk:
-                assert not data, f"connection closed after {len(data)} of {n} bytes"
-                return None
-            data += chunk
-        return data
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> RawConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def raw_exchange(socket_path: str | os.PathLike[str], data: bytes, timeout: float = 10.0) -> Any:
-    with RawConnection(socket_path, timeout) as conn:
-        conn.send(data)
-        return conn.read_response()
+@pytest.fixture
+def own_equiv_daemon(tmp_path: Path) -> Iterator[Project]:
+    """The same, for one test alone: for tests that make it replace its warm process."""
+    with _equiv_project_with_daemon(tmp_path / "proj") as proj:
+        yield proj
 
 
 # tests/data holds fixture projects that the tests copy and run; they are not our tests

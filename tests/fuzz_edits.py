@@ -40,8 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import THIN, Project, Result, make_project
 from pytest_fastcollect.daemon_client import DaemonClient
+
+from helpers import THIN, Project, Result, make_project
 
 DATA = Path(__file__).resolve().parent / "data" / "stale_project"
 

@@ -19,7 +19,6 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import Project, files_of, our_processes, pid_alive, record_of, wait_until
 from pytest_fastcollect.daemon_client import (
     DaemonClient,
     DaemonConnectionError,
@@ -27,6 +26,8 @@ from pytest_fastcollect.daemon_client import (
     get_socket_path,
     stop_daemon,
 )
+
+from helpers import Project, files_of, our_processes, pid_alive, record_of, wait_until
 
 # shared/seed/daemon-troubleshooting.md, "Debugging > Manual Testing" (verbatim).
 SEED_MANUAL_TESTING = """
@@ -290,7 +291,7 @@ def test_client_calls_return_what_the_docs_say(project: Project, api_env: None) 
     assert health["status"] == "healthy"
     assert health["pid"] == record["pid"]
     for name, check in health["checks"].items():
-        assert set(check) == {"ok", "value", "detail", "severity"}, name
+        assert set(check) == {"ok", "value", "display", "detail", "severity"}, name
         assert check["ok"] is True, (name, check)
     assert {"socket_alive", "running", "request_error_rate"} <= set(health["checks"])
 

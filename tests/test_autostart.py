@@ -16,7 +16,7 @@ import time
 import psutil
 import pytest
 
-from conftest import Project, command_pytest, daemon_runs
+from helpers import Project, command_pytest, daemon_runs
 
 NOTICE = "pytest-fastcollect:"
 AUTOSTART_INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\ndaemon_autostart = true\n"

@@ -21,8 +21,9 @@ from typing import Any
 
 import pytest
 
-from conftest import EXAMPLES, Project, Result, make_project
 from pytest_fastcollect.daemon_client import DaemonClient, DaemonError
+
+from helpers import EXAMPLES, Project, Result, make_project
 
 BROKEN = "broken/test_syntax_error.py"
 ERROR_LINE = re.compile(r"^ERROR (\S+)")

@@ -20,13 +20,12 @@ import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from conftest import Project, Result, daemon_runs, equiv_copy
+from helpers import Project, Result, daemon_runs, equiv_copy
 
 NOTICE = "pytest-fastcollect:"
 OUTCOME_LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (.*?)(?: - .*)?$")
@@ -333,19 +332,6 @@ def test_opting_out_runs_cold(
 # -- how the interpreter was started ------------------------------------------------------
 
 
-@pytest.fixture
-def fresh_equiv(tmp_path: Path) -> Iterator[Project]:
-    """A daemon of its own: these tests make it replace its warm process."""
-    proj = equiv_copy(tmp_path / "proj")
-    try:
-        started = proj.start("tests", "scenarios")
-        assert started.returncode == 0, str(started)
-        yield proj
-    finally:
-        proj.cleanup()
-        shutil.rmtree(proj.runtime, ignore_errors=True)
-
-
 FLAGS_TARGET = ("-rA", "scenarios/test_flags.py")
 
 
@@ -353,16 +339,16 @@ FLAGS_TARGET = ("-rA", "scenarios/test_flags.py")
     "var,value",
     [("PYTHONOPTIMIZE", "1"), ("PYTHONINTMAXSTRDIGITS", "0")],
 )
-def test_interpreter_env_vars_are_honoured(fresh_equiv: Project, var: str, value: str) -> None:
+def test_interpreter_env_vars_are_honoured(own_equiv_daemon: Project, var: str, value: str) -> None:
     env = {var: value}
-    cold_plain = fresh_equiv.cold(*FLAGS_TARGET)
-    cold_env = fresh_equiv.cold(*FLAGS_TARGET, env=env)
+    cold_plain = own_equiv_daemon.cold(*FLAGS_TARGET)
+    cold_env = own_equiv_daemon.cold(*FLAGS_TARGET, env=env)
     # The probe is valid: the variable changes an outcome cold.
     assert outcomes(cold_plain.stdout) != outcomes(cold_env.stdout)
     for expected, run_env in ((cold_env, env), (cold_plain, {})):
-        before = daemon_runs(fresh_equiv)
-        warm = fresh_equiv.pytest(*FLAGS_TARGET, env=run_env)
-        assert daemon_runs(fresh_equiv) == before + 1, str(warm)
+        before = daemon_runs(own_equiv_daemon)
+        warm = own_equiv_daemon.pytest(*FLAGS_TARGET, env=run_env)
+        assert daemon_runs(own_equiv_daemon) == before + 1, str(warm)
         notices = [ln for ln in warm.stderr.splitlines() if ln.startswith(NOTICE)]
         # A fresh warm process with the run's environment, then served warm.
         assert len(notices) == 1 and var in notices[0] and "restarting" in notices[0], str(warm)

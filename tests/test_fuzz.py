@@ -44,8 +44,8 @@ PASSED tests/test_a.py::test_three
 
 
 def test_outcomes_parse_and_compare() -> None:
-    from conftest import Result
     from fuzz_edits import outcomes
+    from helpers import Result
 
     cold = outcomes(Result([], 1, SAMPLE, ""))
     assert cold.exit_code == 1

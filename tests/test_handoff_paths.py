@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from conftest import Project, command_pytest, daemon_runs
+from helpers import Project, command_pytest, daemon_runs
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 import psutil
 import pytest
 
-from conftest import Project, command_pytest, daemon_runs, daemon_status
+from helpers import Project, command_pytest, daemon_runs, daemon_status
 
 # Makes the pty the controlling terminal of the new session, then becomes the command.
 # SIGINT back to its default first: a shell's background job (``cmd &``)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Project, daemon_status, wait_for_log
+from helpers import Project, daemon_status, wait_for_log
 
 pytestmark = pytest.mark.timeout(180)
 

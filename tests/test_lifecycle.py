@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
+from helpers import (
     DEFAULT_INI,
     Project,
     command_pytest,

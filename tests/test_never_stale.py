@@ -535,7 +535,7 @@ def edit_saved_during_a_run(c: Checker) -> None:
     barrier = c.path("").parent / "barrier"
     barrier.mkdir()
     env = {**c.bench.project.env, "STALE_BARRIER": str(barrier)}
-    from conftest import command_pytest
+    from helpers import command_pytest
 
     run = subprocess.Popen(
         [*command_pytest(), "-q", "tests"],

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from conftest import Project, Result, daemon_runs
+from helpers import Project, Result, daemon_runs
 
 NOTICE = "pytest-fastcollect:"
 OUTCOME_LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)")

@@ -21,7 +21,10 @@ from typing import Any
 
 import pytest
 
-from conftest import (
+from pytest_fastcollect.daemon_client import DaemonClient, DaemonError
+from pytest_fastcollect.wire import protocol as p
+
+from helpers import (
     Project,
     RawConnection,
     command_pytest,
@@ -33,8 +36,6 @@ from conftest import (
     wait_for_log,
     wait_until,
 )
-from pytest_fastcollect.daemon_client import DaemonClient, DaemonError
-from pytest_fastcollect.wire import protocol as p
 
 REQUEST_TIMEOUT = 1.0
 

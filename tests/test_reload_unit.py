@@ -369,10 +369,10 @@ def test_graph_sees_a_same_size_rewrite_that_kept_its_mtime(tmp_path: Path) -> N
 
 
 def test_env_unset_is_not_empty() -> None:
-    from pytest_fastcollect import keys
+    from pytest_fastcollect import fingerprint
 
-    assert keys.env_differences({"A": None}, {}) == []
-    assert keys.env_differences({"A": ""}, {"A": ""}) == []
-    assert keys.env_differences({"A": None}, {"A": ""}) != []
-    assert keys.env_differences({"A": ""}, {}) != []
-    assert keys.env_differences({"A": "1"}, {"A": "2", "B": "x"}) != []
+    assert fingerprint.env_differences({"A": None}, {}) == []
+    assert fingerprint.env_differences({"A": ""}, {"A": ""}) == []
+    assert fingerprint.env_differences({"A": None}, {"A": ""}) != []
+    assert fingerprint.env_differences({"A": ""}, {}) != []
+    assert fingerprint.env_differences({"A": "1"}, {"A": "2", "B": "x"}) != []

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import Project, command_pytest, daemon_runs, daemon_status
+from helpers import Project, command_pytest, daemon_runs, daemon_status
 
 NOTICE = "pytest-fastcollect:"
 

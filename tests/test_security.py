@@ -20,7 +20,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import (
+from pytest_fastcollect.daemon_client import DaemonClient, DaemonError
+from pytest_fastcollect.wire import protocol as p
+
+from helpers import (
     Project,
     files_of,
     frame,
@@ -30,8 +33,6 @@ from conftest import (
     wait_for_log,
     wait_until,
 )
-from pytest_fastcollect.daemon_client import DaemonClient, DaemonError
-from pytest_fastcollect.wire import protocol as p
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another uid")
@@ -446,7 +447,7 @@ def test_collect_roots_outside_the_project_are_refused(project: Project, tmp_pat
 
 def test_run_request_from_a_raw_socket_without_fds_is_refused(project: Project) -> None:
     started(project)
-    from conftest import raw_exchange
+    from helpers import raw_exchange
 
     req = p.RunRequest(
         args=["-q"], cwd=str(project.root), env={}, umask=0o22, python=sys.executable, sys_path=[]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Project
+from helpers import Project
 
 
 def test_start_run_status_stop(project: Project) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import THIN, Project, Result, daemon_runs, equiv_copy
+from helpers import THIN, Project, Result, daemon_runs, equiv_copy
 
 NOTICE = "pytest-fastcollect:"
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from conftest import Project, Result, files_of, frame, raw_exchange, record_of
 from pytest_fastcollect.wire import protocol as p
+
+from helpers import Project, Result, files_of, frame, raw_exchange, record_of
 
 FILES = {
     "tests/test_a.py": "def test_a():\n    pass\n",
@@ -109,7 +110,7 @@ HEALTHY = """
       - warm_process_alive: {warm}
       - warm_process_single_threaded: 1
       - request_error_rate: 0.00 (0%)
-      - memory_rss_bytes: {n}
+      - memory_rss_bytes: {f} MiB
       - zombies: 0
       - file_watcher: inotify
       - pending_changes_age_s: 0.0
@@ -235,7 +236,7 @@ def test_start_start_status_json_health_json(project: Project) -> None:
     data = json.loads(result.stdout)
     assert data["kind"] == "health" and data["status"] == "healthy"
     assert all(check["ok"] for check in data["checks"].values()), data
-    assert data["checks"]["request_error_rate"]["detail"] == "0 of 3 requests failed"
+    assert data["checks"]["request_error_rate"]["detail"] == "0 of 3 requests failed; limit 10%"
     assert p.HealthResponse.model_validate(data).status is p.HealthVerdict.HEALTHY
 
 
@@ -255,8 +256,8 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
           - running: True
           - warm_process_alive: {warm}
           - warm_process_single_threaded: 1
-          - request_error_rate: 1.00 (100%)  <- degraded  [3 of 3 requests failed]
-          - memory_rss_bytes: {n}
+          - request_error_rate: 1.00 (100%)  <- degraded  [3 of 3 requests failed; limit 10%]
+          - memory_rss_bytes: {f} MiB
           - zombies: 0
           - file_watcher: inotify
           - pending_changes_age_s: 0.0

@@ -13,6 +13,7 @@ import os
 import stat
 
 from pytest_fastcollect.errors import RuntimeDirError
+from pytest_fastcollect.settings import ENV_RUNTIME_DIR
 
 # pathlib and dataclasses are imported where needed, not here: the thin
 # client imports this module and never builds a Path (~30 ms of start-up).
@@ -20,7 +21,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-ENV_RUNTIME_DIR = "PYTEST_FASTCOLLECT_RUNTIME_DIR"
 SOCKET_PATH_LIMIT = 100
 
 

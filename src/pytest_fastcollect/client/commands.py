@@ -10,11 +10,12 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect import keys
+from pytest_fastcollect import fingerprint, settings
 from pytest_fastcollect.client import ui
 from pytest_fastcollect.client.connect import (
     DaemonClient,
@@ -80,17 +81,10 @@ class _LostStartRace(DaemonError):
     """Our supervisor found the lock taken: a concurrent start got there first."""
 
 
-def run_verb(verb: str, config: pytest.Config) -> int:
+def run_verb(function: Callable[[pytest.Config], int], config: pytest.Config) -> int:
+    """Run one verb's function; expected failures become one line and an exit code."""
     try:
-        handler = {
-            "daemon_start": start,
-            "daemon_stop": stop,
-            "daemon_status": status,
-            "daemon_health": health,
-            "daemon_restart": restart,
-            "daemon_reload": reload,
-        }[verb]
-        return int(handler(config))
+        return int(function(config))
     except FastCollectError as exc:
         sys.stderr.write(f"pytest-fastcollect: error: {exc.message}\n")
         return int(exc.exit_code)
@@ -153,9 +147,13 @@ def spawn_supervisor(
     ``sys_path``: the client's sys.path from before conftests and test modules
     changed it, when called later than ``pytest_load_initial_conftests``.
     """
+    try:
+        resolved = settings.from_config(config)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     files = _files(config, create=True)
     if sys_path is None:
-        sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
+        sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
     cmd = [
         sys.executable,
         "-m",
@@ -164,23 +162,11 @@ def spawn_supervisor(
         str(files.root),
         "--cwd",
         str(config.invocation_params.dir),
-        "--max-connections",
-        str(_ini_number(config, "daemon_max_connections", int, 1)),
-        "--max-request-bytes",
-        str(_ini_number(config, "daemon_max_request_bytes", int, 1024)),
-        "--request-timeout",
-        str(_ini_number(config, "daemon_request_timeout", float, 0.1)),
-        "--debounce",
-        str(_ini_number(config, "daemon_debounce_ms", float, 0) / 1000),
-        "--log-level",
-        _ini_log_level(config),
+        "--settings",
+        resolved.to_json(),
     ]
     if sys_path:
         cmd += ["--sys-path0", sys_path[0]]
-    if os.environ.get("PYTEST_FASTCOLLECT_POLLING"):
-        cmd.append("--polling")
-    if not config.getini("daemon_learn_imports"):
-        cmd.append("--no-learn-imports")
     read_fd, write_fd = os.pipe() if wait else (-1, -1)
     if wait:
         cmd += ["--progress-fd", str(write_fd)]
@@ -190,28 +176,6 @@ def spawn_supervisor(
         return None
     os.close(write_fd)
     return _follow_start(read_fd)
-
-
-def _ini_number(
-    config: pytest.Config, name: str, kind: type[int] | type[float], minimum: float
-) -> float:
-    raw = str(config.getini(name)).strip()
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise UsageError(f"ini option {name} = {raw!r} is not a {kind.__name__}") from None
-    if value < minimum:
-        raise UsageError(f"ini option {name} = {raw!r} must be at least {minimum:g}")
-    return value
-
-
-def _ini_log_level(config: pytest.Config) -> str:
-    level = str(config.getini("daemon_log_level")).strip().upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise UsageError(
-            f"ini option daemon_log_level = {level!r} is not a log level (DEBUG, INFO, WARNING, ERROR)"
-        )
-    return level
 
 
 def _daemonize(cmd: list[str], cwd: str, keep_fd: int | None) -> None:

@@ -7,6 +7,7 @@ one-line notice on stderr; never a hang, never a wrong result.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import sys
 
 from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
+from pytest_fastcollect.settings import disabled_by_env
 from pytest_fastcollect.wire import lite
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
@@ -27,21 +29,20 @@ if TYPE_CHECKING:
 
     import pytest
 
-DISABLE_ENV = "PYTEST_FASTCOLLECT_DISABLE"
-
 
 def notice(message: str) -> None:
     sys.stderr.write(f"pytest-fastcollect: {message}\n")
     sys.stderr.flush()
 
 
-def disabled_by_env() -> bool:
-    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+@functools.cache
+def _startup_sys_path_key() -> pytest.StashKey[list[str]]:
+    """Where the config keeps sys.path from before conftests and test modules changed
+    it (prepend import mode inserts test dirs): what an autostarted daemon mirrors.
+    Made on first use: the thin client imports this module and never pytest."""
+    from _pytest.stash import StashKey
 
-
-# sys.path before conftests and test modules changed it (prepend import mode
-# inserts test dirs): what a daemon autostarted at session end must mirror.
-_startup_sys_path: list[str] | None = None
+    return StashKey[list[str]]()
 
 
 def try_handoff(
@@ -52,11 +53,11 @@ def try_handoff(
     ``ns`` and ``args``: the options as parsed so far and the full argument
     list, when plugins loaded after this one have not added their options yet.
     """
-    global _startup_sys_path
-    from pytest_fastcollect import keys
+    from pytest_fastcollect import fingerprint
     from pytest_fastcollect.paths import project_files
 
-    _startup_sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
+    startup_sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
+    config.stash[_startup_sys_path_key()] = startup_sys_path
     if ns is None:
         ns = config.known_args_namespace
     if getattr(ns, "no_daemon", False) or disabled_by_env():
@@ -73,7 +74,7 @@ def try_handoff(
         return None
     if not os.path.exists(files.socket):
         return None
-    interpreter_options = keys.interpreter_options()
+    interpreter_options = fingerprint.interpreter_options()
     if interpreter_options:
         notice(
             f"the warm process was started without python {' '.join(interpreter_options)}; "
@@ -99,7 +100,7 @@ def try_handoff(
                 "the daemon is not answering; running without it (pytest --daemon-stop cleans up)"
             )
         return None
-    sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
+    sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
     with sock:
         return run_through(
             sock,
@@ -205,25 +206,30 @@ def run_through(
                 notice(f"the daemon refused the run ({response.message}); running without it")
                 return None
             else:
-                if response.message:
-                    notice(response.message)
-                die_with = response.signal
-                if die_with == signal.SIGKILL and forwarder.interrupts > 1:
-                    # Killed at the user's second Ctrl-C: die of SIGINT, as a
-                    # shell expects of a program stopped with Ctrl-C.
-                    die_with = signal.SIGINT
-                if die_with is not None:
-                    # Die the way the run died, so the shell sees the same status.
-                    forwarder.__exit__()
-                    started = False
-                    sys.stdout.flush()
-                    if die_with not in (signal.SIGKILL, signal.SIGSTOP):
-                        signal.signal(die_with, signal.SIG_DFL)
-                    os.kill(os.getpid(), die_with)
-                return response.exit_code
+                started = False
+                return _finished(response, forwarder)
     finally:
         if started:
             forwarder.__exit__()
+
+
+def _finished(response: lite.Finished, forwarder: _Forwarder) -> int:
+    """The run's exit code; a run that died of a signal makes this process die of it."""
+    if response.message:
+        notice(response.message)
+    die_with = response.signal
+    if die_with == signal.SIGKILL and forwarder.interrupts > 1:
+        # Killed at the user's second Ctrl-C: die of SIGINT, as a shell
+        # expects of a program stopped with Ctrl-C.
+        die_with = signal.SIGINT
+    forwarder.__exit__()
+    if die_with is not None:
+        # Die the way the run died, so the shell sees the same status.
+        sys.stdout.flush()
+        if die_with not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(die_with, signal.SIG_DFL)
+        os.kill(os.getpid(), die_with)
+    return response.exit_code
 
 
 def autostart(config: pytest.Config) -> None:
@@ -242,7 +248,10 @@ def autostart(config: pytest.Config) -> None:
 
     try:
         commands.spawn_supervisor(
-            config, commands.warm_args_from(config), wait=False, sys_path=_startup_sys_path
+            config,
+            commands.warm_args_from(config),
+            wait=False,
+            sys_path=config.stash.get(_startup_sys_path_key(), None),
         )
     except FastCollectError as exc:
         notice(f"daemon_autostart: {exc.message}")

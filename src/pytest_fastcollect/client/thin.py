@@ -15,15 +15,6 @@ USAGE = "usage: pytest-fastcollect run [PYTEST ARGS...]"
 COLD_ARGS = frozenset({"--no-daemon", "--help", "-h", "--version", "-V", "--cov"})
 
 
-def plugin_disabled(args: list[str], addopts: str) -> bool:
-    """``-p no:fastcollect`` (or the module name): this plugin must not take part."""
-    words = [*args, *addopts.split()]
-    return any(
-        w.endswith(("no:fastcollect", "no:pytest_fastcollect.plugin", "no:pytest_fastcollect"))
-        for w in words
-    )
-
-
 def _find_daemon(start: str) -> str | None:
     from pytest_fastcollect.errors import FastCollectError
     from pytest_fastcollect.paths import socket_path
@@ -72,8 +63,9 @@ def _main(argv: list[str]) -> int:
         sys.stderr.write(f"pytest-fastcollect: error: unknown command {argv[0]!r}\n{USAGE}\n")
         return 4
     args = argv[1:]
-    from pytest_fastcollect.client.handoff import disabled_by_env, notice, run_through
+    from pytest_fastcollect.client.handoff import notice, run_through
     from pytest_fastcollect.client.transport import connect
+    from pytest_fastcollect.settings import disabled_by_env, plugin_disabled
 
     # Verbs, --no-daemon, --help and --version are pytest's own business.
     if any(a in COLD_ARGS or a.startswith("--daemon-") for a in args) or plugin_disabled(

@@ -87,11 +87,7 @@ def render_status(s: p.StatusResponse) -> str:
 def render_health(h: p.HealthResponse) -> str:
     lines = [f"Status: {h.status.value}", "Checks:"]
     for name, check in h.checks.items():
-        value = check.value
-        if name == "request_error_rate" and isinstance(value, float):
-            shown = f"{value:.2f} ({value:.0%})"
-        else:
-            shown = str(value)
+        shown = check.display or str(check.value)
         mark = "" if check.ok else f"  <- {check.severity}"
         detail = f"  [{check.detail}]" if check.detail and not check.ok else ""
         lines.append(f"  - {name}: {shown}{mark}{detail}")

@@ -21,11 +21,11 @@ import threading
 import psutil
 
 from pytest_fastcollect import __version__
-from pytest_fastcollect.paths import ensure_runtime_dir, project_files
-from pytest_fastcollect.supervisor.daemon import DaemonConfig, Limits, Supervisor
+from pytest_fastcollect.paths import ProjectFiles, ensure_runtime_dir, project_files
+from pytest_fastcollect.settings import DaemonSettings
+from pytest_fastcollect.supervisor.core import DaemonConfig, Supervisor, process_spawner
 from pytest_fastcollect.supervisor.runtime import AlreadyRunning, Runtime
 from pytest_fastcollect.supervisor.server import Server
-from pytest_fastcollect.supervisor.watcher import Watcher
 from pytest_fastcollect.wire import protocol as p
 
 log = logging.getLogger("pytest_fastcollect.daemon")
@@ -82,72 +82,62 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--cwd", required=True)
     ap.add_argument("--progress-fd", type=int, default=None)
     ap.add_argument("--sys-path0", default=None)
-    ap.add_argument("--max-connections", type=int, default=10)
-    ap.add_argument("--max-request-bytes", type=int, default=10 * 1024 * 1024)
-    ap.add_argument("--request-timeout", type=float, default=30.0)
-    ap.add_argument("--debounce", type=float, default=0.02)
-    ap.add_argument("--log-level", default="INFO")
-    ap.add_argument("--polling", action="store_true")
-    ap.add_argument("--no-learn-imports", dest="learn_imports", action="store_false")
+    ap.add_argument(
+        "--settings",
+        type=DaemonSettings.from_json,
+        default=DaemonSettings(),
+        help="the resolved daemon settings, as JSON (settings.py)",
+    )
     ap.add_argument("warm_args", nargs=argparse.REMAINDER)
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ns = parse(sys.argv[1:] if argv is None else argv)
-    progress = ProgressPipe(ns.progress_fd)
+class Claimed:
+    """What a supervisor holds once it won the project: lock, log, socket."""
+
+    def __init__(
+        self, files: ProjectFiles, runtime: Runtime, log_fd: int, listener: socket.socket
+    ) -> None:
+        self.files = files
+        self.runtime = runtime
+        self.log_fd = log_fd
+        self.listener = listener
+
+
+def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
+    """Take the lock, open the log, bind the socket; None (and a reason sent) if we cannot."""
     try:
         files = project_files(ns.root, ensure_runtime_dir())
     except Exception as exc:
         progress.emit(p.StartFailed(message=str(exc)))
-        return 1
+        return None
     runtime = Runtime(files)
     try:
         runtime.acquire()
     except AlreadyRunning:
-        progress.emit(
-            p.StartFailed(
-                message=f"a daemon is already running for {files.root}", already_running=True
-            )
-        )
-        return 1
-    log_fd = setup_logging(str(files.log), ns.log_level.upper())
+        message = f"a daemon is already running for {files.root}"
+        progress.emit(p.StartFailed(message=message, already_running=True))
+        return None
+    settings: DaemonSettings = ns.settings
+    log_fd = setup_logging(str(files.log), settings.log_level)
     try:
-        listener = runtime.bind(backlog=max(ns.max_connections, 16))
+        listener = runtime.bind(backlog=max(settings.max_connections, 16))
     except OSError as exc:
         log.error("Cannot create socket: %s", exc)
         progress.emit(p.StartFailed(message=f"Cannot create socket: {exc}"))
         runtime.release()
-        return 1
+        return None
+    return Claimed(files, runtime, log_fd, listener)
+
+
+def daemon_config(ns: argparse.Namespace, files: ProjectFiles) -> DaemonConfig:
     warm_args = list(ns.warm_args)
     if warm_args[:1] == ["--"]:
         warm_args = warm_args[1:]
-    me = psutil.Process()
-
-    def write_record(warm_pid: int | None) -> None:
-        runtime.write_record(
-            p.DaemonRecord(
-                pid=me.pid,
-                create_time=me.create_time(),
-                root=str(files.root),
-                socket_path=str(files.socket),
-                log_path=str(files.log),
-                version=__version__,
-                warm_pid=warm_pid,
-                warm_args=warm_args,
-                cwd=ns.cwd,
-            )
-        )
-
-    write_record(None)
-    limits = Limits(
-        max_connections=ns.max_connections,
-        max_request_bytes=ns.max_request_bytes,
-        request_timeout=ns.request_timeout,
-        debounce=ns.debounce,
-        learn_imports=ns.learn_imports,
+    site_dirs = tuple(
+        d for d in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(d)
     )
-    config = DaemonConfig(
+    return DaemonConfig(
         root=str(files.root),
         socket_path=str(files.socket),
         log_path=str(files.log),
@@ -156,12 +146,38 @@ def main(argv: list[str] | None = None) -> int:
         env=dict(os.environ),
         sys_path0=ns.sys_path0,
         warm_args=warm_args,
-        limits=limits,
+        settings=ns.settings,
+        site_dirs=site_dirs,
     )
-    sup = Supervisor(config, log_fd)
-    sup.progress_cb = lambda ev: progress.emit(p.StartProgress(done=ev.done, total=ev.total))
+
+
+def write_record(claimed: Claimed, config: DaemonConfig, warm_pid: int | None) -> None:
+    me = psutil.Process()
+    claimed.runtime.write_record(
+        p.DaemonRecord(
+            pid=me.pid,
+            create_time=me.create_time(),
+            root=config.root,
+            socket_path=config.socket_path,
+            log_path=config.log_path,
+            version=__version__,
+            warm_pid=warm_pid,
+            warm_args=config.warm_args,
+            cwd=config.cwd,
+        )
+    )
+
+
+def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int:
+    """Start the warm process, serve until stopped; the exit code."""
+    spawner = process_spawner(
+        config,
+        claimed.log_fd,
+        lambda ev: progress.emit(p.StartProgress(done=ev.done, total=ev.total)),
+    )
+    sup = Supervisor(config, spawner)
     log.info(
-        "Daemon %d starting for %s (pytest-fastcollect %s)", os.getpid(), files.root, __version__
+        "Daemon %d starting for %s (pytest-fastcollect %s)", os.getpid(), config.root, __version__
     )
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -171,49 +187,52 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    watcher = Watcher(str(files.root), sup.note_changes, force_polling=ns.polling)
-    try:
-        sup.watcher_kind = watcher.start()
-    except Exception as exc:
-        log.warning("No file watcher (%s); relying on the per-run stat sweep", exc)
-        sup.watcher_kind = "none"
-    server = Server(sup, listener)
+    sup.start_watching()
+    server = Server(sup, claimed.listener)
     threading.Thread(target=server.serve_forever, name="accept", daemon=True).start()
-    sup.site_dirs = [
-        d for d in [*site.getsitepackages(), site.getusersitepackages()] if os.path.isdir(d)
-    ]
 
-    wp = sup.start_warm()
+    wp = sup.start()
     if wp.ready is None:
         progress.emit(p.StartFailed(message=wp.error or "the warm process failed to start"))
         log.error("Warm process failed to start: %s", wp.error)
         exit_code = 1
         sup.stop_event.set()
     else:
-        write_record(wp.pid)
-        progress.emit(
-            p.StartReady(
-                pid=os.getpid(),
-                socket_path=str(files.socket),
-                log_path=str(files.log),
-                warmup=sup.warmup,
-            )
+        write_record(claimed, config, wp.pid)
+        ready = p.StartReady(
+            pid=os.getpid(),
+            socket_path=config.socket_path,
+            log_path=config.log_path,
+            warmup=sup.warmup(),
         )
+        progress.emit(ready)
         exit_code = 0
     progress.close()
     sup.stop_event.wait()
     log.info("Daemon %d stopping", os.getpid())
     try:
         # shutdown() wakes the thread blocked in accept(); close() alone does not.
-        listener.shutdown(socket.SHUT_RDWR)
+        claimed.listener.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-    listener.close()
-    watcher.stop()
+    claimed.listener.close()
     sup.shutdown()
-    runtime.release()
-    log.info("Daemon %d stopped", os.getpid())
     return exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse(sys.argv[1:] if argv is None else argv)
+    progress = ProgressPipe(ns.progress_fd)
+    claimed = claim(ns, progress)
+    if claimed is None:
+        return 1
+    config = daemon_config(ns, claimed.files)
+    write_record(claimed, config, None)
+    try:
+        return serve(claimed, config, progress)
+    finally:
+        claimed.runtime.release()
+        log.info("Daemon %d stopped", os.getpid())
 
 
 if __name__ == "__main__":

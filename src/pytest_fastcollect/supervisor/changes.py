@@ -122,6 +122,17 @@ class Decision:
     broken: list[str] = field(default_factory=list)  # changed files that do not compile
 
 
+def _outside_python(path: str, base: str, rel: str) -> Decision | None:
+    """Config files, extensions and installed packages: no re-import can follow them."""
+    if base in CONFIG_FILES:
+        return Decision(Replace.CONFIG, f"{rel} changed")
+    if base.endswith(EXTENSION_SUFFIXES):
+        return Decision(Replace.EXTENSION, f"extension {rel} changed")
+    if base.endswith(".pth") or ".dist-info" in path:
+        return Decision(Replace.PACKAGES, f"installed packages changed ({rel})")
+    return None
+
+
 def classify(
     paths: set[str], root: str, modules: dict[str, str], hashes: dict[str, str | None]
 ) -> Decision:
@@ -135,13 +146,10 @@ def classify(
             if exists or path in modules:
                 return Decision(Replace.CONFTEST, f"{rel} changed")
             continue
-        if base in CONFIG_FILES:
-            return Decision(Replace.CONFIG, f"{rel} changed")
-        if base.endswith(EXTENSION_SUFFIXES):
-            return Decision(Replace.EXTENSION, f"extension {rel} changed")
-        if base.endswith(".pth") or ".dist-info" in path:
-            return Decision(Replace.PACKAGES, f"installed packages changed ({rel})")
-        if not base.endswith(".py"):
+        if not base.endswith(".py") or ".dist-info" in path:
+            outside = _outside_python(path, base, rel)
+            if outside is not None:
+                return outside
             continue
         name = modules.get(path)
         if name is None:

@@ -1,17 +1,107 @@
-"""Resource figures from psutil and the health verdict.
+"""Resource figures from psutil, the health checks and their verdict.
 
 Runs in the supervisor. Every figure is read fresh on each request; nothing
-here is estimated.
+here is estimated. Each check compares one figure with a named threshold
+(``Thresholds``); a failing check is "degraded" or "unhealthy", and the
+verdict is the worst of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import psutil
 
-from pytest_fastcollect.wire.protocol import HealthCheck, HealthVerdict, ProcessInfo
+from pytest_fastcollect.wire.protocol import (
+    DaemonState,
+    HealthCheck,
+    HealthVerdict,
+    Metrics,
+    ProcessInfo,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    max_error_rate: float = 0.1  # failed requests / all requests
+    max_rss_bytes: int = 4 * 1024**3  # supervisor + warm process
+    max_pending_age: float = 5.0  # seconds a change may wait to be applied
+    max_zombies: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """What the checks look at, gathered by the supervisor core."""
+
+    state: DaemonState
+    state_detail: str
+    socket_path: str
+    warm_pid: int | None
+    processes: list[ProcessInfo]
+    metrics: Metrics
+    pending_age: float
+    watcher: str
+    import_failures: int
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCheck]:
+    t = limits or Thresholds()
+    warm = next((x for x in facts.processes if x.role == "warm"), None)
+    rss = sum(x.rss_bytes for x in facts.processes)
+    zombies = sum(x.zombies for x in facts.processes)
+    rate = facts.metrics.error_rate
+    ready = facts.state is DaemonState.READY
+    return {
+        "socket_alive": HealthCheck(ok=True, value=True, detail=facts.socket_path),
+        "running": HealthCheck(ok=ready, value=ready, detail=facts.state_detail),
+        "warm_process_alive": HealthCheck(ok=warm is not None, value=facts.warm_pid),
+        "warm_process_single_threaded": HealthCheck(
+            ok=warm is None or warm.threads == 1,
+            value=warm.threads if warm else None,
+            detail="fork needs exactly one OS thread",
+            severity="degraded",
+        ),
+        "request_error_rate": HealthCheck(
+            ok=rate <= t.max_error_rate,
+            value=rate,
+            display=f"{rate:.2f} ({rate:.0%})",
+            detail=f"{facts.metrics.failed_requests} of {facts.metrics.total_requests} "
+            f"requests failed; limit {t.max_error_rate:.0%}",
+            severity="degraded",
+        ),
+        "memory_rss_bytes": HealthCheck(
+            ok=rss <= t.max_rss_bytes,
+            value=rss,
+            display=_mib(rss),
+            detail=f"limit {_mib(t.max_rss_bytes)}",
+            severity="degraded",
+        ),
+        "zombies": HealthCheck(ok=zombies <= t.max_zombies, value=zombies, severity="degraded"),
+        "file_watcher": HealthCheck(
+            ok=facts.watcher in ("inotify", "fsevents", "kqueue"),
+            value=facts.watcher,
+            detail="polling or no watcher: changes are found by the per-run stat sweep",
+            severity="degraded",
+        ),
+        "pending_changes_age_s": HealthCheck(
+            ok=facts.pending_age < t.max_pending_age,
+            value=round(facts.pending_age, 3),
+            detail=f"limit {t.max_pending_age:g} s",
+            severity="degraded",
+        ),
+        "import_failures": HealthCheck(
+            ok=True,
+            value=facts.import_failures,
+            detail="test modules that failed to import during warm-up",
+            severity="degraded",
+        ),
+    }
 
 
 def process_info(role: str, pid: int) -> ProcessInfo | None:

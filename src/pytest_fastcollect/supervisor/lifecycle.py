@@ -1,14 +1,16 @@
-"""One warm process as seen from the supervisor: spawn, events, fork requests.
+"""One warm process as seen from the supervisor: spawn, events, orders.
 
 The warm process is a fresh interpreter (never a fork of this threaded
-process). A reader thread validates its events and routes them: start-up
-events to the supervisor, per-request events to that request's mailbox.
+process). A reader thread validates its events (pydantic, against the
+dataclasses of ``wire/warm.py``) and routes them: start-up events to the
+supervisor, per-order events to that order's mailbox. Order ids are ours.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import json
+import itertools
 import logging
 import os
 import queue
@@ -17,18 +19,25 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Protocol
 
 import pydantic
 
-from pytest_fastcollect.supervisor import warm_messages as wm
+from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 log = logging.getLogger("pytest_fastcollect.daemon.lifecycle")
 
 EVENT_LIMIT = 256 * 1024 * 1024
+EVENT_ADAPTER: pydantic.TypeAdapter[wm.Event] = pydantic.TypeAdapter(
+    Annotated[wm.Event, pydantic.Field(discriminator="ev")]
+)
+_order_ids = itertools.count(1)
+
+
+def next_order_id() -> str:
+    return f"o{next(_order_ids)}"
 
 
 class WarmState(enum.Enum):
@@ -42,7 +51,7 @@ class Mailbox:
     """A queue whose arrivals can also be waited on with select()."""
 
     def __init__(self) -> None:
-        self._q: queue.Queue[wm.WarmEvent | None] = queue.Queue()
+        self._q: queue.Queue[wm.Event | None] = queue.Queue()
         self._r, self._w = os.pipe()
         self._lock = threading.Lock()
         self._closed = False
@@ -50,7 +59,7 @@ class Mailbox:
     def fileno(self) -> int:
         return self._r
 
-    def put(self, event: wm.WarmEvent | None) -> None:
+    def put(self, event: wm.Event | None) -> None:
         # A closed box may still be registered (the reader broadcasts None on
         # exit): its fd numbers may belong to another file by now, e.g. a new
         # warm process's control socket, so never write after close.
@@ -63,7 +72,7 @@ class Mailbox:
             except OSError:
                 pass
 
-    def get(self, timeout: float | None = None) -> wm.WarmEvent | None:
+    def get(self, timeout: float | None = None) -> wm.Event | None:
         """None means the warm process died."""
         if timeout is not None:
             ready, _, _ = select.select([self._r], [], [], timeout)
@@ -84,17 +93,49 @@ class Mailbox:
                     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class WarmSpec:
+    """How to start a warm process (the environment can change between spawns)."""
+
+    root: str
+    cwd: str
+    env: dict[str, str]
+    sys_path0: str | None
+    warm_args: list[str]
+    log_fd: int
+    cache_dir: str
+
+
+class WarmHandle(Protocol):
+    """What the supervisor uses of a warm process (a fake one in unit tests)."""
+
+    generation: int
+    pid: int
+    state: WarmState
+    ready: wm.Ready | None
+    error: str | None
+    modules: dict[str, str]  # file -> module name
+    test_files: set[str]
+    cached_modules: int
+    running: dict[str, int]  # order id -> worker pid
+
+    @property
+    def key(self) -> wm.WarmKey: ...
+    def wait_ready(self, timeout: float | None = None) -> bool: ...
+    def update_modules(self, report: wm.ModuleReport) -> None: ...
+    def request(self, order: wm.Order, fds: tuple[int, ...] = ()) -> Mailbox: ...
+    def ask(self, order: wm.Order) -> wm.Event | None: ...
+    def done(self, order_id: str) -> None: ...
+    def alive(self) -> bool: ...
+    def retire(self) -> None: ...
+    def kill(self) -> None: ...
+
+
 class WarmProcess:
     def __init__(
         self,
         generation: int,
-        root: str,
-        cwd: str,
-        env: dict[str, str],
-        sys_path0: str | None,
-        warm_args: list[str],
-        log_fd: int,
-        cache_dir: str,
+        spec: WarmSpec,
         on_progress: Callable[[wm.Progress], None],
         on_death: Callable[[WarmProcess], None] | None = None,
     ) -> None:
@@ -112,7 +153,7 @@ class WarmProcess:
         self._send_lock = threading.Lock()
         self._mailboxes: dict[str, Mailbox] = {}
         self._mailbox_lock = threading.Lock()
-        self.running: dict[str, int] = {}  # request id -> worker pid
+        self.running: dict[str, int] = {}  # order id -> worker pid
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent
         cmd = [
@@ -122,21 +163,21 @@ class WarmProcess:
             "--control-fd",
             str(child.fileno()),
             "--root",
-            root,
+            spec.root,
             "--cache-dir",
-            cache_dir,
+            spec.cache_dir,
         ]
-        if sys_path0 is not None:
-            cmd += ["--sys-path0", sys_path0]
-        cmd += ["--", *warm_args]
+        if spec.sys_path0 is not None:
+            cmd += ["--sys-path0", spec.sys_path0]
+        cmd += ["--", *spec.warm_args]
         self.proc = subprocess.Popen(
             cmd,
             pass_fds=(child.fileno(),),
-            cwd=cwd,
-            env=env,
+            cwd=spec.cwd,
+            env=spec.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=log_fd,
+            stderr=spec.log_fd,
             start_new_session=True,
         )
         child.close()
@@ -153,7 +194,7 @@ class WarmProcess:
             while True:
                 raw, _ = recv_frame(self.sock, EVENT_LIMIT)
                 try:
-                    event = wm.WARM_EVENT_ADAPTER.validate_json(raw)
+                    event = EVENT_ADAPTER.validate_json(raw)
                 except pydantic.ValidationError as exc:
                     log.error("Invalid message from warm process %d: %s", self.pid, exc)
                     continue
@@ -174,7 +215,7 @@ class WarmProcess:
             if was_ready and not self.retired and self.on_death is not None:
                 self.on_death(self)
 
-    def _dispatch(self, event: wm.WarmEvent) -> None:
+    def _dispatch(self, event: wm.Event) -> None:
         if isinstance(event, wm.Progress):
             self._on_progress(event)
         elif isinstance(event, wm.Ready):
@@ -206,35 +247,35 @@ class WarmProcess:
         return self.state is WarmState.READY
 
     @property
-    def key(self) -> dict[str, Any]:
+    def key(self) -> wm.WarmKey:
         assert self.ready is not None
         return self.ready.key
 
-    # -- requests ------------------------------------------------------------------
+    # -- orders --------------------------------------------------------------------
 
-    def request(self, request_id: str, msg: dict[str, Any], fds: tuple[int, ...] = ()) -> Mailbox:
+    def request(self, order: wm.Order, fds: tuple[int, ...] = ()) -> Mailbox:
+        """Send an order (its id made by ``next_order_id``); its events arrive in the mailbox."""
         box = Mailbox()
         with self._mailbox_lock:
-            self._mailboxes[request_id] = box
+            self._mailboxes[order.id] = box
         try:
             with self._send_lock:
-                send_frame(self.sock, json.dumps({**msg, "id": request_id}).encode(), fds)
+                send_frame(self.sock, wm.encode(order), fds)
         except OSError:
             box.put(None)
         return box
 
-    def ask(self, msg: dict[str, Any]) -> wm.WarmEvent | None:
-        """Send one request and wait for its single answer (None: the process died)."""
-        request_id = uuid.uuid4().hex[:16]
-        box = self.request(request_id, msg)
+    def ask(self, order: wm.Order) -> wm.Event | None:
+        """Send an order and wait for its single answer (None: the process died)."""
+        box = self.request(order)
         try:
             return box.get()
         finally:
-            self.done(request_id)
+            self.done(order.id)
 
-    def done(self, request_id: str) -> None:
+    def done(self, order_id: str) -> None:
         with self._mailbox_lock:
-            box = self._mailboxes.pop(request_id, None)
+            box = self._mailboxes.pop(order_id, None)
         if box is not None:
             box.close()
 
@@ -246,7 +287,7 @@ class WarmProcess:
         self.retired = True
         try:
             with self._send_lock:
-                send_frame(self.sock, b'{"op": "exit"}')
+                send_frame(self.sock, wm.encode(wm.ExitOrder()))
         except OSError:
             pass
         threading.Thread(

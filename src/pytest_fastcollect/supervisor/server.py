@@ -17,7 +17,7 @@ import time
 
 import pydantic
 
-from pytest_fastcollect.supervisor.daemon import Supervisor
+from pytest_fastcollect.supervisor.core import Incoming, Supervisor
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire.framing import (
     FrameTimeout,
@@ -48,7 +48,7 @@ class Server:
     def __init__(self, supervisor: Supervisor, listener: socket.socket) -> None:
         self.sup = supervisor
         self.listener = listener
-        self.limits = supervisor.config.limits
+        self.limits = supervisor.config.settings
         self._slots = threading.BoundedSemaphore(self.limits.max_connections)
 
     def serve_forever(self) -> None:
@@ -159,13 +159,12 @@ class Server:
                 req.command,
             )
             return
-        if not isinstance(req, p.RunRequest):
-            for fd in fds:
-                os.close(fd)
         log.info("Processing request [%s] %s", req.request_id, req.command)
         started = time.perf_counter()
+        incoming = Incoming(conn, fds)
         try:
-            response = self._dispatch(conn, req, fds)
+            handler = getattr(self.sup, f"handle_{req.command}")
+            response = handler(req, incoming)
         except Exception as exc:
             log.exception("Request [%s] %s failed", req.request_id, req.command)
             response = p.ErrorResponse(
@@ -173,6 +172,8 @@ class Server:
                 code=p.ErrorCode.INTERNAL,
                 message=f"{type(exc).__name__}: {exc}",
             )
+        finally:
+            incoming.close_fds()
         ok = not isinstance(response, p.ErrorResponse)
         # A refused run ran cold in the client: count it apart from served runs.
         self.sup.count("run_refused" if isinstance(response, p.RunRefused) else req.command, ok=ok)
@@ -185,30 +186,3 @@ class Server:
         )
         if isinstance(req, p.StopRequest):
             self.sup.stop_event.set()
-
-    def _dispatch(self, conn: socket.socket, req: p.Request, fds: list[int]) -> pydantic.BaseModel:
-        if isinstance(req, p.StatusRequest):
-            return self.sup.status().model_copy(update={"request_id": req.request_id})
-        if isinstance(req, p.HealthRequest):
-            return self.sup.health().model_copy(update={"request_id": req.request_id})
-        if isinstance(req, p.CollectRequest):
-            return self.sup.collect(req)
-        if isinstance(req, p.RunRequest):
-            if len(fds) != req.fd_count:
-                for fd in fds:
-                    os.close(fd)
-                return p.ErrorResponse(
-                    request_id=req.request_id,
-                    code=p.ErrorCode.BAD_REQUEST,
-                    message=f"expected {req.fd_count} file descriptors, got {len(fds)}",
-                )
-            return self.sup.run(conn, req, fds)
-        if isinstance(req, p.ReloadRequest):
-            return self.sup.reload_all(req)
-        if isinstance(req, p.StopRequest):
-            return p.StopResponse(request_id=req.request_id, pid=os.getpid())
-        return p.ErrorResponse(
-            request_id=req.request_id,
-            code=p.ErrorCode.BAD_REQUEST,
-            message=f"{req.command} is only valid during a run",
-        )

@@ -16,7 +16,6 @@ from typing import Any
 _BOOTSTRAP_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
 
 recorded: dict[str, str | None] = {}  # None: it was not set
-_enabled = False
 _originals: dict[str, Callable[..., Any]] = {}
 
 
@@ -34,8 +33,12 @@ def _importing() -> bool:
     return False
 
 
+class _State:
+    enabled = False
+
+
 def _record(key: object) -> None:
-    if _enabled and isinstance(key, str) and key not in recorded and _importing():
+    if _State.enabled and isinstance(key, str) and key not in recorded and _importing():
         recorded[key] = _peek(key)
 
 
@@ -48,9 +51,8 @@ def _peek(key: str) -> str | None:
 
 
 def install() -> None:
-    global _enabled
     if _originals:
-        _enabled = True
+        _State.enabled = True
         return
     cls = type(os.environ)
     orig_getitem = cls.__getitem__
@@ -68,13 +70,12 @@ def install() -> None:
 
     cls.__getitem__ = __getitem__  # type: ignore[method-assign]
     cls.__contains__ = __contains__  # type: ignore[method-assign]
-    _enabled = True
+    _State.enabled = True
 
 
 def uninstall() -> None:
     """Restore os.environ (a run worker must not pay for the recorder)."""
-    global _enabled
-    _enabled = False
+    _State.enabled = False
     if _originals:
         cls = type(os.environ)
         cls.__getitem__ = _originals.pop("__getitem__")  # type: ignore[method-assign]

@@ -47,31 +47,34 @@ class CachedDistribution(md.Distribution):
         return getattr(self._dist, "_path", None)
 
 
-_cached: list[CachedDistribution] | None = None
 _original = md.distributions
+
+
+class _State:
+    cached: list[CachedDistribution] | None = None
 
 
 def prepare() -> None:
     """In the warm process: read what a pytest start-up reads."""
-    global _cached
     cached = [CachedDistribution(d) for d in _original()]
     for dist in cached:
         entry_points = dist.read_text("entry_points.txt") or ""
         if "pytest11" in entry_points:
             for name in PLUGIN_FILES:
                 dist.read_text(name)
-    _cached = cached
+    _State.cached = cached
 
 
 def _distributions(**kwargs: Any) -> Iterator[md.Distribution]:
-    if kwargs or _cached is None:
+    cached = _State.cached
+    if kwargs or cached is None:
         return iter(_original(**kwargs))
-    return iter(_cached)
+    return iter(cached)
 
 
 def install() -> None:
     """In a forked run, before pytest starts."""
-    if _cached is not None:
+    if _State.cached is not None:
         md.distributions = _distributions
 
 

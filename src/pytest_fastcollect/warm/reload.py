@@ -21,6 +21,8 @@ from collections.abc import Callable
 from types import FunctionType, ModuleType
 from typing import Any
 
+from pytest_fastcollect.wire.warm import Failure, ReloadFailure
+
 ALIVE_REPORT_LIMIT = 10
 
 
@@ -57,17 +59,25 @@ def _rewritten_by_pytest(mod: ModuleType | None) -> bool:
     return type(loader).__name__ == "AssertionRewritingHook"
 
 
-def _result(started: float, ok: bool, reason: str = "", reimported: int = 0) -> dict[str, Any]:
-    return {
-        "ok": ok,
-        "reason": reason,
-        "reimported": reimported,
-        "failures": [],
-        "duration_ms": (time.perf_counter() - started) * 1000,
-    }
+class Result:
+    """What a reload or re-warm did; ``failure`` None means it can be trusted."""
+
+    def __init__(
+        self,
+        started: float,
+        failure: ReloadFailure | None = None,
+        reason: str = "",
+        reimported: int = 0,
+        failures: list[Failure] | None = None,
+    ) -> None:
+        self.failure = failure
+        self.reason = reason
+        self.reimported = reimported
+        self.failures = failures or []
+        self.duration_ms = (time.perf_counter() - started) * 1000
 
 
-def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
+def reload_modules(names: list[str], reimport: list[str]) -> Result:
     """Purge ``names``; then import ``reimport`` (project modules, never test modules).
 
     Test modules, and every module pytest rewrote (``pytest_plugins`` modules,
@@ -86,9 +96,9 @@ def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
         alive = [label for label, ref in refs if ref() is not None]
         del refs
         if alive:
-            return _result(
+            return Result(
                 started,
-                False,
+                ReloadFailure.ALIVE,
                 "objects of the old modules are still referenced: "
                 + ", ".join(alive[:ALIVE_REPORT_LIMIT]),
             )
@@ -100,33 +110,35 @@ def reload_modules(names: list[str], reimport: list[str]) -> dict[str, Any]:
             try:
                 importlib.import_module(name)
             except Exception as exc:
-                return _result(
-                    started, False, f"re-importing {name} raised {type(exc).__name__}: {exc}"
+                return Result(
+                    started,
+                    ReloadFailure.REIMPORT_ERROR,
+                    f"re-importing {name} raised {type(exc).__name__}: {exc}",
                 )
         plain = [n for n in rewritten if n in sys.modules]
         if plain:
             # A project module imports it: outside pytest it came back without
             # assertion rewriting, and pytest would warn and keep it so.
             listed = ", ".join(plain[:ALIVE_REPORT_LIMIT])
-            return _result(started, False, f"rewritten modules were imported plainly: {listed}")
-        return _result(started, True, reimported=sum(1 for n in reimport if n in sys.modules))
+            return Result(
+                started,
+                ReloadFailure.PLAIN_IMPORT,
+                f"rewritten modules were imported plainly: {listed}",
+            )
+        return Result(started, reimported=sum(1 for n in reimport if n in sys.modules))
     finally:
         # One full collection (above) is the price of the liveness check; the
         # survivors go back into the permanent generation uncollected.
         gc.freeze()
 
 
-def rewarm(
-    files: list[str], collect: Callable[[list[str]], list[dict[str, str]]]
-) -> dict[str, Any]:
+def rewarm(files: list[str], collect: Callable[[list[str]], list[Failure]]) -> Result:
     """Import purged test modules again through pytest's collection."""
     started = time.perf_counter()
     gc.unfreeze()
     try:
         failures = collect(files)
-        result = _result(started, True, reimported=len(files) - len(failures))
-        result["failures"] = failures
-        return result
+        return Result(started, reimported=len(files) - len(failures), failures=failures)
     finally:
         gc.collect()
         gc.freeze()

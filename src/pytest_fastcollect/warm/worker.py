@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import json
 import linecache
 import os
 import random
@@ -20,9 +19,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pytest_fastcollect import process_exit
-from pytest_fastcollect.client.thin import plugin_disabled
+from pytest_fastcollect import fingerprint, process_exit, role
+from pytest_fastcollect.settings import plugin_disabled
 from pytest_fastcollect.warm import envtrack, learn, metadata_cache
+from pytest_fastcollect.wire import warm as wm
 
 
 def _default_errors(fd: int) -> str:
@@ -66,7 +66,7 @@ def _stream(fd: int, mode: str, env: dict[str, str]) -> io.TextIOWrapper:
     return wrapper
 
 
-def _become_client(msg: dict[str, Any], fds: list[int], close: list[int]) -> None:
+def _become_client(order: wm.ForkOrder, fds: list[int], close: list[int]) -> None:
     for fd in close:
         try:
             os.close(fd)
@@ -82,11 +82,11 @@ def _become_client(msg: dict[str, Any], fds: list[int], close: list[int]) -> Non
     os.setpgid(0, 0)
 
     envtrack.uninstall()
-    env: dict[str, str] = msg["env"]
+    env = order.env
     os.environ.clear()
     os.environ.update(env)
-    os.chdir(msg["cwd"])
-    os.umask(msg["umask"])
+    os.chdir(order.cwd)
+    os.umask(order.umask)
 
     for target, fd in enumerate(fds[:3]):
         if fd != target:
@@ -102,7 +102,7 @@ def _become_client(msg: dict[str, Any], fds: list[int], close: list[int]) -> Non
     setattr(sys, "__stdout__", sys.stdout)  # noqa: B010
     setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
 
-    sys.argv = [msg.get("argv0") or "pytest", *msg["args"]]
+    sys.argv = [order.argv0 or "pytest", *order.args]
     # A cold process starts with fresh random state; so does each run.
     random.seed()
     linecache.clearcache()
@@ -123,27 +123,51 @@ def _finish(code: int) -> None:
     process_exit.exit_now(code)
 
 
+def _check_options(warm_options: dict[str, str], refuse_fd: int) -> Callable[[Any], None]:
+    """The run's import-time options must match the warm process's, else refuse the run
+    (the client then runs it cold): a worker hook, run at pytest_load_initial_conftests."""
+
+    def check(config: Any) -> None:
+        reasons = fingerprint.option_differences(warm_options, fingerprint.option_key(config))
+        if reasons:
+            os.write(refuse_fd, reasons[0].encode())
+            os._exit(fingerprint.REFUSED_EXIT)
+        # Closed, so the tests do not inherit it.
+        os.close(refuse_fd)
+
+    return check
+
+
+def _uninstall_metadata_cache(_config: Any) -> None:
+    metadata_cache.uninstall()
+
+
 def run_child(
-    msg: dict[str, Any], fds: list[int], close: list[int], known: frozenset[str] | None = None
+    order: wm.ForkOrder,
+    fds: list[int],
+    close: list[int],
+    warm_options: dict[str, str],
+    known: frozenset[str] | None = None,
+    learn_file: str | None = None,
 ) -> None:
     """Entry point in the forked child; never returns.
 
-    ``known``: the warm process's modules, to record what the run imported.
+    ``known``: the warm process's modules, to record in ``learn_file`` what the
+    run imported.
     """
     code = 3
     try:
-        if msg["mode"] == "collect":
-            code = _collect_child(msg, fds, close)
+        if order.mode == "collect":
+            code = _collect_child(order, fds, close)
         else:
-            _become_client(msg, fds, close)
-            from pytest_fastcollect import plugin
-
+            _become_client(order, fds, close)
+            hooks: list[Callable[[Any], None]] = [_uninstall_metadata_cache]
             if len(fds) > 3:
                 os.set_inheritable(fds[3], False)
-                plugin.set_refuse_fd(fds[3])
-
-            if not plugin_disabled(msg["args"], msg["env"].get("PYTEST_ADDOPTS", "")):
-                metadata_cache.install()  # our pytest_load_initial_conftests removes it
+                hooks.append(_check_options(warm_options, fds[3]))
+            role.set_worker_hooks(hooks)
+            if not plugin_disabled(order.args, order.env.get("PYTEST_ADDOPTS", "")):
+                metadata_cache.install()  # a worker hook removes it
             code = int(_console_entry()())
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -155,9 +179,9 @@ def run_child(
         except BaseException:
             pass
         code = 3
-    if known is not None and msg.get("learn_file"):
+    if known is not None and learn_file is not None:
         try:
-            learn.record(known, msg["learn_file"])
+            learn.record(known, learn_file)
         except BaseException:
             pass
     _finish(code)
@@ -166,7 +190,7 @@ def run_child(
 class _Collector:
     def __init__(self) -> None:
         self.node_ids: list[str] = []
-        self.errors: list[dict[str, str]] = []
+        self.errors: list[wm.CollectedError] = []
 
     def pytest_collection_finish(self, session: Any) -> None:
         self.node_ids = [item.nodeid for item in session.items]
@@ -174,7 +198,7 @@ class _Collector:
     def pytest_collectreport(self, report: Any) -> None:
         if report.failed:
             self.errors.append(
-                {"nodeid": report.nodeid, "message": short_error(report.longreprtext)}
+                wm.CollectedError(nodeid=report.nodeid, message=short_error(report.longreprtext))
             )
 
 
@@ -187,18 +211,19 @@ def short_error(text: str) -> str:
     return lines[-1].strip() if lines else "unknown error"
 
 
-def _collect_child(msg: dict[str, Any], fds: list[int], close: list[int]) -> int:
+def _collect_child(order: wm.ForkOrder, fds: list[int], close: list[int]) -> int:
     result_fd = fds[0]
     devnull = os.open(os.devnull, os.O_RDWR)
-    _become_client(msg, [devnull, devnull, devnull], close)
+    _become_client(order, [devnull, devnull, devnull], close)
     import pytest
 
     collector = _Collector()
+    role.set_worker_hooks([_uninstall_metadata_cache])
     metadata_cache.install()
-    code = int(pytest.main(list(msg["args"]), plugins=[collector]))
-    payload = json.dumps(
-        {"node_ids": collector.node_ids, "errors": collector.errors, "exit_code": code}
-    ).encode()
+    code = int(pytest.main(list(order.args), plugins=[collector]))
+    payload = wm.encode(
+        wm.CollectResult(node_ids=collector.node_ids, errors=collector.errors, exit_code=code)
+    )
     view = memoryview(payload)
     while view:
         written = os.write(result_fd, view)

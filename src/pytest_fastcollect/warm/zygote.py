@@ -1,10 +1,10 @@
-"""The warm process: warm up through pytest, then fork one worker per request.
+"""The warm process: warm up through pytest, then fork one worker per order.
 
 Runs as its own interpreter (``python -m pytest_fastcollect.warm.zygote``),
 started by the supervisor with a control socket. It must stay single-threaded:
 it checks its OS thread count before every fork and reports itself tainted
-instead of forking from a multi-threaded process. Messages on the control
-socket are JSON frames; the supervisor validates them with pydantic.
+instead of forking from a multi-threaded process. Orders and events are the
+dataclasses of ``wire/warm.py``; the supervisor validates the events.
 """
 
 from __future__ import annotations
@@ -13,22 +13,22 @@ import argparse
 import contextlib
 import fnmatch
 import gc
-import json
 import os
 import select
 import signal
 import socket
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_fastcollect import keys
-from pytest_fastcollect import plugin as plugin_module
+from pytest_fastcollect import fingerprint, role
 from pytest_fastcollect.warm import envtrack, learn, metadata_cache, reload, worker
+from pytest_fastcollect.warm.reload import Result as ReloadResult
+from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
 
 CONTROL_FRAME_LIMIT = 256 * 1024 * 1024
@@ -51,12 +51,12 @@ def os_thread_count() -> int:
 class WarmupPlugin:
     """Counts modules imported by collection and records the warm key."""
 
-    def __init__(self, send: Any | None) -> None:
+    def __init__(self, send: Callable[[Any], None] | None) -> None:
         self._send = send
-        self.key: dict[str, Any] | None = None
+        self.key: wm.WarmKey | None = None
         self.total = 0
         self.imported = 0
-        self.failures: list[dict[str, str]] = []
+        self.failures: list[wm.Failure] = []
         self._modules: dict[str, str] = {}
         self.test_files: set[str] = set()
         self._last_progress = 0.0
@@ -64,12 +64,12 @@ class WarmupPlugin:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_load_initial_conftests(self, early_config: pytest.Config) -> Generator[None]:
-        self.key = {
-            "python": sys.executable,
-            "sys_path": keys.base_sys_path(keys.ini_pythonpath(early_config)),
-            "options": keys.option_key(early_config),
-            "env": keys.fixed_env(),
-        }
+        self.key = wm.WarmKey(
+            python=sys.executable,
+            sys_path=fingerprint.base_sys_path(fingerprint.ini_pythonpath(early_config)),
+            options=fingerprint.option_key(early_config),
+            env=fingerprint.fixed_env(),
+        )
         return (yield)
 
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -89,7 +89,9 @@ class WarmupPlugin:
         if path is None:
             return
         if report.failed:
-            self.failures.append({"path": path, "error": worker.short_error(report.longreprtext)})
+            self.failures.append(
+                wm.Failure(path=path, error=worker.short_error(report.longreprtext))
+            )
         else:
             self.imported += 1
             self.test_files.add(os.path.realpath(path))
@@ -101,7 +103,7 @@ class WarmupPlugin:
             return
         self._last_progress = now
         done = self.imported + len(self.failures)
-        self._send({"ev": "progress", "done": done, "total": max(self.total, done)})
+        self._send(wm.Progress(done=done, total=max(self.total, done)))
 
 
 def estimate_modules(config: pytest.Config) -> int:
@@ -165,20 +167,27 @@ class Zygote:
         self.ctl = ctl
         self.root = os.path.realpath(root)
         self.warm_args = warm_args
-        self.children: dict[int, str] = {}
+        self.children: dict[int, str] = {}  # worker pid -> order id
         self.cache_dir = cache_dir
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         self.warm_options: list[str] = []
         self.warm_paths: list[str] = []
-        self.key: dict[str, Any] | None = None
+        self.key: wm.WarmKey | None = None
         self.test_files: set[str] = set()
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
         self.wake_r, self.wake_w = rfd, wfd
+        self.handlers: dict[str, Callable[[Any, list[int]], bool]] = {
+            "fork": self.fork,
+            "reload": self.reload,
+            "rewarm": self.rewarm,
+            "learn": self.learn,
+            "exit": self.exit,
+        }
 
-    def send(self, msg: dict[str, Any]) -> None:
-        send_frame(self.ctl, json.dumps(msg).encode())
+    def send(self, event: Any) -> None:
+        send_frame(self.ctl, wm.encode(event))
 
     # -- warm-up -------------------------------------------------------------
 
@@ -196,18 +205,17 @@ class Zygote:
         started = time.monotonic()
         plugin = WarmupPlugin(self.send)
         envtrack.install()
-        with _stdout_to_devnull(), plugin_module.warm_role():
+        with _stdout_to_devnull(), role.warm():
             code = pytest.main(
                 [*self.warm_args, "--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}"],
                 plugins=[plugin],
             )
         if plugin.config is None or plugin.key is None:
             self.send(
-                {
-                    "ev": "warm_failed",
-                    "error": f"pytest could not start (exit code {int(code)}); "
-                    "run the same command without the daemon to see why",
-                }
+                wm.WarmFailed(
+                    error=f"pytest could not start (exit code {int(code)}); "
+                    "run the same command without the daemon to see why"
+                )
             )
             sys.exit(1)
         ns = plugin.config.known_args_namespace
@@ -221,28 +229,28 @@ class Zygote:
         plugin.config = None
         detach_rewrite_hooks()
         self.test_files |= plugin.test_files
-        self.key["env"].update(envtrack.recorded)
-        plugin_module.become_worker(self.key["options"])
+        self.key.env.update(envtrack.recorded)
+        role.become_worker()
         metadata_cache.prepare()
         learn.library_dirs()  # computed once, for every run to inherit
         gc.collect()
         gc.freeze()
         self.send(
-            {
-                "ev": "ready",
-                "pid": os.getpid(),
-                "key": self.key,
-                "imported": plugin.imported,
-                "total": plugin.imported + len(plugin.failures),
-                "seconds": time.monotonic() - started,
-                "failures": plugin.failures,
-                "warm_paths": self.warm_paths,
+            wm.Ready(
+                pid=os.getpid(),
+                key=self.key,
+                imported=plugin.imported,
+                total=plugin.imported + len(plugin.failures),
+                seconds=time.monotonic() - started,
+                failures=plugin.failures,
+                warm_paths=self.warm_paths,
                 **self.module_report(),
-            }
+            )
         )
 
     def module_report(self) -> dict[str, Any]:
-        project: list[list[str]] = []
+        """The fields of ``wm.ModuleReport``: the project modules held now."""
+        project: list[tuple[str, str]] = []
         prefix = self.root + os.sep
         for name, mod in list(sys.modules.items()):
             f = getattr(mod, "__file__", None)
@@ -250,7 +258,7 @@ class Zygote:
                 continue
             real = os.path.realpath(f)
             if real.startswith(prefix) and "site-packages" not in real:
-                project.append([name, real])
+                project.append((name, real))
         return {
             "cached_modules": len(sys.modules),
             "modules": project,
@@ -279,16 +287,8 @@ class Zygote:
                 except PeerClosed:
                     self.shutdown()
                     return
-                msg = json.loads(raw)
-                op = msg.get("op")
-                if op == "fork":
-                    self.fork(msg, fds)
-                elif op in ("reload", "rewarm"):
-                    self.reload(msg)
-                elif op == "learn":
-                    self.learn(msg)
-                elif op == "exit":
-                    self.drain()
+                order = wm.decode_order(raw)
+                if not self.handlers[order.op](order, fds):
                     return
 
     def reap(self) -> None:
@@ -299,101 +299,117 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            run_id = self.children.pop(pid, None)
-            if run_id is None:
+            order_id = self.children.pop(pid, None)
+            if order_id is None:
                 continue
             self.send(
-                {
-                    "ev": "exited",
-                    "id": run_id,
-                    "pid": pid,
-                    "code": os.waitstatus_to_exitcode(status),
-                    "imports": learn.read_recorded(self.learn_file(run_id)),
-                }
+                wm.Exited(
+                    id=order_id,
+                    pid=pid,
+                    code=os.waitstatus_to_exitcode(status),
+                    imports=learn.read_recorded(self.learn_file(order_id)),
+                )
             )
 
-    def learn_file(self, run_id: str) -> str:
-        return os.path.join(self.cache_dir, f"learn-{run_id}.json")
+    def learn_file(self, order_id: str) -> str:
+        return os.path.join(self.cache_dir, f"learn-{order_id}.json")
 
-    def learn(self, msg: dict[str, Any]) -> None:
+    def learn(self, order: wm.LearnOrder, _fds: list[int]) -> bool:
         started = time.perf_counter()
-        result = learn.adopt(msg["modules"], self.root, os_thread_count)
+        result = learn.adopt(order.modules, self.root, os_thread_count)
         if result.imported:
             gc.collect()
             gc.freeze()
         self.send(
-            {
-                "ev": "learned",
-                "id": msg["id"],
-                "imported": result.imported,
-                "rejected": result.rejected,
-                "deferred": result.deferred,
-                "tainted": result.tainted,
-                "duration_ms": (time.perf_counter() - started) * 1000,
+            wm.Learned(
+                id=order.id,
+                imported=result.imported,
+                rejected=result.rejected,
+                deferred=result.deferred,
+                tainted=result.tainted,
+                duration_ms=(time.perf_counter() - started) * 1000,
                 **self.module_report(),
-            }
+            )
         )
+        return True
 
-    def fork(self, msg: dict[str, Any], fds: list[int]) -> None:
+    def fork(self, order: wm.ForkOrder, fds: list[int]) -> bool:
         threads = os_thread_count()
         if threads != 1:
             for fd in fds:
                 os.close(fd)
-            self.send({"ev": "tainted", "id": msg["id"], "threads": threads})
-            return
+            self.send(wm.Tainted(id=order.id, reason=f"the warm process has {threads} OS threads"))
+            return True
         known = None
-        if msg.get("mode") == "run":
+        learn_file = None
+        if order.mode == "run":
             # The run records the library modules it imports (learn.py).
             known = frozenset(sys.modules)
-            msg["learn_file"] = self.learn_file(msg["id"])
+            learn_file = self.learn_file(order.id)
         pid = os.fork()
         if pid == 0:
-            worker.run_child(msg, fds, [self.ctl.fileno(), self.wake_r, self.wake_w], known)
+            close = [self.ctl.fileno(), self.wake_r, self.wake_w]
+            options = self.key.options if self.key is not None else {}
+            worker.run_child(order, fds, close, options, known, learn_file)
             os._exit(3)  # run_child never returns; belt and braces
         for fd in fds:
             os.close(fd)
-        self.children[pid] = msg["id"]
-        self.send({"ev": "forked", "id": msg["id"], "pid": pid})
+        self.children[pid] = order.id
+        self.send(wm.Forked(id=order.id, pid=pid))
+        return True
 
-    def recollect(self, paths: list[str]) -> list[dict[str, str]]:
+    def recollect(self, paths: list[str]) -> list[wm.Failure]:
         plugin = WarmupPlugin(None)
-        with _stdout_to_devnull(), plugin_module.warm_role():
+        with _stdout_to_devnull(), role.warm():
             pytest.main(self.collect_args(paths), plugins=[plugin])
         plugin.config = None
         detach_rewrite_hooks()
         self.test_files |= plugin.test_files
         return plugin.failures
 
-    def reload(self, msg: dict[str, Any]) -> None:
+    def reload(self, order: wm.ReloadOrder, _fds: list[int]) -> bool:
         envtrack.install()
-        if msg["op"] == "rewarm":
-            result = reload.rewarm(msg["files"], self.recollect)
-        else:
-            result = reload.reload_modules(msg["modules"], msg["reimport"])
-        if self.key is not None:
-            self.key["env"].update(envtrack.recorded)
-        self.send({"ev": "reloaded", "id": msg["id"], **result, **self.module_report()})
+        result = reload.reload_modules(order.modules, order.reimport)
+        self._reloaded(order.id, result)
+        return True
 
-    def drain(self) -> None:
+    def rewarm(self, order: wm.RewarmOrder, _fds: list[int]) -> bool:
+        envtrack.install()
+        result = reload.rewarm(order.files, self.recollect)
+        self._reloaded(order.id, result)
+        return True
+
+    def _reloaded(self, order_id: str, result: ReloadResult) -> None:
+        if self.key is not None:
+            self.key.env.update(envtrack.recorded)
+        self.send(
+            wm.Reloaded(
+                id=order_id,
+                failure=result.failure,
+                reason=result.reason,
+                reimported=result.reimported,
+                failures=result.failures,
+                duration_ms=result.duration_ms,
+                **self.module_report(),
+            )
+        )
+
+    def exit(self, _order: wm.ExitOrder, _fds: list[int]) -> bool:
         """Retired by the supervisor: let running workers finish, then exit."""
         while self.children:
             try:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            run_id = self.children.pop(pid, None)
-            if run_id is not None:
+            order_id = self.children.pop(pid, None)
+            if order_id is not None:
                 try:
                     self.send(
-                        {
-                            "ev": "exited",
-                            "id": run_id,
-                            "pid": pid,
-                            "code": os.waitstatus_to_exitcode(status),
-                        }
+                        wm.Exited(id=order_id, pid=pid, code=os.waitstatus_to_exitcode(status))
                     )
                 except OSError:
                     pass
+        return False
 
     def shutdown(self) -> None:
         for pid in list(self.children):

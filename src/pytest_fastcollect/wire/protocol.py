@@ -1,7 +1,7 @@
 """The socket protocol: pydantic v2 models for every request and response.
 
 Spoken by the client and the supervisor (the warm process speaks a private
-JSON dialect to the supervisor, validated there by ``warm_messages``). Every
+dialect of its own with the supervisor, ``wire/warm.py``). Every
 model forbids extra fields; requests and responses are discriminated unions,
 validated straight from the raw frame bytes with ``TypeAdapter.validate_json``.
 """
@@ -234,6 +234,7 @@ class HealthVerdict(str, enum.Enum):
 class HealthCheck(_Model):
     ok: bool
     value: float | int | str | bool | None
+    display: str = ""  # the value as people read it ("0.02 (2%)", "75.1 MiB"); else str(value)
     detail: str = ""
     severity: Literal["degraded", "unhealthy"] = "unhealthy"
 
@@ -325,18 +326,6 @@ Response = Annotated[
 @functools.cache
 def response_adapter() -> TypeAdapter[Response]:
     return TypeAdapter(Response)
-
-
-RunResponse = Annotated[
-    ErrorResponse | Notice | RunRefused | RunStarted | RunFinished,
-    Field(discriminator="kind"),
-]
-
-
-@functools.cache
-def run_response_adapter() -> TypeAdapter[RunResponse]:
-    """What can arrive on a run connection (the client's hot path)."""
-    return TypeAdapter(RunResponse)
 
 
 # --- start-up progress (supervisor -> the starting client, over a pipe) -------

@@ -1,4 +1,4 @@
-"""What a warm process bakes in at import and configuration time.
+"""The warm process's fingerprint: what it bakes in at import and configuration time.
 
 The same functions run in the warm process during warm-up and in each forked
 run, at the same hook point (``pytest_load_initial_conftests``, before any
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pytest
+
+    from pytest_fastcollect.wire.warm import WarmKey
 
 # Read by the interpreter or by pytest before any test module is imported.
 FIXED_ENV = (
@@ -114,10 +116,10 @@ def option_differences(warm: dict[str, str], run: dict[str, str]) -> list[str]:
     return reasons
 
 
-def interpreter_differences(warm: dict[str, Any], python: str, sys_path: list[str]) -> list[str]:
-    if warm.get("python") != python:
-        return [f"this run uses {python}, the daemon {warm.get('python')}"]
-    if warm.get("sys_path") != sys_path:
+def interpreter_differences(warm: WarmKey, python: str, sys_path: list[str]) -> list[str]:
+    if warm.python != python:
+        return [f"this run uses {python}, the daemon {warm.python}"]
+    if warm.sys_path != sys_path:
         return [
             "sys.path differs from the daemon's (PYTHONPATH, virtualenv, or 'python -m pytest' vs 'pytest')"
         ]

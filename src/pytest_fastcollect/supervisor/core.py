@@ -1,0 +1,316 @@
+"""The supervisor's core: its rooms, wired together, and one handler per command.
+
+Runs in the supervisor (threads allowed, never imports user code). The
+rooms each own their data and lock: ``Freshness`` (what is on disk and what
+changed), ``WarmSlot`` (the warm process and the reload lock), ``IdleWork``
+(re-warm, learned imports), ``Runs`` (runs and collects), ``Stats``
+(counters). The server calls ``handle_<command>`` for each request; adding
+a command means adding its handler here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pytest_fastcollect import __version__
+from pytest_fastcollect.settings import DaemonSettings
+from pytest_fastcollect.supervisor import changes, health
+from pytest_fastcollect.supervisor.freshness import Freshness
+from pytest_fastcollect.supervisor.idle import IdleWork
+from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmProcess, WarmSpec
+from pytest_fastcollect.supervisor.runs import Runs
+from pytest_fastcollect.supervisor.slot import WarmSlot
+from pytest_fastcollect.supervisor.stats import Stats
+from pytest_fastcollect.wire import protocol as p
+from pytest_fastcollect.wire import warm as wm
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pytest_fastcollect.supervisor.watcher import Watcher
+
+log = logging.getLogger("pytest_fastcollect.daemon")
+
+Spawner = Callable[[int, dict[str, str], Callable[[WarmHandle], None]], WarmHandle]
+
+
+class Incoming:
+    """The connection a request came on, and the descriptors passed with it.
+
+    A handler that keeps the descriptors takes them; the server closes the rest.
+    """
+
+    def __init__(self, conn: socket.socket, fds: list[int]) -> None:
+        self.conn = conn
+        self._fds = fds
+
+    def take_fds(self) -> list[int]:
+        fds, self._fds = self._fds, []
+        return fds
+
+    def close_fds(self) -> None:
+        for fd in self.take_fds():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonConfig:
+    root: str
+    socket_path: str
+    log_path: str
+    cache_dir: str
+    cwd: str
+    env: dict[str, str]
+    sys_path0: str | None
+    warm_args: list[str]
+    settings: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
+    site_dirs: tuple[str, ...] = ()
+    thresholds: health.Thresholds = dataclasses.field(default_factory=health.Thresholds)
+
+
+def process_spawner(
+    config: DaemonConfig, log_fd: int, on_progress: Callable[[wm.Progress], None]
+) -> Spawner:
+    """Start real warm processes (unit tests pass a fake spawner instead)."""
+
+    def spawn(
+        generation: int, env: dict[str, str], on_death: Callable[[WarmHandle], None]
+    ) -> WarmHandle:
+        spec = WarmSpec(
+            root=config.root,
+            cwd=config.cwd,
+            env=env,
+            sys_path0=config.sys_path0,
+            warm_args=config.warm_args,
+            log_fd=log_fd,
+            cache_dir=config.cache_dir,
+        )
+        return WarmProcess(generation, spec, on_progress=on_progress, on_death=on_death)
+
+    return spawn
+
+
+class Supervisor:
+    def __init__(self, config: DaemonConfig, spawner: Spawner) -> None:
+        self.config = config
+        self.root = os.path.realpath(config.root)
+        self.started = time.time()
+        self.stop_event = threading.Event()
+        self.watcher_kind = "none"
+        self._watcher: Watcher | None = None
+        self.stats = Stats()
+        self.records = Freshness(
+            self.root,
+            config.settings.debounce,
+            on_quiet=self._changes_quiet,
+            site_dirs=config.site_dirs,
+        )
+
+        def spawn(generation: int, env: dict[str, str]) -> WarmHandle:
+            return spawner(generation, env, self.slot.on_death)
+
+        self.slot = WarmSlot(self.root, spawn, config.env, self.records, self.stats)
+        self.idle = IdleWork(self.slot, config.settings.learn_imports)
+        self.runs = Runs(
+            self.slot,
+            self.idle,
+            self.root,
+            config.cache_dir,
+            config.settings.request_timeout,
+        )
+
+    def start(self) -> WarmHandle:
+        return self.slot.start()
+
+    def _changes_quiet(self) -> None:
+        self.slot.apply_when_quiet()
+
+    def start_watching(self) -> None:
+        """Watch the project for saves (else the per-run stat sweep finds them alone)."""
+        from pytest_fastcollect.supervisor.watcher import Watcher
+
+        watcher = Watcher(self.root, self.note_changes, self.config.settings.polling)
+        try:
+            self.watcher_kind = watcher.start()
+        except Exception as exc:
+            log.warning("No file watcher (%s); relying on the per-run stat sweep", exc)
+            return
+        self._watcher = watcher
+
+    def note_changes(self, paths: set[str]) -> None:
+        """The watcher's sink (its thread)."""
+        self.records.note(paths)
+
+    def count(self, command: str, ok: bool) -> None:
+        self.stats.count_request(command, ok)
+
+    # -- handlers, one per protocol command -----------------------------------------------
+
+    def handle_status(self, req: p.StatusRequest, _in: Incoming) -> p.StatusResponse:
+        return self.status().model_copy(update={"request_id": req.request_id})
+
+    def handle_health(self, req: p.HealthRequest, _in: Incoming) -> p.HealthResponse:
+        return self.health().model_copy(update={"request_id": req.request_id})
+
+    def handle_collect(
+        self, req: p.CollectRequest, _in: Incoming
+    ) -> p.CollectResponse | p.ErrorResponse:
+        return self.runs.collect(req)
+
+    def handle_run(
+        self, req: p.RunRequest, incoming: Incoming
+    ) -> p.RunFinished | p.RunRefused | p.ErrorResponse:
+        fds = incoming.take_fds()
+        if len(fds) != req.fd_count:
+            for fd in fds:
+                os.close(fd)
+            return p.ErrorResponse(
+                request_id=req.request_id,
+                code=p.ErrorCode.BAD_REQUEST,
+                message=f"expected {req.fd_count} file descriptors, got {len(fds)}",
+            )
+        return self.runs.run(incoming.conn, req, fds)
+
+    def handle_signal(self, req: p.SignalRequest, _in: Incoming) -> p.ErrorResponse:
+        return p.ErrorResponse(
+            request_id=req.request_id,
+            code=p.ErrorCode.BAD_REQUEST,
+            message="signal is only valid during a run",
+        )
+
+    def handle_reload(
+        self, req: p.ReloadRequest, _in: Incoming
+    ) -> p.ReloadResponse | p.ErrorResponse:
+        started = time.perf_counter()
+        with self.slot.hold() as held:
+            held.replace(changes.Replace.MANUAL, "requested with --daemon-reload", None)
+        if self.slot.state is p.DaemonState.FAILED:
+            # A reload is asked for to recover; "replaced" would be a lie.
+            wp = self.slot.current
+            error = (wp.error if wp is not None else None) or "see the daemon log"
+            return p.ErrorResponse(
+                request_id=req.request_id,
+                code=p.ErrorCode.NOT_READY,
+                message=f"the new warm process failed to start ({error})",
+            )
+        return p.ReloadResponse(
+            request_id=req.request_id,
+            generation=self.slot.generation,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    def handle_stop(self, req: p.StopRequest, _in: Incoming) -> p.StopResponse:
+        # The server sets stop_event once this answer is sent.
+        return p.StopResponse(request_id=req.request_id, pid=os.getpid())
+
+    # -- status and health ----------------------------------------------------------------
+
+    def processes(self) -> list[p.ProcessInfo]:
+        out = []
+        me = health.process_info("supervisor", os.getpid())
+        if me is not None:
+            out.append(me)
+        wp = self.slot.current
+        if wp is not None and wp.alive():
+            info = health.process_info("warm", wp.pid)
+            if info is not None:
+                out.append(info)
+        return out
+
+    def reload_stats(self) -> p.ReloadStats:
+        return self.stats.reloads(
+            self.records.pending_count(), self.records.events_seen, self.watcher_kind
+        )
+
+    def warmup(self) -> p.WarmupStats:
+        learned, refused, pending = self.idle.counts()
+        return self.slot.warmup.model_copy(
+            update={
+                "learned_imports": learned,
+                "unlearnable_imports": refused,
+                "pending_imports": pending,
+            }
+        )
+
+    def status(self) -> p.StatusResponse:
+        wp = self.slot.current
+        limits = self.config.settings
+        return p.StatusResponse(
+            pid=os.getpid(),
+            state=self.slot.state,
+            uptime=round(time.time() - self.started, 3),
+            root=self.root,
+            socket_path=self.config.socket_path,
+            log_path=self.config.log_path,
+            versions=p.Versions(
+                plugin=__version__,
+                protocol=p.PROTOCOL_VERSION,
+                python=".".join(map(str, sys.version_info[:3])),
+                pytest=pytest.__version__,
+            ),
+            generation=self.slot.generation,
+            warm_pid=wp.pid if wp is not None and wp.alive() else None,
+            warm_paths=list(wp.ready.warm_paths) if wp is not None and wp.ready else [],
+            cached_modules=wp.cached_modules if wp is not None else 0,
+            project_modules=len(wp.modules) if wp is not None else 0,
+            watched_paths=[self.root] if self.watcher_kind != "none" else [],
+            inotify_watches=health.inotify_watches(os.getpid()),
+            metrics=self.stats.metrics(),
+            warmup=self.warmup(),
+            reload=self.reload_stats(),
+            processes=self.processes(),
+            limits={
+                "max_connections": limits.max_connections,
+                "max_request_bytes": limits.max_request_bytes,
+                "request_timeout": limits.request_timeout,
+            },
+        )
+
+    def health(self) -> p.HealthResponse:
+        wp = self.slot.current
+        state = self.slot.state
+        detail = f"state {state.value}" + (f": {wp.error}" if wp is not None and wp.error else "")
+        facts = health.Facts(
+            state=state,
+            state_detail=detail,
+            socket_path=self.config.socket_path,
+            warm_pid=wp.pid if wp is not None else None,
+            processes=self.processes(),
+            metrics=self.stats.metrics(),
+            pending_age=self.records.pending_age(),
+            watcher=self.watcher_kind,
+            import_failures=len(self.slot.warmup.failures),
+        )
+        checks = health.checks(facts, self.config.thresholds)
+        return p.HealthResponse(
+            status=health.verdict(checks),
+            pid=os.getpid(),
+            generation=self.slot.generation,
+            uptime=round(time.time() - self.started, 3),
+            checks=checks,
+        )
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        self.slot.stopping.set()
+        self.stop_event.set()
+        if self._watcher is not None:
+            self._watcher.stop()
+        self.records.stop()
+        self.idle.stop()
+        self.runs.kill_all()
+        wp = self.slot.current
+        if wp is not None:
+            wp.kill()

@@ -1,0 +1,254 @@
+"""The current warm process, its generation, and every change made to it.
+
+Runs in the supervisor. ``WarmSlot`` owns the reload lock, and the
+operations that change the warm process (adopt, replace, apply pending
+changes, re-warm, learn, make fresh for a run) are methods of ``Held``,
+which only ``WarmSlot.hold()`` hands out, with the lock held. Whoever can
+call them holds the lock; nothing else can.
+
+The daemon's reported state is derived, not stored twice: the current warm
+process's own state, plus what the slot is doing right now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from pytest_fastcollect.supervisor import changes, reloader
+from pytest_fastcollect.supervisor.freshness import Freshness
+from pytest_fastcollect.supervisor.graph import ImportGraph
+from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState
+from pytest_fastcollect.supervisor.stats import Stats
+from pytest_fastcollect.wire import protocol as p
+
+log = logging.getLogger("pytest_fastcollect.daemon")
+
+Notify = Callable[[str], None]
+Spawn = Callable[[int, dict[str, str]], WarmHandle]  # (generation, environment) -> started
+
+
+class Refused(Exception):
+    """The daemon cannot serve this request warm now (the message says why)."""
+
+
+class SlotListener(Protocol):
+    """Idle work hears of new warm processes and of purged test modules."""
+
+    def adopted(self, wp: WarmHandle) -> None: ...
+    def purged_tests(self, wp: WarmHandle, files: list[str]) -> None: ...
+
+
+class WarmSlot:
+    def __init__(
+        self,
+        root: str,
+        spawn: Spawn,
+        env: dict[str, str],
+        records: Freshness,
+        stats: Stats,
+        graph: ImportGraph | None = None,
+    ) -> None:
+        self.root = root
+        self._spawn = spawn
+        self.records = records
+        self.stats = stats
+        self.graph = graph or ImportGraph()
+        self.listener: SlotListener | None = None
+        self._lock = threading.Lock()  # the reload lock
+        self._current: WarmHandle | None = None
+        self._adopted_once = False
+        self.generation = 0
+        self.activity: p.DaemonState | None = None  # RELOADING or REPLACING, while it lasts
+        self.stopping = threading.Event()
+        self.warm_env = dict(env)
+        self.warmup = p.WarmupStats()
+        self.spawned_ns = 0
+
+    @property
+    def current(self) -> WarmHandle | None:
+        """For reading (status, health); changes go through ``hold()``."""
+        return self._current
+
+    @property
+    def state(self) -> p.DaemonState:
+        wp = self._current
+        if self.stopping.is_set():
+            return p.DaemonState.STOPPING
+        if self.activity is not None:
+            return self.activity
+        if wp is None or (wp.state is WarmState.STARTING and not self._adopted_once):
+            return p.DaemonState.WARMING
+        if wp.state is WarmState.FAILED:
+            return p.DaemonState.FAILED
+        return p.DaemonState.READY
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Held]:
+        with self._lock:
+            yield Held(self)
+
+    def start(self) -> WarmHandle:
+        """The first warm process. Not under the lock: runs that arrive meanwhile
+        are refused at once (``fresh``) and run cold, never waiting for warm-up."""
+        wp = self._new_process()
+        self._current = wp
+        if wp.wait_ready():
+            with self.hold() as held:
+                held.adopt(wp)
+        return wp
+
+    def _new_process(self) -> WarmHandle:
+        self.generation += 1
+        self.spawned_ns = time.time_ns()
+        return self._spawn(self.generation, self.warm_env)
+
+    def apply_when_quiet(self) -> None:
+        """The debounce fired: apply pending changes now, ahead of the next run."""
+        if self.stopping.is_set():
+            return
+        with self.hold() as held:
+            if self.state in (p.DaemonState.READY, p.DaemonState.FAILED):
+                held.apply_pending(None)
+
+    def on_death(self, wp: WarmHandle) -> None:
+        """The reader thread saw the current warm process die: replace it."""
+        if self.stopping.is_set():
+            return
+        log.warning("Warm process %d died; replacing it", wp.pid)
+        self.replace_soon(changes.Replace.CRASH, "the warm process died")
+
+    def replace_soon(self, kind: changes.Replace, reason: str) -> None:
+        def replace() -> None:
+            with self.hold() as held:
+                held.replace(kind, reason, None)
+
+        threading.Thread(target=replace, name="replace", daemon=True).start()
+
+
+class Held:
+    """The operations that change the warm process; exists only while the lock is held."""
+
+    def __init__(self, slot: WarmSlot) -> None:
+        self.slot = slot
+
+    @property
+    def current(self) -> WarmHandle | None:
+        return self.slot._current
+
+    @contextlib.contextmanager
+    def doing(self, activity: p.DaemonState) -> Iterator[None]:
+        self.slot.activity = activity
+        try:
+            yield
+        finally:
+            self.slot.activity = None
+
+    def bump_generation(self, wp: WarmHandle) -> int:
+        self.slot.generation += 1
+        wp.generation = self.slot.generation
+        return wp.generation
+
+    def adopt(self, wp: WarmHandle) -> None:
+        """Record what a freshly warmed process loaded, and start serving from it."""
+        slot = self.slot
+        assert wp.ready is not None
+        ready = wp.ready
+        slot.warmup = p.WarmupStats(
+            imported=ready.imported,
+            total=ready.total,
+            seconds=round(ready.seconds, 3),
+            failures=[p.ImportFailure(path=f.path, error=f.error) for f in ready.failures],
+        )
+        log.info(
+            "Pre-import complete: %d/%d modules in %.2fs",
+            ready.imported,
+            ready.total,
+            ready.seconds,
+        )
+        for failure in ready.failures:
+            log.warning("Failed to import %s: %s", failure.path, failure.error)
+        slot.records.record(
+            wp.modules, wp.test_files, slot.spawned_ns, force_changed=slot.records.pending()
+        )
+        old = slot._current if slot._current is not wp else None
+        slot._current = wp
+        slot._adopted_once = True
+        if old is not None:
+            old.retire()
+        if slot.listener is not None:
+            slot.listener.adopted(wp)
+
+    def replace(
+        self,
+        kind: changes.Replace,
+        reason: str,
+        notify: Notify | None,
+        changed: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
+        """Warm a new process, switch to it, retire the old one."""
+        slot = self.slot
+        log.info("Replacing warm process: %s", reason)
+        if notify is not None:
+            notify(f"restarting the warm process ({reason})")
+        slot.stats.count_replacement(kind.value)
+        with self.doing(p.DaemonState.REPLACING):
+            dropped = slot.records.take_pending() | set(changed)
+            # The new process imports these from scratch: a save that kept
+            # size and mtime must not hand it the old pyc.
+            for path in dropped:
+                if path.endswith(".py"):
+                    changes.remove_stale_bytecode(path)
+            started = time.perf_counter()
+            # Taken before the warm-up: a save during a failed warm-up still shows.
+            snapshot = slot.records.snapshot()
+            wp = slot._new_process()
+            ready = wp.wait_ready()
+        if ready:
+            self.adopt(wp)
+            log.info(
+                "Warm process %d ready (generation %d) in %.2fs",
+                wp.pid,
+                wp.generation,
+                time.perf_counter() - started,
+            )
+            return
+        log.error("Warm process failed to start: %s", wp.error)
+        old, slot._current = slot._current, wp
+        # What failed is on disk now: only a later change retries.
+        slot.records.restore(snapshot)
+        if old is not None and old is not wp:
+            old.retire()
+
+    def apply_pending(self, notify: Notify | None) -> None:
+        reloader.apply_pending(self, notify)
+
+    def fresh(self, notify: Notify) -> WarmHandle:
+        """The warm process to serve from, after applying every pending change."""
+        slot = self.slot
+        if slot.state is p.DaemonState.WARMING:
+            raise Refused("the daemon is still warming up")
+        wp = slot._current
+        if wp is None or wp.state in (WarmState.DEAD, WarmState.STARTING):
+            self.replace(changes.Replace.CRASH, "the warm process is gone", notify)
+        slot.records.sweep()
+        if slot.records.has_pending():
+            self.apply_pending(notify)
+        wp = slot._current
+        if wp is None or wp.state is not WarmState.READY:
+            error = wp.error if wp is not None else "no warm process"
+            raise Refused(f"the warm process is not available ({error})")
+        return wp
+
+    def use_environment(self, env: dict[str, str], reason: str, notify: Notify) -> WarmHandle:
+        """Values read at import time changed: warm a process with this environment."""
+        self.slot.warm_env = dict(env)
+        self.replace(changes.Replace.ENV, reason, notify)
+        wp = self.slot._current
+        if wp is None or wp.state is not WarmState.READY:
+            raise Refused("the warm process failed to restart")
+        return wp

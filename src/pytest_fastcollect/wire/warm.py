@@ -1,0 +1,224 @@
+"""Orders from the supervisor to the warm process, and the events it sends back.
+
+Spoken on the control socket between the supervisor and the warm process,
+and imported by both sides. Each message is a frozen dataclass; ``encode``
+turns one into a JSON frame. The warm process never imports pydantic: it
+builds orders from the decoded JSON with ``decode_order`` (the supervisor is
+the only writer of that socket). The supervisor validates every event
+against these same classes with pydantic (``supervisor/lifecycle.py``)
+before it acts on it; ``__pydantic_config__`` is read there and only there.
+
+Ids in orders are the supervisor's own, never a client's request id: a
+client cannot make two orders collide nor put text into a file name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from typing import Any, Literal
+
+_FORBID = {"extra": "forbid"}  # pydantic's ConfigDict, as a plain dict
+
+
+class ReloadFailure(str, enum.Enum):
+    """Why an in-place reload could not be trusted; the supervisor replaces the process."""
+
+    ALIVE = "alive"  # an object of a purged module is still referenced elsewhere
+    REIMPORT_ERROR = "reimport-error"  # importing a purged module again raised
+    PLAIN_IMPORT = "plain-import"  # a module pytest rewrites came back without rewriting
+
+
+def encode(message: Any) -> bytes:
+    return json.dumps(dataclasses.asdict(message)).encode()
+
+
+# --- orders (supervisor -> warm process) ---------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ForkOrder:
+    op: Literal["fork"] = "fork"
+    id: str
+    mode: Literal["run", "collect"]
+    args: list[str]
+    cwd: str
+    env: dict[str, str]
+    umask: int
+    argv0: str = "pytest"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReloadOrder:
+    op: Literal["reload"] = "reload"
+    id: str
+    modules: list[str]  # purge these
+    reimport: list[str]  # then import these again (project modules, never test modules)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RewarmOrder:
+    op: Literal["rewarm"] = "rewarm"
+    id: str
+    files: list[str]  # test modules to import again through pytest's collection
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LearnOrder:
+    op: Literal["learn"] = "learn"
+    id: str
+    modules: list[str]  # library modules runs imported
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExitOrder:
+    """Exit once the running workers have finished (the process was retired)."""
+
+    op: Literal["exit"] = "exit"
+    id: str = ""
+
+
+Order = ForkOrder | ReloadOrder | RewarmOrder | LearnOrder | ExitOrder
+ORDERS: dict[str, type[Order]] = {
+    "fork": ForkOrder,
+    "reload": ReloadOrder,
+    "rewarm": RewarmOrder,
+    "learn": LearnOrder,
+    "exit": ExitOrder,
+}
+
+
+def decode_order(raw: bytes) -> Order:
+    data = json.loads(raw)
+    return ORDERS[data["op"]](**data)
+
+
+# --- events (warm process -> supervisor) ---------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WarmKey:
+    """What the warm process baked in at import time (see ``fingerprint.py``)."""
+
+    __pydantic_config__ = _FORBID
+    python: str
+    sys_path: list[str]
+    options: dict[str, str]
+    env: dict[str, str | None]  # None: the variable was not set
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Failure:
+    __pydantic_config__ = _FORBID
+    path: str
+    error: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModuleReport:
+    """The project modules the warm process holds now."""
+
+    __pydantic_config__ = _FORBID
+    cached_modules: int
+    modules: list[tuple[str, str]]  # (module name, real path)
+    env_keys: list[str]
+    test_files: list[str]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Progress:
+    __pydantic_config__ = _FORBID
+    ev: Literal["progress"] = "progress"
+    done: int
+    total: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Ready(ModuleReport):
+    ev: Literal["ready"] = "ready"
+    pid: int
+    key: WarmKey
+    imported: int
+    total: int
+    seconds: float
+    failures: list[Failure]
+    warm_paths: list[str]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WarmFailed:
+    __pydantic_config__ = _FORBID
+    ev: Literal["warm_failed"] = "warm_failed"
+    error: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Forked:
+    __pydantic_config__ = _FORBID
+    ev: Literal["forked"] = "forked"
+    id: str
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Exited:
+    __pydantic_config__ = _FORBID
+    ev: Literal["exited"] = "exited"
+    id: str
+    pid: int
+    code: int  # os.waitstatus_to_exitcode: negative for a signal
+    imports: list[str] = dataclasses.field(default_factory=list)  # library modules it imported
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Tainted:
+    """The warm process cannot fork safely; the order was not carried out."""
+
+    __pydantic_config__ = _FORBID
+    ev: Literal["tainted"] = "tainted"
+    id: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Reloaded(ModuleReport):
+    ev: Literal["reloaded"] = "reloaded"
+    id: str
+    failure: ReloadFailure | None  # None: the reload succeeded
+    reason: str
+    reimported: int
+    failures: list[Failure]
+    duration_ms: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Learned(ModuleReport):
+    ev: Literal["learned"] = "learned"
+    id: str
+    imported: list[str]
+    rejected: dict[str, str]
+    deferred: list[str]
+    tainted: str
+    duration_ms: float
+
+
+Event = Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Learned
+
+
+# --- what a collect worker writes to its result pipe -----------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CollectedError:
+    __pydantic_config__ = _FORBID
+    nodeid: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CollectResult:
+    __pydantic_config__ = _FORBID
+    node_ids: list[str]
+    errors: list[CollectedError]
+    exit_code: int

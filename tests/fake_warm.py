@@ -1,0 +1,188 @@
+"""A scripted stand-in for the warm process, for supervisor unit tests without processes.
+
+It implements ``supervisor.lifecycle.WarmHandle``: it answers orders with
+the events a real warm process would send, from a script the test sets
+(``reload_answer``, ``fork_events``), and records every order it got.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from pytest_fastcollect.supervisor.lifecycle import Mailbox, WarmState
+from pytest_fastcollect.wire import warm as wm
+
+_pids = itertools.count(50_000)
+
+
+def module_table(root: Path) -> list[tuple[str, str]]:
+    """(module name, real path) of every .py file under ``root``, as the warm process reports."""
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out.append((".".join(parts), os.path.realpath(path)))
+    return out
+
+
+class FakeWarm:
+    def __init__(
+        self,
+        generation: int,
+        env: dict[str, str],
+        root: Path,
+        fail_warmup: str | None = None,
+        on_death: Callable[[FakeWarm], None] | None = None,
+    ) -> None:
+        self.generation = generation
+        self.env = env
+        self.root = root
+        self.pid = next(_pids)
+        self.state = WarmState.STARTING
+        self.ready: wm.Ready | None = None
+        self.error: str | None = None
+        self.modules: dict[str, str] = {}
+        self.test_files: set[str] = set()
+        self.cached_modules = 0
+        self.running: dict[str, int] = {}
+        self.orders: list[wm.Order] = []
+        self.retired = False
+        self.killed = False
+        self.fail_warmup = fail_warmup
+        self.on_death = on_death
+        # Scripted answers: None means "answer as a healthy warm process would".
+        self.reload_answer: Callable[[wm.ReloadOrder], wm.Event | None] | None = None
+        self.fork_events: Callable[[wm.ForkOrder], list[wm.Event | None]] | None = None
+
+    def report(self) -> dict[str, object]:
+        table = module_table(self.root)
+        tests = [path for name, path in table if name.rsplit(".", 1)[-1].startswith("test_")]
+        return {
+            "cached_modules": 100 + len(table),
+            "modules": table,
+            "env_keys": [],
+            "test_files": tests,
+        }
+
+    @property
+    def key(self) -> wm.WarmKey:
+        assert self.ready is not None
+        return self.ready.key
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        if self.fail_warmup is not None:
+            self.state = WarmState.FAILED
+            self.error = self.fail_warmup
+            return False
+        self.ready = wm.Ready(
+            pid=self.pid,
+            key=wm.WarmKey(
+                python="/bin/python", sys_path=["/x"], options={}, env={"APP_MODE": None}
+            ),
+            imported=1,
+            total=1,
+            seconds=0.01,
+            failures=[],
+            warm_paths=["tests"],
+            **self.report(),  # type: ignore[arg-type]
+        )
+        self.update_modules(self.ready)
+        self.state = WarmState.READY
+        return True
+
+    def update_modules(self, report: wm.ModuleReport) -> None:
+        self.modules = {path: name for name, path in report.modules}
+        self.test_files = set(report.test_files)
+        self.cached_modules = report.cached_modules
+
+    def request(self, order: wm.Order, fds: tuple[int, ...] = ()) -> Mailbox:
+        self.orders.append(order)
+        box = Mailbox()
+        if isinstance(order, wm.ForkOrder):
+            if order.mode == "collect" and fds:
+                # The real collect worker writes its result to this pipe.
+                result = wm.CollectResult(node_ids=self.collected(), errors=[], exit_code=0)
+                os.write(fds[0], wm.encode(result))
+            events = self.fork_events(order) if self.fork_events else self._forked(order)
+            for event in events:
+                box.put(event)
+        else:
+            box.put(self._answer(order))
+        return box
+
+    def _forked(self, order: wm.ForkOrder) -> list[wm.Event | None]:
+        pid = next(_pids)
+        return [wm.Forked(id=order.id, pid=pid), wm.Exited(id=order.id, pid=pid, code=0)]
+
+    def collected(self) -> list[str]:
+        return sorted(f"{os.path.relpath(path, self.root)}::test_it" for path in self.test_files)
+
+    def _answer(self, order: wm.Order) -> wm.Event | None:
+        if isinstance(order, wm.ReloadOrder):
+            if self.reload_answer is not None:
+                return self.reload_answer(order)
+            return self.reloaded(order.id)
+        if isinstance(order, wm.RewarmOrder):
+            return self.reloaded(order.id, reimported=len(order.files))
+        if isinstance(order, wm.LearnOrder):
+            return wm.Learned(
+                id=order.id,
+                imported=list(order.modules),
+                rejected={},
+                deferred=[],
+                tainted="",
+                duration_ms=1.0,
+                **self.report(),  # type: ignore[arg-type]
+            )
+        return None
+
+    def reloaded(
+        self,
+        order_id: str,
+        failure: wm.ReloadFailure | None = None,
+        reason: str = "",
+        reimported: int = 0,
+    ) -> wm.Reloaded:
+        return wm.Reloaded(
+            id=order_id,
+            failure=failure,
+            reason=reason,
+            reimported=reimported,
+            failures=[],
+            duration_ms=1.0,
+            **self.report(),  # type: ignore[arg-type]
+        )
+
+    def ask(self, order: wm.Order) -> wm.Event | None:
+        box = self.request(order)
+        try:
+            return box.get()
+        finally:
+            box.close()
+
+    def done(self, order_id: str) -> None:
+        pass
+
+    def alive(self) -> bool:
+        return self.state in (WarmState.STARTING, WarmState.READY) and not self.killed
+
+    def retire(self) -> None:
+        self.retired = True
+
+    def kill(self) -> None:
+        self.killed = True
+        self.state = WarmState.DEAD
+
+    def die(self) -> None:
+        """As if the process crashed: the reader thread reports it."""
+        self.state = WarmState.DEAD
+        if self.on_death is not None:
+            self.on_death(self)
+
+    def orders_of(self, kind: type) -> list[wm.Order]:
+        return [o for o in self.orders if isinstance(o, kind)]

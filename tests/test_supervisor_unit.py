@@ -1,0 +1,360 @@
+"""The supervisor's rooms with a scripted fake warm process: no processes are started.
+
+Real files in tmp_path (the freshness records and the import graph read
+them); the warm process is ``fake_warm.FakeWarm``, which records the orders
+it gets and answers from a script.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_fastcollect.settings import DaemonSettings
+from pytest_fastcollect.supervisor.core import DaemonConfig, Incoming, Supervisor
+from pytest_fastcollect.supervisor.freshness import FILE_CLOCK_SLACK_NS, Freshness
+from pytest_fastcollect.supervisor.lifecycle import WarmHandle
+from pytest_fastcollect.supervisor.slot import Refused
+from pytest_fastcollect.wire import protocol as p
+from pytest_fastcollect.wire import warm as wm
+
+from fake_warm import FakeWarm
+
+FILES = {
+    "app/__init__.py": "",
+    "app/core.py": "def greet():\n    return 'hi'\n",
+    "app/util.py": "from app.core import greet\n\ndef shout():\n    return greet().upper()\n",
+    "app/leaf.py": "X = 1\n",
+    "tests/conftest.py": "import app.leaf\n",
+    "tests/test_util.py": "from app.util import shout\n\ndef test_it():\n    assert shout()\n",
+    "tests/test_leaf.py": "from app.leaf import X\n\ndef test_it():\n    assert X\n",
+}
+
+
+def saved_before_warm_up() -> None:
+    """Let the kernel's file clock move past the saves just made: a file saved
+    during a warm-up (or one clock tick before it) counts as changed."""
+    time.sleep(2 * FILE_CLOCK_SLACK_NS / 1e9)
+
+
+class Harness:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.spawned: list[FakeWarm] = []
+        self.fail_next: str | None = None
+        self.notices: list[str] = []
+        config = DaemonConfig(
+            root=str(root),
+            socket_path=str(root / "x.sock"),
+            log_path=str(root / "x.log"),
+            cache_dir=str(root / "cache"),
+            cwd=str(root),
+            env={"PATH": "/bin"},
+            sys_path0=None,
+            warm_args=["tests"],
+            settings=DaemonSettings(debounce=30.0, learn_imports=False),
+        )
+        self.sup = Supervisor(config, self.spawn)
+
+    def spawn(
+        self, generation: int, env: dict[str, str], on_death: typing.Callable[[WarmHandle], None]
+    ) -> WarmHandle:
+        fake = FakeWarm(generation, env, self.root, self.fail_next, on_death)  # type: ignore[arg-type]
+        self.fail_next = None
+        self.spawned.append(fake)
+        return fake
+
+    @property
+    def current(self) -> FakeWarm:
+        wp = self.sup.slot.current
+        assert isinstance(wp, FakeWarm)
+        return wp
+
+    def edit(self, rel: str, text: str) -> None:
+        path = self.root / rel
+        path.write_text(text)
+        # The same second and size must still count: move mtime on explicitly.
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+
+    def fresh(self) -> WarmHandle:
+        with self.sup.slot.hold() as held:
+            return held.fresh(self.notices.append)
+
+
+@pytest.fixture
+def h(tmp_path: Path) -> Iterator[Harness]:
+    root = tmp_path / "proj"
+    for rel, text in FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    saved_before_warm_up()
+    harness = Harness(root)
+    harness.sup.start()
+    try:
+        yield harness
+    finally:
+        harness.sup.shutdown()
+
+
+def test_start_adopts_the_warm_process(h: Harness) -> None:
+    assert h.sup.slot.state is p.DaemonState.READY
+    assert h.sup.slot.generation == 1
+    assert len(h.spawned) == 1
+    assert set(h.sup.records.known_files()) == set(h.current.modules)
+    assert h.fresh() is h.current  # nothing changed: no order sent
+    assert h.current.orders == []
+
+
+def test_a_core_edit_reloads_its_reverse_closure(h: Harness) -> None:
+    h.edit("app/core.py", "def greet():\n    return 'ho'\n")
+    wp = h.fresh()
+    assert wp is h.spawned[0]
+    (order,) = wp.orders_of(wm.ReloadOrder)
+    assert isinstance(order, wm.ReloadOrder)
+    assert order.modules == ["app.core", "app.util", "tests.test_util"]
+    # Test modules are left to the run (assertion rewriting) and the re-warm.
+    assert order.reimport == ["app.core", "app.util"]
+    assert h.sup.slot.generation == 2
+    stats = h.sup.reload_stats()
+    assert (stats.reloads, stats.modules_reloaded) == (1, 3)
+    assert stats.last is not None and stats.last.files == ["app/core.py"]
+    assert h.notices == ["reloading 3 module(s) (changed: app/core.py)"]
+
+
+def test_an_unchanged_save_reloads_nothing(h: Harness) -> None:
+    h.edit("app/core.py", FILES["app/core.py"])
+    h.fresh()
+    assert h.current.orders_of(wm.ReloadOrder) == []
+    assert h.sup.reload_stats().reloads == 0
+
+
+def test_a_conftest_edit_replaces_the_warm_process(h: Harness) -> None:
+    h.edit("tests/conftest.py", "import app.leaf\nimport app.core\n")
+    wp = h.fresh()
+    assert len(h.spawned) == 2 and wp is h.spawned[1]
+    assert h.spawned[0].retired
+    assert h.sup.reload_stats().replacements == {"conftest": 1}
+
+
+@pytest.mark.parametrize(
+    "failure,counted",
+    [
+        (wm.ReloadFailure.ALIVE, "alive"),
+        (wm.ReloadFailure.REIMPORT_ERROR, "reload-error"),
+        (wm.ReloadFailure.PLAIN_IMPORT, "reload-error"),
+    ],
+)
+def test_a_failed_reload_replaces_by_its_kind_not_its_text(
+    h: Harness, failure: wm.ReloadFailure, counted: str
+) -> None:
+    first = h.current
+    # The reason text says nothing the supervisor could parse.
+    first.reload_answer = lambda order: first.reloaded(order.id, failure, "some text")
+    h.edit("app/leaf.py", "X = 2\n")
+    # app.leaf is imported by the conftest: today that replaces outright, so use util.
+    h.edit("app/util.py", FILES["app/util.py"] + "\nY = 1\n")
+    with h.sup.slot.hold() as held:
+        h.sup.records.take_pending()
+        h.sup.records.note([str(h.root / "app/util.py")])
+        held.apply_pending(None)
+    assert h.sup.reload_stats().replacements == {counted: 1}
+    assert h.current is not first
+
+
+def test_a_failed_warm_up_refuses_runs_until_a_change(h: Harness) -> None:
+    h.fail_next = "conftest raised"
+    h.edit("tests/conftest.py", "raise RuntimeError\n")
+    with pytest.raises(Refused, match="conftest raised"):
+        h.fresh()
+    assert h.sup.slot.state is p.DaemonState.FAILED
+    # A run does not retry (no change): no new process.
+    with pytest.raises(Refused):
+        h.fresh()
+    assert len(h.spawned) == 2
+    # A change may be the fix: one retry.
+    h.edit("tests/conftest.py", "import app.leaf\n")
+    assert h.fresh() is h.spawned[2]
+    assert h.sup.slot.state is p.DaemonState.READY
+    assert h.sup.reload_stats().replacements == {"conftest": 1, "retry": 1}
+
+
+def test_a_dead_warm_process_is_replaced(h: Harness) -> None:
+    first = h.current
+    first.state = first.state.DEAD
+    assert h.fresh() is h.spawned[1]
+    assert h.sup.reload_stats().replacements == {"crash": 1}
+
+
+def _run_request(env: dict[str, str]) -> p.RunRequest:
+    return p.RunRequest(
+        args=["-q"],
+        cwd="/somewhere",
+        env=env,
+        umask=0o22,
+        python="/bin/python",
+        sys_path=["/x"],
+    )
+
+
+def _serve_run(h: Harness, req: p.RunRequest) -> p.BaseModel:
+    a, b = socket.socketpair()
+    fds = [os.open(os.devnull, os.O_RDWR) for _ in range(3)]
+    try:
+        return h.sup.handle_run(req, Incoming(a, fds))
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_run_forks_with_the_clients_environment(h: Harness) -> None:
+    result = _serve_run(h, _run_request({"PATH": "/usr/bin"}))
+    assert isinstance(result, p.RunFinished) and result.exit_code == 0
+    (order,) = h.current.orders_of(wm.ForkOrder)
+    assert isinstance(order, wm.ForkOrder)
+    assert (order.mode, order.cwd, order.env) == ("run", "/somewhere", {"PATH": "/usr/bin"})
+    # Our own order id, never the client's request id.
+    assert order.id != result.request_id
+
+
+def test_a_run_with_another_interpreter_is_refused(h: Harness) -> None:
+    req = _run_request({}).model_copy(update={"python": "/other/python"})
+    result = _serve_run(h, req)
+    assert isinstance(result, p.RunRefused)
+    assert "/other/python" in result.reason
+    assert h.current.orders_of(wm.ForkOrder) == []
+
+
+def test_an_import_time_variable_that_differs_warms_a_process_with_the_runs_env(
+    h: Harness,
+) -> None:
+    result = _serve_run(h, _run_request({"APP_MODE": "fast"}))
+    assert isinstance(result, p.RunFinished)
+    assert len(h.spawned) == 2
+    assert h.spawned[1].env == {"APP_MODE": "fast"}
+    assert h.sup.reload_stats().replacements == {"env": 1}
+
+
+def test_a_tainted_warm_process_refuses_the_run_and_is_replaced(h: Harness) -> None:
+    first = h.current
+    first.fork_events = lambda order: [wm.Tainted(id=order.id, reason="a Python thread runs")]
+    result = _serve_run(h, _run_request({}))
+    assert isinstance(result, p.RunRefused)
+    assert "a Python thread runs" in result.reason
+    deadline = time.monotonic() + 5
+    while h.current is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert h.current is not first
+    assert h.sup.reload_stats().replacements == {"tainted": 1}
+
+
+def test_collect_reads_the_workers_result(h: Harness) -> None:
+    result = h.sup.handle_collect(p.CollectRequest(root=str(h.root)), Incoming(None, []))  # type: ignore[arg-type]
+    assert isinstance(result, p.CollectResponse)
+    assert result.node_ids == ["tests/test_leaf.py::test_it", "tests/test_util.py::test_it"]
+    (order,) = h.current.orders_of(wm.ForkOrder)
+    assert isinstance(order, wm.ForkOrder) and order.mode == "collect"
+
+
+def test_collect_outside_the_root_is_refused(h: Harness, tmp_path: Path) -> None:
+    result = h.sup.handle_collect(p.CollectRequest(root=str(tmp_path)), Incoming(None, []))  # type: ignore[arg-type]
+    assert isinstance(result, p.ErrorResponse)
+    assert result.code is p.ErrorCode.OUTSIDE_ROOT
+
+
+def test_the_reload_lock_is_exclusive(h: Harness) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        with h.sup.slot.hold():
+            entered.set()
+            release.wait(5)
+            order.append("holder done")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    entered.wait(5)
+    waiter = threading.Thread(target=lambda: (h.fresh(), order.append("fresh done")))
+    waiter.start()
+    time.sleep(0.05)
+    assert order == []
+    release.set()
+    thread.join(5)
+    waiter.join(5)
+    assert order == ["holder done", "fresh done"]
+
+
+def test_every_command_has_a_handler() -> None:
+    commands = {
+        typing.get_args(model.model_fields["command"].annotation)[0]
+        for model in typing.get_args(typing.get_args(p.Request)[0])
+    }
+    assert commands == {"status", "health", "collect", "run", "signal", "reload", "stop"}
+    for command in commands:
+        assert callable(getattr(Supervisor, f"handle_{command}", None)), command
+
+
+def test_status_and_health_need_no_real_process(h: Harness) -> None:
+    status = h.sup.status()
+    assert status.state is p.DaemonState.READY
+    assert status.project_modules == len(FILES)
+    verdict = h.sup.health()
+    # The fake pid is no process: the warm process counts as missing.
+    assert not verdict.checks["warm_process_alive"].ok
+
+
+# -- freshness on its own -------------------------------------------------------------------
+
+
+def test_the_sweep_finds_what_the_watcher_missed(tmp_path: Path) -> None:
+    quiet = threading.Event()
+    records = Freshness(str(tmp_path), debounce=0.01, on_quiet=quiet.set)
+    path = tmp_path / "mod.py"
+    path.write_text("A = 1\n")
+    saved_before_warm_up()
+    records.record([str(path)], [], since_ns=time.time_ns())
+    records.sweep()
+    assert not records.has_pending()
+    path.write_text("A = 22\n")
+    records.sweep()
+    assert records.take_pending() == {str(path)}
+    records.refresh([str(path)])  # as applying the change does
+    (tmp_path / "new.py").write_text("")
+    os.utime(tmp_path, ns=(0, time.time_ns() + 10**9))
+    records.sweep()
+    assert records.take_pending() == {str(tmp_path / "new.py")}
+
+
+def test_a_burst_of_events_is_debounced_into_one_call(tmp_path: Path) -> None:
+    calls: list[float] = []
+    records = Freshness(str(tmp_path), debounce=0.05, on_quiet=lambda: calls.append(1.0))
+    for i in range(10):
+        records.note([str(tmp_path / f"m{i}.py")])
+    time.sleep(0.3)
+    assert calls == [1.0]
+    assert records.pending_count() == 10
+    assert records.events_seen == 10
+
+
+def test_irrelevant_paths_are_not_noted(tmp_path: Path) -> None:
+    records = Freshness(str(tmp_path), debounce=10, on_quiet=lambda: None)
+    records.note(
+        [
+            str(tmp_path / "README.md"),
+            str(tmp_path / ".git" / "x.py"),
+            str(tmp_path / "__pycache__" / "a.cpython-311.pyc"),
+            "/elsewhere/x.py",
+        ]
+    )
+    assert not records.has_pending()
+    records.stop()
