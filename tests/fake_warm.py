@@ -45,6 +45,8 @@ class FakeWarm:
         self.pid = next(_pids)
         self.state = WarmState.STARTING
         self.ready: wm.Ready | None = None
+        self.fork: wm.ForkVerdict | None = None
+        self.unsafe: str | None = None  # a reason: warm, but it cannot fork safely
         self.error: str | None = None
         self.modules: dict[str, str] = {}
         self.test_files: set[str] = set()
@@ -89,9 +91,17 @@ class FakeWarm:
             seconds=0.01,
             failures=[],
             warm_paths=["tests"],
+            fork=wm.ForkVerdict(
+                safe=self.unsafe is None, reason=self.unsafe or "", os_threads=1, native={}
+            ),
             **self.report(),  # type: ignore[arg-type]
         )
+        self.fork = self.ready.fork
         self.update_modules(self.ready)
+        if self.unsafe is not None:
+            self.error = f"it cannot fork safely: {self.unsafe}"
+            self.state = WarmState.FAILED
+            return False
         self.state = WarmState.READY
         return True
 

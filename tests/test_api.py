@@ -284,6 +284,7 @@ def test_client_calls_return_what_the_docs_say(project: Project, api_env: None) 
     threads_now = psutil.Process(int(record["pid"])).num_threads()
     assert threads_now <= roles["supervisor"]["threads"] <= threads_now + 2, (roles, threads_now)
     assert roles["supervisor"]["rss_bytes"] > 10 * 1024 * 1024
+    # No Python thread and no native pool in this project: one OS thread.
     assert roles["warm"]["threads"] == 1, "the warm process must stay single-threaded"
     assert roles["supervisor"]["children"] >= 1
 

@@ -15,6 +15,8 @@ def facts(**overrides: object) -> health.Facts:
         "state_detail": "state ready",
         "socket_path": "/run/x.sock",
         "warm_pid": 2,
+        "fork_safe": True,
+        "fork_detail": "one OS thread",
         "processes": [proc("supervisor", 1), proc("warm", 2)],
         "metrics": p.Metrics(total_requests=10, successful_requests=10),
         "pending_age": 0.0,
@@ -95,6 +97,13 @@ def test_no_warm_process_is_unhealthy() -> None:
     )
     assert not checks["running"].ok
     assert not checks["warm_process_alive"].ok
+    assert health.verdict(checks) is p.HealthVerdict.UNHEALTHY
+
+
+def test_a_warm_process_that_cannot_fork_is_unhealthy() -> None:
+    checks = health.checks(facts(fork_safe=False, fork_detail="libgomp (OpenMP) has a pool"))
+    check = checks["warm_process_fork_safe"]
+    assert not check.ok and check.detail == "libgomp (OpenMP) has a pool"
     assert health.verdict(checks) is p.HealthVerdict.UNHEALTHY
 
 

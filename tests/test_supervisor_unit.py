@@ -49,6 +49,7 @@ class Harness:
         self.root = root
         self.spawned: list[FakeWarm] = []
         self.fail_next: str | None = None
+        self.unsafe_next: str | None = None
         self.notices: list[str] = []
         config = DaemonConfig(
             root=str(root),
@@ -67,6 +68,7 @@ class Harness:
         self, generation: int, env: dict[str, str], on_death: typing.Callable[[WarmHandle], None]
     ) -> WarmHandle:
         fake = FakeWarm(generation, env, self.root, self.fail_next, on_death)  # type: ignore[arg-type]
+        fake.unsafe = self.unsafe_next
         self.fail_next = None
         self.spawned.append(fake)
         return fake
@@ -254,6 +256,34 @@ def test_a_tainted_warm_process_refuses_the_run_and_is_replaced(h: Harness) -> N
         time.sleep(0.01)
     assert h.current is not first
     assert h.sup.reload_stats().replacements == {"tainted": 1}
+
+
+def test_a_warm_process_that_cannot_fork_is_reported_once_not_replaced_in_a_loop(
+    h: Harness,
+) -> None:
+    first = h.current
+    first.fork_events = lambda order: [wm.Tainted(id=order.id, reason="libgomp has a pool")]
+    h.unsafe_next = "libgomp has a pool"  # its replacement warms up just the same
+    assert isinstance(_serve_run(h, _run_request({})), p.RunRefused)
+    deadline = time.monotonic() + 5
+    while len(h.spawned) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while h.sup.slot.state is not p.DaemonState.FAILED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Runs now go cold at once, saying why; no further replacement.
+    for _ in range(3):
+        result = _serve_run(h, _run_request({}))
+        assert isinstance(result, p.RunRefused)
+        assert "cannot fork safely: libgomp has a pool" in result.reason
+    assert len(h.spawned) == 2
+    assert h.spawned[1].killed
+    health = h.sup.health().checks["warm_process_fork_safe"]
+    assert not health.ok and health.detail == "libgomp has a pool"
+    # A change may be the fix: one retry.
+    h.unsafe_next = None
+    h.edit("app/leaf.py", "X = 3\n")
+    assert h.fresh() is h.spawned[2]
 
 
 def test_collect_reads_the_workers_result(h: Harness) -> None:

@@ -197,8 +197,7 @@ class Supervisor:
             held.replace(changes.Replace.MANUAL, "requested with --daemon-reload", None)
         if self.slot.state is p.DaemonState.FAILED:
             # A reload is asked for to recover; "replaced" would be a lie.
-            wp = self.slot.current
-            error = (wp.error if wp is not None else None) or "see the daemon log"
+            error = self.slot.failure or "see the daemon log"
             return p.ErrorResponse(
                 request_id=req.request_id,
                 code=p.ErrorCode.NOT_READY,
@@ -279,13 +278,17 @@ class Supervisor:
 
     def health(self) -> p.HealthResponse:
         wp = self.slot.current
+        fork = wp.fork if wp is not None else None
         state = self.slot.state
-        detail = f"state {state.value}" + (f": {wp.error}" if wp is not None and wp.error else "")
+        failure = self.slot.failure
+        detail = f"state {state.value}" + (f": {failure}" if failure else "")
         facts = health.Facts(
             state=state,
             state_detail=detail,
             socket_path=self.config.socket_path,
             warm_pid=wp.pid if wp is not None else None,
+            fork_safe=fork.safe if fork is not None else None,
+            fork_detail=_fork_detail(fork),
             processes=self.processes(),
             metrics=self.stats.metrics(),
             pending_age=self.records.pending_age(),
@@ -314,3 +317,12 @@ class Supervisor:
         wp = self.slot.current
         if wp is not None:
             wp.kill()
+
+
+def _fork_detail(fork: wm.ForkVerdict | None) -> str:
+    if fork is None:
+        return "no verdict yet"
+    if not fork.safe:
+        return fork.reason
+    pools = ", ".join(f"{n} {name}" for name, n in sorted(fork.native.items()))
+    return f"other threads belong to fork-safe pools ({pools})" if pools else "one OS thread"

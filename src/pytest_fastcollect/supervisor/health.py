@@ -39,6 +39,8 @@ class Facts:
     state_detail: str
     socket_path: str
     warm_pid: int | None
+    fork_safe: bool | None  # None: no verdict yet
+    fork_detail: str
     processes: list[ProcessInfo]
     metrics: Metrics
     pending_age: float
@@ -61,11 +63,13 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
         "socket_alive": HealthCheck(ok=True, value=True, detail=facts.socket_path),
         "running": HealthCheck(ok=ready, value=ready, detail=facts.state_detail),
         "warm_process_alive": HealthCheck(ok=warm is not None, value=facts.warm_pid),
-        "warm_process_single_threaded": HealthCheck(
-            ok=warm is None or warm.threads == 1,
-            value=warm.threads if warm else None,
-            detail="fork needs exactly one OS thread",
-            severity="degraded",
+        "warm_process_fork_safe": HealthCheck(
+            ok=facts.fork_safe is not False,
+            value=facts.fork_safe,
+            display=f"{facts.fork_safe} ({warm.threads} OS thread{'s' if warm.threads != 1 else ''})"
+            if warm
+            else "",
+            detail=facts.fork_detail,
         ),
         "request_error_rate": HealthCheck(
             ok=rate <= t.max_error_rate,

@@ -113,6 +113,7 @@ class WarmHandle(Protocol):
     pid: int
     state: WarmState
     ready: wm.Ready | None
+    fork: wm.ForkVerdict | None
     error: str | None
     modules: dict[str, str]  # file -> module name
     test_files: set[str]
@@ -144,6 +145,7 @@ class WarmProcess:
         self.generation = generation
         self.state = WarmState.STARTING
         self.ready: wm.Ready | None = None
+        self.fork: wm.ForkVerdict | None = None  # the last fork-safety verdict
         self.error: str | None = None
         self.modules: dict[str, str] = {}  # file -> module name
         self.test_files: set[str] = set()
@@ -220,8 +222,15 @@ class WarmProcess:
             self._on_progress(event)
         elif isinstance(event, wm.Ready):
             self.ready = event
+            self.fork = event.fork
             self.update_modules(event)
-            self.state = WarmState.READY
+            if event.fork.safe:
+                self.state = WarmState.READY
+            else:
+                # Warm, but it cannot fork: replacing it would warm the same
+                # process again. It is reported once and runs go cold.
+                self.error = f"it cannot fork safely: {event.fork.reason}"
+                self.state = WarmState.FAILED
             self._ready_event.set()
         elif isinstance(event, wm.WarmFailed):
             self.error = event.error
@@ -230,6 +239,10 @@ class WarmProcess:
         else:
             if isinstance(event, wm.Forked):
                 self.running[event.id] = event.pid
+            elif isinstance(event, wm.Tainted):
+                self.fork = wm.ForkVerdict(
+                    safe=False, reason=event.reason, os_threads=None, native={}
+                )
             elif isinstance(event, wm.Exited):
                 self.running.pop(event.id, None)
             with self._mailbox_lock:

@@ -68,6 +68,9 @@ class WarmSlot:
         self.warm_env = dict(env)
         self.warmup = p.WarmupStats()
         self.spawned_ns = 0
+        # Why the current warm process cannot serve (a failed warm-up, or it
+        # cannot fork safely); None while it serves. Cleared by an adoption.
+        self.failure: str | None = None
 
     @property
     def current(self) -> WarmHandle | None:
@@ -83,7 +86,7 @@ class WarmSlot:
             return self.activity
         if wp is None or (wp.state is WarmState.STARTING and not self._adopted_once):
             return p.DaemonState.WARMING
-        if wp.state is WarmState.FAILED:
+        if self.failure is not None:
             return p.DaemonState.FAILED
         return p.DaemonState.READY
 
@@ -100,6 +103,10 @@ class WarmSlot:
         if wp.wait_ready():
             with self.hold() as held:
                 held.adopt(wp)
+        else:
+            self.failure = wp.error or "the warm process failed to start"
+            log.error("Warm process cannot serve: %s", self.failure)
+            wp.kill()
         return wp
 
     def _new_process(self) -> WarmHandle:
@@ -178,6 +185,7 @@ class Held:
         old = slot._current if slot._current is not wp else None
         slot._current = wp
         slot._adopted_once = True
+        slot.failure = None
         if old is not None:
             old.retire()
         if slot.listener is not None:
@@ -217,7 +225,9 @@ class Held:
                 time.perf_counter() - started,
             )
             return
-        log.error("Warm process failed to start: %s", wp.error)
+        slot.failure = wp.error or "the warm process failed to start"
+        log.error("Warm process cannot serve: %s", slot.failure)
+        wp.kill()  # exited already, or warm but of no use (it cannot fork safely)
         old, slot._current = slot._current, wp
         # What failed is on disk now: only a later change retries.
         slot.records.restore(snapshot)
@@ -233,14 +243,14 @@ class Held:
         if slot.state is p.DaemonState.WARMING:
             raise Refused("the daemon is still warming up")
         wp = slot._current
-        if wp is None or wp.state in (WarmState.DEAD, WarmState.STARTING):
+        if slot.failure is None and (wp is None or wp.state is not WarmState.READY):
             self.replace(changes.Replace.CRASH, "the warm process is gone", notify)
         slot.records.sweep()
         if slot.records.has_pending():
             self.apply_pending(notify)
         wp = slot._current
-        if wp is None or wp.state is not WarmState.READY:
-            error = wp.error if wp is not None else "no warm process"
+        if slot.failure is not None or wp is None or wp.state is not WarmState.READY:
+            error = slot.failure or (wp.error if wp is not None else None) or "no warm process"
             raise Refused(f"the warm process is not available ({error})")
         return wp
 
@@ -249,6 +259,6 @@ class Held:
         self.slot.warm_env = dict(env)
         self.replace(changes.Replace.ENV, reason, notify)
         wp = self.slot._current
-        if wp is None or wp.state is not WarmState.READY:
-            raise Refused("the warm process failed to restart")
+        if self.slot.failure is not None or wp is None or wp.state is not WarmState.READY:
+            raise Refused(f"the warm process failed to restart ({self.slot.failure})")
         return wp

@@ -27,7 +27,10 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterable
 
+from pytest_fastcollect.warm.threads import ForkSafety
 from pytest_fastcollect.wire.framing import read_to_eof
+
+ForkCheck = Callable[[], ForkSafety]
 
 NOT_TRIED = "not tried yet"
 SKIP_PREFIXES = ("_pytest", "pytest", "pluggy", "pytest_fastcollect", "__main__")
@@ -96,7 +99,7 @@ def read_recorded(path: str) -> list[str]:
     )
 
 
-def _import_quietly(name: str, thread_count: Callable[[], int], root: str) -> str | None:
+def _import_quietly(name: str, fork_check: ForkCheck, root: str) -> str | None:
     """Import ``name``; the reason it is not invisible, or None."""
     before = set(sys.modules)
     with warnings.catch_warnings(record=True) as caught:
@@ -107,8 +110,9 @@ def _import_quietly(name: str, thread_count: Callable[[], int], root: str) -> st
             return f"raised {type(exc).__name__}"
     if caught:
         return f"warned ({caught[0].category.__name__})"
-    if thread_count() != 1:
-        return "started a thread"
+    verdict = fork_check()
+    if not verdict.safe:
+        return f"made forking unsafe ({verdict.reason})"
     prefix, libraries = root + os.sep, library_dirs()
     for new in set(sys.modules) - before:
         path = getattr(sys.modules[new], "__file__", None)
@@ -118,9 +122,7 @@ def _import_quietly(name: str, thread_count: Callable[[], int], root: str) -> st
     return None
 
 
-def trial(
-    names: Iterable[str], root: str, thread_count: Callable[[], int]
-) -> dict[str, str | None]:
+def trial(names: Iterable[str], root: str, fork_check: ForkCheck) -> dict[str, str | None]:
     """Import ``names`` in a forked child: name -> why it is not invisible, or None."""
     ordered = sorted(set(names))
     r, w = os.pipe()
@@ -137,7 +139,7 @@ def trial(
             os.dup2(out.fileno(), 2)
             results: dict[str, str | None] = {}
             for name in ordered:
-                reason = _import_quietly(name, thread_count, root)
+                reason = _import_quietly(name, fork_check, root)
                 for stream in (sys.stdout, sys.stderr):
                     try:
                         stream.flush()
@@ -176,13 +178,13 @@ class Adopted:
         self.tainted = ""  # a real import did what its trial did not
 
 
-def adopt(names: Iterable[str], root: str, thread_count: Callable[[], int]) -> Adopted:
+def adopt(names: Iterable[str], root: str, fork_check: ForkCheck) -> Adopted:
     """Trial-import ``names`` in a child, then import in this process what passed."""
     result = Adopted()
     wanted = [n for n in sorted(set(names)) if n not in sys.modules]
     if not wanted:
         return result
-    trial_results = trial(wanted, root, thread_count)
+    trial_results = trial(wanted, root, fork_check)
     for name in wanted:
         reason = trial_results[name]
         if reason == NOT_TRIED:
@@ -192,7 +194,7 @@ def adopt(names: Iterable[str], root: str, thread_count: Callable[[], int]) -> A
         elif name in sys.modules:
             result.imported.append(name)  # came with an earlier one
         else:
-            reason = _import_quietly(name, thread_count, root)
+            reason = _import_quietly(name, fork_check, root)
             if reason is not None:
                 result.rejected[name] = reason
                 result.tainted = f"learning the import of {name} {reason}"

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 
 from pytest_fastcollect import fingerprint, role
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, reload, worker
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache, reload, threads, worker
 from pytest_fastcollect.warm.reload import Result as ReloadResult
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
@@ -35,17 +36,26 @@ CONTROL_FRAME_LIMIT = 256 * 1024 * 1024
 PROGRESS_INTERVAL = 0.1
 
 
-def os_thread_count() -> int:
-    try:
-        with open("/proc/self/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"Threads:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    import threading
+def fork_accounted() -> int:
+    """``os.fork()`` once ``threads.fork_safety`` found every other thread fork-safe.
 
-    return threading.active_count()
+    Python 3.12+ warns on a fork from a process with several OS threads; the
+    pools we fork beside were checked (their atfork handlers), so the warning
+    says nothing here, and a PYTHONWARNINGS=error must not turn it into a failure.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*multi-threaded.*fork\(\)", DeprecationWarning)
+        return os.fork()
+
+
+def fork_verdict() -> wm.ForkVerdict:
+    verdict = threads.fork_safety()
+    return wm.ForkVerdict(
+        safe=verdict.safe,
+        reason=verdict.reason,
+        os_threads=verdict.os_threads,
+        native=dict(verdict.native),
+    )
 
 
 class WarmupPlugin:
@@ -244,6 +254,7 @@ class Zygote:
                 seconds=time.monotonic() - started,
                 failures=plugin.failures,
                 warm_paths=self.warm_paths,
+                fork=fork_verdict(),
                 **self.module_report(),
             )
         )
@@ -316,7 +327,7 @@ class Zygote:
 
     def learn(self, order: wm.LearnOrder, _fds: list[int]) -> bool:
         started = time.perf_counter()
-        result = learn.adopt(order.modules, self.root, os_thread_count)
+        result = learn.adopt(order.modules, self.root, threads.fork_safety)
         if result.imported:
             gc.collect()
             gc.freeze()
@@ -334,11 +345,11 @@ class Zygote:
         return True
 
     def fork(self, order: wm.ForkOrder, fds: list[int]) -> bool:
-        threads = os_thread_count()
-        if threads != 1:
+        verdict = threads.fork_safety()
+        if not verdict.safe:
             for fd in fds:
                 os.close(fd)
-            self.send(wm.Tainted(id=order.id, reason=f"the warm process has {threads} OS threads"))
+            self.send(wm.Tainted(id=order.id, reason=verdict.reason))
             return True
         known = None
         learn_file = None
@@ -346,7 +357,7 @@ class Zygote:
             # The run records the library modules it imports (learn.py).
             known = frozenset(sys.modules)
             learn_file = self.learn_file(order.id)
-        pid = os.fork()
+        pid = fork_accounted()
         if pid == 0:
             close = [self.ctl.fileno(), self.wake_r, self.wake_w]
             options = self.key.options if self.key is not None else {}

@@ -109,6 +109,17 @@ class WarmKey:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ForkVerdict:
+    """Whether the warm process may fork now (``warm/threads.py``), and why not."""
+
+    __pydantic_config__ = _FORBID
+    safe: bool
+    reason: str
+    os_threads: int | None
+    native: dict[str, int]  # threads besides the main one, per library
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Failure:
     __pydantic_config__ = _FORBID
     path: str
@@ -144,6 +155,7 @@ class Ready(ModuleReport):
     seconds: float
     failures: list[Failure]
     warm_paths: list[str]
+    fork: ForkVerdict
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
