@@ -115,6 +115,7 @@ class Supervisor:
             config.settings.debounce,
             on_quiet=self._changes_quiet,
             site_dirs=config.site_dirs,
+            on_outside=self._watch_outside,
         )
 
         def spawn(generation: int, env: dict[str, str]) -> WarmHandle:
@@ -147,6 +148,19 @@ class Supervisor:
             log.warning("No file watcher (%s); relying on the per-run stat sweep", exc)
             return
         self._watcher = watcher
+
+    def _watch_outside(self, dirs: dict[str, bool]) -> None:
+        """Loaded project code outside the rootdir (``outside.py``): watch it too."""
+        if self._watcher is not None:
+            self._watcher.watch_outside(dirs)
+
+    def watched(self) -> tuple[list[str], dict[str, str]]:
+        """(watched paths, paths only the stat sweep covers, with why)."""
+        if self._watcher is None:
+            reason = "no file watcher: only the per-run stat sweep sees changes"
+            return [], {d: reason for d in self.records.outside_dirs()}
+        watched, unwatched = self._watcher.outside_state()
+        return [self.root, *watched], unwatched
 
     def note_changes(self, paths: set[str]) -> None:
         """The watcher's sink (its thread)."""
@@ -245,6 +259,7 @@ class Supervisor:
     def status(self) -> p.StatusResponse:
         wp = self.slot.current
         limits = self.config.settings
+        watched, unwatched = self.watched()
         return p.StatusResponse(
             pid=os.getpid(),
             state=self.slot.state,
@@ -263,7 +278,8 @@ class Supervisor:
             warm_paths=list(wp.ready.warm_paths) if wp is not None and wp.ready else [],
             cached_modules=wp.cached_modules if wp is not None else 0,
             project_modules=len(wp.modules) if wp is not None else 0,
-            watched_paths=[self.root] if self.watcher_kind != "none" else [],
+            watched_paths=watched,
+            unwatched_paths=unwatched,
             inotify_watches=health.inotify_watches(os.getpid()),
             metrics=self.stats.metrics(),
             warmup=self.warmup(),

@@ -217,6 +217,9 @@ class StatusResponse(_Model):
     cached_modules: int
     project_modules: int
     watched_paths: list[str]
+    # Directories of loaded project code that only the per-run stat sweep
+    # covers (a network file system, too many directories), with why.
+    unwatched_paths: dict[str, str] = Field(default_factory=dict)
     inotify_watches: int | None = None
     metrics: Metrics
     warmup: WarmupStats
