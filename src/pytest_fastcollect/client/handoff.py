@@ -203,7 +203,7 @@ def run_through(
                 notice(f"{response.reason}; running without the daemon")
                 return None
             elif isinstance(response, lite.Error):
-                notice(f"the daemon refused the run ({response.message}); running without it")
+                notice(_refusal(response))
                 return None
             else:
                 started = False
@@ -211,6 +211,13 @@ def run_through(
     finally:
         if started:
             forwarder.__exit__()
+
+
+def _refusal(error: lite.Error) -> str:
+    if error.code == "busy":
+        # Every run slot is taken: a cold run now beats waiting for one.
+        return f"{error.message}; running without it"
+    return f"the daemon refused the run ({error.message}); running without it"
 
 
 def _finished(response: lite.Finished, forwarder: _Forwarder) -> int:

@@ -25,7 +25,7 @@ from pytest_fastcollect.paths import ProjectFiles, ensure_runtime_dir, project_f
 from pytest_fastcollect.settings import DaemonSettings
 from pytest_fastcollect.supervisor.core import DaemonConfig, Supervisor, process_spawner
 from pytest_fastcollect.supervisor.runtime import AlreadyRunning, Runtime
-from pytest_fastcollect.supervisor.server import Server
+from pytest_fastcollect.supervisor.server import BACKLOG, Server
 from pytest_fastcollect.wire import protocol as p
 
 log = logging.getLogger("pytest_fastcollect.daemon")
@@ -62,12 +62,27 @@ class ProgressPipe:
             self.close_locked()
 
 
+# Control characters in a message (a client's text in a rejection, say) are
+# escaped: every log line is one line that the daemon wrote, never a forged one.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, 0x85)}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+class OneLineFormatter(logging.Formatter):
+    """One line per message; a traceback, when logged, follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_ESCAPES)
+        return super().formatMessage(record)
+
+
 def setup_logging(path: str, level: str) -> int:
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS
     )
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+        OneLineFormatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
     )
     root = logging.getLogger("pytest_fastcollect")
     root.addHandler(handler)
@@ -121,7 +136,7 @@ def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
     settings: DaemonSettings = ns.settings
     log_fd = setup_logging(str(files.log), settings.log_level)
     try:
-        listener = runtime.bind(backlog=max(settings.max_connections, 16))
+        listener = runtime.bind(backlog=BACKLOG)
     except OSError as exc:
         log.error("Cannot create socket: %s", exc)
         progress.emit(p.StartFailed(message=f"Cannot create socket: {exc}"))

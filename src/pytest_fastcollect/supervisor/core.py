@@ -109,6 +109,8 @@ class Supervisor:
         self.stop_event = threading.Event()
         self.watcher_kind = "none"
         self._watcher: Watcher | None = None
+        # The server's figures, once a server serves this supervisor.
+        self.connection_stats: Callable[[], p.ConnectionStats] = p.ConnectionStats
         self.stats = Stats()
         self.records = Freshness(
             self.root,
@@ -284,6 +286,7 @@ class Supervisor:
             metrics=self.stats.metrics(),
             warmup=self.warmup(),
             reload=self.reload_stats(),
+            connections=self.connection_stats(),
             processes=self.processes(),
             limits={
                 "max_connections": limits.max_connections,
