@@ -23,7 +23,7 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "pytest_fastcollect"
 PACKAGE = "pytest_fastcollect"
 LEAVES = frozenset(
-    {"__init__", "errors", "settings", "role", "paths", "fingerprint", "process_exit"}
+    {"__init__", "errors", "settings", "role", "paths", "fingerprint", "process_exit", "processes"}
 )
 # What each part may import of ours.
 ALLOWED = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect import fingerprint, settings
-from pytest_fastcollect.client import ui
+from pytest_fastcollect import fingerprint, processes, settings
+from pytest_fastcollect.client import discovery, ui
 from pytest_fastcollect.client.connect import (
     DaemonClient,
     lock_is_free,
@@ -96,6 +96,9 @@ def _files(config: pytest.Config, create: bool = False) -> ProjectFiles:
 
 
 def _client(files: ProjectFiles) -> DaemonClient:
+    if not os.path.exists(files.socket):
+        # A live daemon makes a removed socket again within a second.
+        discovery.wait_for_socket(files)
     return DaemonClient(files.socket)
 
 
@@ -157,9 +160,8 @@ def spawn_supervisor(
     cmd = [
         sys.executable,
         "-m",
-        "pytest_fastcollect.supervisor",
-        "--root",
-        str(files.root),
+        processes.SUPERVISOR_MODULE,
+        *processes.supervisor_args(str(files.root), str(files.directory)),
         "--cwd",
         str(config.invocation_params.dir),
         "--settings",
@@ -237,6 +239,12 @@ def start(config: pytest.Config) -> int:
     files = _files(config, create=True)
     if not lock_is_free(files):
         return _already_running(files)
+    orphaned = discovery.orphans(files)
+    if orphaned:
+        raise DaemonError(
+            f"a daemon for {files.root} (pid {', '.join(map(str, orphaned))}) runs without its "
+            f"files in {files.directory}; nothing started (stop it with: pytest --daemon-stop)"
+        )
     # Stale files are left to the supervisor, which replaces them once it
     # holds the lock: removing them here could delete the files of a daemon
     # that a concurrent start has just brought up.
@@ -286,6 +294,13 @@ def stop_files(files: ProjectFiles) -> int:
         sys.stdout.write(
             f"pytest-fastcollect: killed the unresponsive daemon (pid {record.pid}) "
             f"for {files.root}\n"
+        )
+        return int(Exit.OK)
+    stopped = discovery.stop_orphans(files)
+    if stopped:
+        sys.stdout.write(
+            f"pytest-fastcollect: stopped the daemon (pid {', '.join(map(str, stopped))}) for "
+            f"{files.root}, which ran without its files\n"
         )
         return int(Exit.OK)
     raise _no_daemon(files)

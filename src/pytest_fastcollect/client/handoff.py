@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from types import FrameType
 
     import pytest
+
+    from pytest_fastcollect.paths import ProjectFiles
 
 
 def notice(message: str) -> None:
@@ -72,7 +75,7 @@ def try_handoff(
         files = project_files(config.rootpath)
     except FastCollectError:
         return None
-    if not os.path.exists(files.socket):
+    if not os.path.exists(files.socket) and not _socket_coming_back(files):
         return None
     interpreter_options = fingerprint.interpreter_options()
     if interpreter_options:
@@ -109,6 +112,26 @@ def try_handoff(
             sys_path,
             sys.argv[0] if sys.argv else "pytest",
         )
+
+
+# A live daemon makes a removed socket again within its self-check interval.
+SOCKET_BACK_WITHIN = 1.5
+
+
+def _socket_coming_back(files: ProjectFiles) -> bool:
+    """No socket: True if a live daemon (its lock held) has just made it again."""
+    if not os.path.exists(files.lock) or lock_is_free(files):
+        return False
+    deadline = time.monotonic() + SOCKET_BACK_WITHIN
+    while time.monotonic() < deadline:
+        if os.path.exists(files.socket):
+            return True
+        time.sleep(0.01)
+    notice(
+        "the daemon holds its lock but has no socket; running without it "
+        "(pytest --daemon-stop stops it)"
+    )
+    return False
 
 
 def _stdio_fds() -> tuple[int, int, int]:

@@ -73,11 +73,18 @@ def lock_is_free(files: ProjectFiles) -> bool:
 
 
 def remove_stale_files(files: ProjectFiles) -> list[str]:
+    """Remove a dead daemon's files (call only when ``lock_is_free``): what was removed."""
     removed = []
-    for path in (files.socket, files.state, files.lock):
+    for path in (files.socket, files.state, files.state.with_suffix(".json.tmp"), files.lock):
         try:
             os.unlink(path)
             removed.append(str(path))
         except FileNotFoundError:
             pass
+    if os.path.isdir(files.cache):
+        # The warm process's pytest cache, left behind by a daemon that crashed.
+        import shutil
+
+        shutil.rmtree(files.cache, ignore_errors=True)
+        removed.append(str(files.cache))
     return removed

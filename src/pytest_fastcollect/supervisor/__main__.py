@@ -3,7 +3,10 @@
 Started detached (new session, stdio on /dev/null) by ``pytest --daemon-start``.
 Reports start-up progress over an inherited pipe, which it closes once warm,
 so the starting command returns promptly and the daemon keeps none of its
-file descriptors.
+file descriptors. Every way start-up can fail is reported over that pipe
+in one line that names the cause, and leaves no file behind. Once serving,
+the main thread checks twice a second that the daemon's files are still
+its own (``selfcheck.py``).
 """
 
 from __future__ import annotations
@@ -17,14 +20,16 @@ import site
 import socket
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 
-from pytest_fastcollect import __version__
+from pytest_fastcollect import __version__, processes
 from pytest_fastcollect.paths import ProjectFiles, ensure_runtime_dir, project_files
 from pytest_fastcollect.settings import DaemonSettings
 from pytest_fastcollect.supervisor.core import DaemonConfig, Supervisor, process_spawner
 from pytest_fastcollect.supervisor.runtime import AlreadyRunning, Runtime
+from pytest_fastcollect.supervisor.selfcheck import SELF_CHECK_INTERVAL, SelfCheck
 from pytest_fastcollect.supervisor.server import BACKLOG, Server
 from pytest_fastcollect.wire import protocol as p
 
@@ -32,6 +37,9 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
+# A supervisor of the same project found by process (its files deleted) is
+# given this long to notice and exit before a new one gives up.
+OTHER_SUPERVISOR_GRACE = 5.0
 
 
 class ProgressPipe:
@@ -93,7 +101,10 @@ def setup_logging(path: str, level: str) -> int:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="pytest-fastcollect-daemon")
+    # What `ps` shows, so `pgrep -f pytest-fastcollect` finds it (processes.py).
+    ap.add_argument("--title", default="")
     ap.add_argument("--root", required=True)
+    ap.add_argument("--runtime-dir", default=None)
     ap.add_argument("--cwd", required=True)
     ap.add_argument("--progress-fd", type=int, default=None)
     ap.add_argument("--sys-path0", default=None)
@@ -122,7 +133,8 @@ class Claimed:
 def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
     """Take the lock, open the log, bind the socket; None (and a reason sent) if we cannot."""
     try:
-        files = project_files(ns.root, ensure_runtime_dir())
+        directory = Path(ns.runtime_dir) if ns.runtime_dir else None
+        files = project_files(ns.root, ensure_runtime_dir(directory))
     except Exception as exc:
         progress.emit(p.StartFailed(message=str(exc)))
         return None
@@ -133,16 +145,43 @@ def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
         message = f"a daemon is already running for {files.root}"
         progress.emit(p.StartFailed(message=message, already_running=True))
         return None
+    except OSError as exc:
+        progress.emit(p.StartFailed(message=f"cannot create the lock {files.lock}: {exc.strerror}"))
+        return None
+    failure = _other_supervisor(files)
+    if failure is not None:
+        runtime.release()
+        progress.emit(p.StartFailed(message=failure, already_running=True))
+        return None
     settings: DaemonSettings = ns.settings
-    log_fd = setup_logging(str(files.log), settings.log_level)
+    try:
+        log_fd = setup_logging(str(files.log), settings.log_level)
+    except OSError as exc:
+        runtime.release()
+        progress.emit(p.StartFailed(message=f"cannot write the log {files.log}: {exc.strerror}"))
+        return None
     try:
         listener = runtime.bind(backlog=BACKLOG)
     except OSError as exc:
         log.error("Cannot create socket: %s", exc)
-        progress.emit(p.StartFailed(message=f"Cannot create socket: {exc}"))
+        progress.emit(p.StartFailed(message=f"cannot create the socket {files.socket}: {exc}"))
         runtime.release()
         return None
     return Claimed(files, runtime, log_fd, listener)
+
+
+def _other_supervisor(files: ProjectFiles) -> str | None:
+    """A supervisor of this project that runs without its files (they were deleted):
+    it notices and exits (``selfcheck.py``); wait for that, else do not start beside it."""
+    others = processes.find_supervisors(str(files.root), str(files.directory))
+    alive = processes.wait_gone(others, OTHER_SUPERVISOR_GRACE) if others else []
+    if not alive:
+        return None
+    pids = ", ".join(str(proc.pid) for proc in alive)
+    return (
+        f"a daemon is already running for {files.root} (pid {pids}) without its files "
+        f"in {files.directory}; stop it with: pytest --daemon-stop"
+    )
 
 
 def daemon_config(ns: argparse.Namespace, files: ProjectFiles) -> DaemonConfig:
@@ -204,6 +243,15 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
 
     sup.start_watching()
     server = Server(sup, claimed.listener)
+    check = SelfCheck(
+        claimed.runtime,
+        sup,
+        server,
+        lambda warm_pid: write_record(claimed, config, warm_pid),
+        BACKLOG,
+    )
+    # The record names the current warm process from the moment it serves.
+    sup.on_adopted = check.record
     threading.Thread(target=server.serve_forever, name="accept", daemon=True).start()
 
     wp = sup.start()
@@ -213,7 +261,6 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
         exit_code = 1
         sup.stop_event.set()
     else:
-        write_record(claimed, config, wp.pid)
         ready = p.StartReady(
             pid=os.getpid(),
             socket_path=config.socket_path,
@@ -223,14 +270,11 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
         progress.emit(ready)
         exit_code = 0
     progress.close()
-    sup.stop_event.wait()
+    while not sup.stop_event.wait(SELF_CHECK_INTERVAL):
+        if not check.run_once():
+            sup.stop_event.set()
     log.info("Daemon %d stopping", os.getpid())
-    try:
-        # shutdown() wakes the thread blocked in accept(); close() alone does not.
-        claimed.listener.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    claimed.listener.close()
+    server.replace_listener(None)
     sup.shutdown()
     return exit_code
 
@@ -241,10 +285,23 @@ def main(argv: list[str] | None = None) -> int:
     claimed = claim(ns, progress)
     if claimed is None:
         return 1
-    config = daemon_config(ns, claimed.files)
-    write_record(claimed, config, None)
     try:
+        config = daemon_config(ns, claimed.files)
+        try:
+            write_record(claimed, config, None)
+        except OSError as exc:
+            progress.emit(
+                p.StartFailed(
+                    message=f"cannot write the record {claimed.files.state}: {exc.strerror}"
+                )
+            )
+            return 1
         return serve(claimed, config, progress)
+    except Exception as exc:
+        # Once warm, the pipe is closed and this only reaches the log.
+        log.exception("Daemon %d failed", os.getpid())
+        progress.emit(p.StartFailed(message=f"{type(exc).__name__}: {exc}"))
+        return 1
     finally:
         claimed.runtime.release()
         log.info("Daemon %d stopped", os.getpid())

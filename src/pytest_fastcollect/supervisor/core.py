@@ -125,6 +125,9 @@ class Supervisor:
 
         self.slot = WarmSlot(self.root, spawn, config.env, self.records, self.stats)
         self.idle = IdleWork(self.slot, config.settings.learn_imports)
+        # Hears of every warm process that starts serving (the record names it).
+        self.on_adopted: Callable[[int | None], None] | None = None
+        self.slot.listener = _Adoptions(self.idle, self._adopted)
         self.runs = Runs(
             self.slot,
             self.idle,
@@ -135,6 +138,10 @@ class Supervisor:
 
     def start(self) -> WarmHandle:
         return self.slot.start()
+
+    def _adopted(self, wp: WarmHandle) -> None:
+        if self.on_adopted is not None:
+            self.on_adopted(wp.pid)
 
     def _changes_quiet(self) -> None:
         self.slot.apply_when_quiet()
@@ -336,6 +343,21 @@ class Supervisor:
         wp = self.slot.current
         if wp is not None:
             wp.kill()
+
+
+class _Adoptions:
+    """The slot's one listener: idle work first, then whoever wants to know."""
+
+    def __init__(self, idle: IdleWork, adopted: Callable[[WarmHandle], None]) -> None:
+        self.idle = idle
+        self._adopted = adopted
+
+    def adopted(self, wp: WarmHandle) -> None:
+        self.idle.adopted(wp)
+        self._adopted(wp)
+
+    def purged_tests(self, wp: WarmHandle, files: list[str]) -> None:
+        self.idle.purged_tests(wp, files)
 
 
 def _fork_detail(fork: wm.ForkVerdict | None) -> str:

@@ -24,6 +24,7 @@ from typing import Annotated, Protocol
 
 import pydantic
 
+from pytest_fastcollect import processes
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
@@ -161,7 +162,9 @@ class WarmProcess:
         cmd = [
             sys.executable,
             "-m",
-            "pytest_fastcollect.warm.zygote",
+            processes.WARM_MODULE,
+            "--title",
+            processes.title("warm process", spec.root),
             "--control-fd",
             str(child.fileno()),
             "--root",

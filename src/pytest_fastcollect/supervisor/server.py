@@ -93,9 +93,13 @@ class Server:
                 continue
             threading.Thread(target=self._handle, args=(conn,), name="conn", daemon=True).start()
 
-    def replace_listener(self, listener: socket.socket) -> None:
-        """Serve on a new socket (the old file was removed); wakes the accept loop."""
-        old, self.listener = self.listener, listener
+    def replace_listener(self, listener: socket.socket | None) -> None:
+        """Serve on a new socket (the old file was removed), or stop listening (None).
+
+        Wakes the accept loop either way."""
+        old = self.listener
+        if listener is not None:
+            self.listener = listener
         try:
             # shutdown() wakes the thread blocked in accept(); close() alone does not.
             old.shutdown(socket.SHUT_RDWR)

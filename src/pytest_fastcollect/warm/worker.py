@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pytest_fastcollect import fingerprint, process_exit, role
+from pytest_fastcollect import fingerprint, process_exit, processes, role
 from pytest_fastcollect.settings import plugin_disabled
 from pytest_fastcollect.warm import envtrack, learn, metadata_cache
 from pytest_fastcollect.wire import warm as wm
@@ -102,6 +102,8 @@ def _become_client(order: wm.ForkOrder, fds: list[int], close: list[int]) -> Non
     setattr(sys, "__stdout__", sys.stdout)  # noqa: B010
     setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
 
+    # `ps` shows a run worker of this project (the warm process's title says which).
+    processes.set_title(processes.worker_title(sys.argv, order.argv0 or "pytest", order.args))
     sys.argv = [order.argv0 or "pytest", *order.args]
     # A cold process starts with fresh random state; so does each run.
     random.seed()

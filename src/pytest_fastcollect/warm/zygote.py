@@ -423,6 +423,8 @@ class Zygote:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-fastcollect-warm")
+    # What `ps` shows, so `pgrep -f pytest-fastcollect` finds it (processes.py).
+    parser.add_argument("--title", default="")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--sys-path0", default=None)
