@@ -129,7 +129,7 @@ def test_start_refuses_beside_a_daemon_found_by_process(project: Project) -> Non
         project.runtime.mkdir(mode=0o700)
         start = project.start("tests")
         assert start.returncode == 8, str(start)
-        assert f"(pid {sup}) runs without its files" in start.stderr, str(start)
+        assert f"(pid {sup}) without its files" in start.stderr, str(start)
         assert not files_of(project).lock.exists()
         stop = project.stop()
         assert stop.returncode == 0, str(stop)

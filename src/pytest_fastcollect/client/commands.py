@@ -239,12 +239,6 @@ def start(config: pytest.Config) -> int:
     files = _files(config, create=True)
     if not lock_is_free(files):
         return _already_running(files)
-    orphaned = discovery.orphans(files)
-    if orphaned:
-        raise DaemonError(
-            f"a daemon for {files.root} (pid {', '.join(map(str, orphaned))}) runs without its "
-            f"files in {files.directory}; nothing started (stop it with: pytest --daemon-stop)"
-        )
     # Stale files are left to the supervisor, which replaces them once it
     # holds the lock: removing them here could delete the files of a daemon
     # that a concurrent start has just brought up.

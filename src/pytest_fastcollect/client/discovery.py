@@ -9,7 +9,9 @@ verbs bridge that half second, so that they agree with each other:
 - the lock is held but the socket is missing: wait a moment for the new one;
 - no lock, yet a supervisor of this project runs (found by its command
   line, ``processes.py``): it is on its way out, or it cannot see that its
-  files are gone; give it a moment, then stop it (verified by command line).
+  files are gone; stop stops it (verified by command line). A start leaves
+  that check to the new supervisor, which holds the lock by then and so
+  tells an orphan from a concurrent start.
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ from pytest_fastcollect.paths import ProjectFiles
 
 # Twice the supervisor's self-check interval, and then some.
 SOCKET_WAIT = 2.0
-# A supervisor whose files are gone stops within a second or two.
-ORPHAN_GRACE = 5.0
 POLL = 0.02
 
 
@@ -40,22 +40,14 @@ def wait_for_socket(files: ProjectFiles, timeout: float = SOCKET_WAIT) -> bool:
     return False
 
 
-def orphans(files: ProjectFiles, grace: float = ORPHAN_GRACE) -> list[int]:
-    """Pids of this project's supervisors still running without their files after ``grace``."""
-    found = processes.find_supervisors(str(files.root), str(files.directory))
-    if not found:
-        return []
-    return [proc.pid for proc in processes.wait_gone(found, grace)]
-
-
 def stop_orphans(files: ProjectFiles) -> list[int]:
     """Stop this project's supervisors that run without their files; their pids."""
     import psutil
 
     stopped = []
-    for pid in orphans(files, grace=0):
+    for proc in processes.find_supervisors(str(files.root), str(files.directory)):
+        pid = proc.pid
         try:
-            proc = psutil.Process(pid)
             if not processes.is_supervisor_of(proc.cmdline(), str(files.root)):
                 continue
             proc.terminate()

@@ -151,7 +151,7 @@ def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
     failure = _other_supervisor(files)
     if failure is not None:
         runtime.release()
-        progress.emit(p.StartFailed(message=failure, already_running=True))
+        progress.emit(p.StartFailed(message=failure))
         return None
     settings: DaemonSettings = ns.settings
     try:
@@ -172,8 +172,15 @@ def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
 
 def _other_supervisor(files: ProjectFiles) -> str | None:
     """A supervisor of this project that runs without its files (they were deleted):
-    it notices and exits (``selfcheck.py``); wait for that, else do not start beside it."""
-    others = processes.find_supervisors(str(files.root), str(files.directory))
+    it notices and exits (``selfcheck.py``); wait for that, else do not start beside it.
+
+    Only older ones count: a younger one is a concurrent start that loses the lock."""
+    mine = psutil.Process().create_time()
+    others = [
+        proc
+        for proc in processes.find_supervisors(str(files.root), str(files.directory))
+        if _started_before(proc, mine)
+    ]
     alive = processes.wait_gone(others, OTHER_SUPERVISOR_GRACE) if others else []
     if not alive:
         return None
@@ -182,6 +189,13 @@ def _other_supervisor(files: ProjectFiles) -> str | None:
         f"a daemon is already running for {files.root} (pid {pids}) without its files "
         f"in {files.directory}; stop it with: pytest --daemon-stop"
     )
+
+
+def _started_before(proc: psutil.Process, create_time: float) -> bool:
+    try:
+        return proc.create_time() < create_time
+    except psutil.Error:
+        return False
 
 
 def daemon_config(ns: argparse.Namespace, files: ProjectFiles) -> DaemonConfig:

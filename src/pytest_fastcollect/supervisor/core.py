@@ -41,6 +41,10 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 Spawner = Callable[[int, dict[str, str], Callable[[WarmHandle], None]], WarmHandle]
 
+# A replaced warm process that still does not answer is killed after this long:
+# runs in progress on it get their result if it answers again before.
+UNRESPONSIVE_KILL_AFTER = 30.0
+
 
 class Incoming:
     """The connection a request came on, and the descriptors passed with it.
@@ -128,6 +132,8 @@ class Supervisor:
         # Hears of every warm process that starts serving (the record names it).
         self.on_adopted: Callable[[int | None], None] | None = None
         self.slot.listener = _Adoptions(self.idle, self._adopted)
+        # Warm processes that stopped answering, and since when (``check_warm``).
+        self._unresponsive: dict[int, tuple[WarmHandle, float]] = {}
         self.runs = Runs(
             self.slot,
             self.idle,
@@ -170,6 +176,31 @@ class Supervisor:
             return [], {d: reason for d in self.records.outside_dirs()}
         watched, unwatched = self._watcher.outside_state()
         return [self.root, *watched], unwatched
+
+    def check_warm(self) -> None:
+        """Self-check: replace a warm process that stopped answering, and kill it once it
+        has had ``UNRESPONSIVE_KILL_AFTER`` to answer again for the runs it still holds."""
+        wp = self.slot.current
+        reason = wp.check_responsive() if wp is not None else None
+        if wp is not None and reason is not None and id(wp) not in self._unresponsive:
+            self._unresponsive[id(wp)] = (wp, time.monotonic())
+            threading.Thread(
+                target=self._replace_unresponsive, args=(wp, reason), name="replace", daemon=True
+            ).start()
+        for key, (old, since) in list(self._unresponsive.items()):
+            if not old.alive():
+                del self._unresponsive[key]
+            elif (
+                old is not self.slot.current and time.monotonic() - since > UNRESPONSIVE_KILL_AFTER
+            ):
+                log.warning("Killing warm process %d: it still does not answer", old.pid)
+                old.kill()
+                del self._unresponsive[key]
+
+    def _replace_unresponsive(self, wp: WarmHandle, reason: str) -> None:
+        with self.slot.hold() as held:
+            if held.current is wp and not self.slot.stopping.is_set():
+                held.replace(changes.Replace.UNRESPONSIVE, f"it does not answer: {reason}", None)
 
     def note_changes(self, paths: set[str]) -> None:
         """The watcher's sink (its thread)."""
@@ -318,6 +349,7 @@ class Supervisor:
             processes=self.processes(),
             metrics=self.stats.metrics(),
             pending_age=self.records.pending_age(),
+            unresponsive=wp.unresponsive if wp is not None else None,
             watcher=self.watcher_kind,
             import_failures=len(self.slot.warmup.failures),
         )

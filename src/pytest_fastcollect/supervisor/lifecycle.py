@@ -4,6 +4,12 @@ The warm process is a fresh interpreter (never a fork of this threaded
 process). A reader thread validates its events (pydantic, against the
 dataclasses of ``wire/warm.py``) and routes them: start-up events to the
 supervisor, per-order events to that order's mailbox. Order ids are ours.
+
+A warm process can stop answering without dying (SIGSTOP, a debugger, a
+hang). ``check_responsive`` (the supervisor's self-check, twice a second)
+finds it: stopped for ``STOPPED_LIMIT``, or a ping sent while no other
+order waited unanswered for ``PING_TIMEOUT``. From then on ``unresponsive``
+says why, and nobody waits for it any more (``ask`` returns None).
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Protocol
 
+import psutil
 import pydantic
 
 from pytest_fastcollect import processes
@@ -35,6 +43,11 @@ EVENT_ADAPTER: pydantic.TypeAdapter[wm.Event] = pydantic.TypeAdapter(
     Annotated[wm.Event, pydantic.Field(discriminator="ev")]
 )
 _order_ids = itertools.count(1)
+
+STOPPED_LIMIT = 2.0  # seconds in the stopped state before it counts as not answering
+PING_INTERVAL = 2.0  # an idle warm process is pinged this often
+PING_TIMEOUT = 5.0  # and must answer within this
+ASK_POLL = 0.5  # how often a waiting order looks whether the process stopped answering
 
 
 def next_order_id() -> str:
@@ -120,6 +133,7 @@ class WarmHandle(Protocol):
     test_files: set[str]
     cached_modules: int
     running: dict[str, int]  # order id -> worker pid
+    unresponsive: str | None  # why it stopped answering; None while it answers
 
     @property
     def key(self) -> wm.WarmKey: ...
@@ -131,6 +145,7 @@ class WarmHandle(Protocol):
     def alive(self) -> bool: ...
     def retire(self) -> None: ...
     def kill(self) -> None: ...
+    def check_responsive(self) -> str | None: ...
 
 
 class WarmProcess:
@@ -157,6 +172,11 @@ class WarmProcess:
         self._mailboxes: dict[str, Mailbox] = {}
         self._mailbox_lock = threading.Lock()
         self.running: dict[str, int] = {}  # order id -> worker pid
+        self.unresponsive: str | None = None
+        self._awaiting: dict[str, float] = {}  # order id -> sent, until its first answer
+        self._ping: tuple[str, float] | None = None  # the ping awaiting its pong
+        self._last_ping = time.monotonic()
+        self._stopped_since: float | None = None
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = parent
         cmd = [
@@ -239,7 +259,11 @@ class WarmProcess:
             self.error = event.error
             self.state = WarmState.FAILED
             self._ready_event.set()
+        elif isinstance(event, wm.Pong):
+            if self._ping is not None and self._ping[0] == event.id:
+                self._ping = None
         else:
+            self._awaiting.pop(event.id, None)
             if isinstance(event, wm.Forked):
                 self.running[event.id] = event.pid
             elif isinstance(event, wm.Tainted):
@@ -274,6 +298,7 @@ class WarmProcess:
         box = Mailbox()
         with self._mailbox_lock:
             self._mailboxes[order.id] = box
+        self._awaiting[order.id] = time.monotonic()
         try:
             with self._send_lock:
                 send_frame(self.sock, wm.encode(order), fds)
@@ -285,15 +310,59 @@ class WarmProcess:
         """Send an order and wait for its single answer (None: the process died)."""
         box = self.request(order)
         try:
-            return box.get()
+            while True:
+                try:
+                    return box.get(ASK_POLL)
+                except TimeoutError:
+                    if self.unresponsive is not None:
+                        return None
         finally:
             self.done(order.id)
 
     def done(self, order_id: str) -> None:
+        self._awaiting.pop(order_id, None)
         with self._mailbox_lock:
             box = self._mailboxes.pop(order_id, None)
         if box is not None:
             box.close()
+
+    def check_responsive(self) -> str | None:
+        """Why this process does not answer, or None. Cheap: a /proc read, and now and
+        then a ping sent while no other order waits (it would queue behind a long one)."""
+        if self.unresponsive is not None or not self.alive():
+            return self.unresponsive
+        now = time.monotonic()
+        try:
+            state = psutil.Process(self.pid).status()
+        except psutil.Error:
+            return None
+        if state in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+            self._stopped_since = self._stopped_since or now
+            if now - self._stopped_since >= STOPPED_LIMIT:
+                return self._give_up(f"it is stopped (process state {state})")
+            return None
+        self._stopped_since = None
+        if self._ping is not None:
+            if now - self._ping[1] > PING_TIMEOUT:
+                return self._give_up(f"it did not answer a ping within {PING_TIMEOUT:g}s")
+        elif not self._awaiting and now - self._last_ping >= PING_INTERVAL:
+            self._send_ping(now)
+        return None
+
+    def _send_ping(self, now: float) -> None:
+        self._last_ping = now
+        order = wm.PingOrder(id=next_order_id())
+        self._ping = (order.id, now)
+        try:
+            with self._send_lock:
+                send_frame(self.sock, wm.encode(order))
+        except OSError:
+            self._ping = None  # gone: the reader thread reports it
+
+    def _give_up(self, reason: str) -> str:
+        log.warning("Warm process %d does not answer: %s", self.pid, reason)
+        self.unresponsive = reason
+        return reason
 
     def alive(self) -> bool:
         return self.proc.poll() is None and self.state in (WarmState.STARTING, WarmState.READY)

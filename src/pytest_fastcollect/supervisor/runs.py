@@ -32,6 +32,10 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 COLLECT_RESULT = pydantic.TypeAdapter(wm.CollectResult)
 SIGNAL_FRAME_LIMIT = 4096
+# A fork order is answered in milliseconds; past this the warm process is not answering.
+FORK_ANSWER_TIMEOUT = 10.0
+# How often a run waiting on the warm process looks whether it stopped answering.
+WAIT_POLL = 0.5
 
 
 class Runs:
@@ -102,7 +106,15 @@ class Runs:
     def _follow(
         self, conn: socket.socket, req: p.RunRequest, wp: WarmHandle, box: Mailbox, status_r: int
     ) -> p.RunFinished | p.RunRefused:
-        event = box.get()
+        event = self._fork_answer(wp, box)
+        if wp.unresponsive is not None and event is None:
+            # The supervisor's self-check replaces it (``Supervisor.check_warm``).
+            _abandon(wp)
+            return p.RunRefused(
+                request_id=req.request_id,
+                reason=f"the warm process is not answering ({wp.unresponsive}); "
+                "it is being replaced",
+            )
         if isinstance(event, wm.Tainted):
             self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
             return p.RunRefused(
@@ -118,9 +130,17 @@ class Runs:
         started = p.RunStarted(request_id=req.request_id, pid=pid, generation=wp.generation)
         send_frame(conn, p.dump(started))
         client_gone = False
+        told_unresponsive = False
         while True:
             waiting: list[Mailbox | socket.socket] = [box] if client_gone else [box, conn]
-            readable, _, _ = select.select(waiting, [], [])
+            readable, _, _ = select.select(waiting, [], [], WAIT_POLL)
+            if wp.unresponsive is not None and not told_unresponsive and not client_gone:
+                told_unresponsive = True
+                _notice(
+                    conn,
+                    f"the warm process stopped answering ({wp.unresponsive}); this run's "
+                    "result arrives if it answers again",
+                )
             if box in readable:
                 done = self._finished(req, wp, box.get(), pid, status_r)
                 if done is not None:
@@ -133,11 +153,13 @@ class Runs:
     ) -> p.RunFinished | p.RunRefused | None:
         if event is None:
             _killpg(pid, signal.SIGKILL)
-            return p.RunFinished(
-                request_id=req.request_id,
-                exit_code=3,
-                message="the warm process died during the run",
+            died = (
+                f"the warm process stopped answering ({wp.unresponsive}) and was killed; "
+                "this run's result is lost"
+                if wp.unresponsive is not None
+                else "the warm process died during the run"
             )
+            return p.RunFinished(request_id=req.request_id, exit_code=3, message=died)
         if not isinstance(event, wm.Exited):
             return None
         if event.imports:
@@ -151,6 +173,22 @@ class Runs:
                 request_id=req.request_id, exit_code=128 - event.code, signal=-event.code
             )
         return p.RunFinished(request_id=req.request_id, exit_code=event.code)
+
+    def _fork_answer(self, wp: WarmHandle, box: Mailbox) -> wm.Event | None:
+        """The first answer to a fork order; None if the process died or stopped answering."""
+        deadline = time.monotonic() + FORK_ANSWER_TIMEOUT
+        while True:
+            try:
+                return box.get(WAIT_POLL)
+            except TimeoutError:
+                if wp.unresponsive is not None:
+                    return None
+                if time.monotonic() > deadline:
+                    wp.unresponsive = (
+                        f"it did not answer a fork order within {FORK_ANSWER_TIMEOUT:g}s"
+                    )
+                    log.warning("Warm process %d does not answer: %s", wp.pid, wp.unresponsive)
+                    return None
 
     def _client_message(self, conn: socket.socket, pid: int) -> bool:
         """A signal to forward, or the client went away (True: its run goes with it)."""
@@ -231,11 +269,15 @@ class Runs:
         finally:
             os.close(w)
         try:
-            raw = read_to_eof(r)
-            while True:
+            event = self._fork_answer(wp, box)
+            if event is None and wp.unresponsive is not None:
+                _abandon(wp)
+                raise Refused(
+                    f"the warm process is not answering ({wp.unresponsive}); it is being replaced"
+                )
+            raw = read_to_eof(r) if isinstance(event, wm.Forked) else b""
+            while event is not None and not isinstance(event, (wm.Exited, wm.Tainted)):
                 event = box.get()
-                if event is None or isinstance(event, (wm.Exited, wm.Tainted)):
-                    break
         finally:
             os.close(r)
             wp.done(order.id)
@@ -252,6 +294,21 @@ class Runs:
         if wp is not None:
             for pid in list(wp.running.values()):
                 _killpg(pid, signal.SIGKILL)
+
+
+def _abandon(wp: WarmHandle) -> None:
+    """It holds a fork order it never answered: were it to wake up, it would run that
+    run a second time (the client has gone cold), and the client's descriptors queued
+    with the order keep its pipes open. Kill it; runs in progress on it are lost."""
+    log.warning("Killing warm process %d: it holds a fork order it did not answer", wp.pid)
+    wp.kill()
+
+
+def _notice(conn: socket.socket, message: str) -> None:
+    try:
+        send_frame(conn, p.dump(p.Notice(message=message)))
+    except OSError:
+        pass
 
 
 def _read_available(fd: int) -> bytes:

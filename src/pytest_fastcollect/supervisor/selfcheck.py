@@ -11,7 +11,9 @@ process, one read of /proc: cheap). What it finds and does:
   socket" step done to a live daemon): a new socket is bound at the same
   path, so the verbs and the runs find the daemon again;
 - the record removed, or naming another warm process than the current one:
-  written again.
+  written again;
+- the warm process stopped answering (``lifecycle.check_responsive``):
+  replaced, and killed if it still does not answer a while later.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class SelfCheck:
                 return False
             self.server.replace_listener(listener)
             log.warning("The socket %s was removed; listening on a new one", files.socket)
+        self.sup.check_warm()
         warm = self._current_warm()
         if warm != self._written_warm or not self.runtime.record_is_ours():
             self.record(warm)

@@ -194,6 +194,7 @@ class Zygote:
             "rewarm": self.rewarm,
             "learn": self.learn,
             "exit": self.exit,
+            "ping": self.ping,
         }
 
     def send(self, event: Any) -> None:
@@ -395,6 +396,10 @@ class Zygote:
                 **self.module_report(),
             )
         )
+
+    def ping(self, order: wm.PingOrder, _fds: list[int]) -> bool:
+        self.send(wm.Pong(id=order.id))
+        return True
 
     def exit(self, _order: wm.ExitOrder, _fds: list[int]) -> bool:
         """Retired by the supervisor: let running workers finish, then exit."""

@@ -79,13 +79,22 @@ class ExitOrder:
     id: str = ""
 
 
-Order = ForkOrder | ReloadOrder | RewarmOrder | LearnOrder | ExitOrder
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PingOrder:
+    """Answer at once (``Pong``): the supervisor checks that the process still answers."""
+
+    op: Literal["ping"] = "ping"
+    id: str
+
+
+Order = ForkOrder | ReloadOrder | RewarmOrder | LearnOrder | ExitOrder | PingOrder
 ORDERS: dict[str, type[Order]] = {
     "fork": ForkOrder,
     "reload": ReloadOrder,
     "rewarm": RewarmOrder,
     "learn": LearnOrder,
     "exit": ExitOrder,
+    "ping": PingOrder,
 }
 
 
@@ -215,7 +224,14 @@ class Learned(ModuleReport):
     duration_ms: float
 
 
-Event = Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Learned
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Pong:
+    __pydantic_config__ = _FORBID
+    ev: Literal["pong"] = "pong"
+    id: str
+
+
+Event = Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Learned | Pong
 
 
 # --- what a collect worker writes to its result pipe -----------------------------------
