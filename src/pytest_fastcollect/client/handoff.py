@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 
 def notice(message: str) -> None:
+    if sys.stderr is None:  # started with stderr closed, as a cold run would be
+        return
     sys.stderr.write(f"pytest-fastcollect: {message}\n")
     sys.stderr.flush()
 
@@ -134,15 +136,29 @@ def _socket_coming_back(files: ProjectFiles) -> bool:
     return False
 
 
-def _stdio_fds() -> tuple[int, int, int]:
+def _stdio_fds() -> tuple[tuple[int, int, int], list[int]]:
+    """The descriptors to hand the run as its stdin, stdout and stderr, and those of
+    them this process was started without.
+
+    A stream closed at start-up is ``None`` in ``sys.__stdin__`` and the like (the
+    number may hold something else by now: never send that). ``/dev/null`` travels
+    in its place and the run closes it again, so it starts as a cold one would.
+    """
     fds = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
+    closed = []
+    for fd, stream in enumerate((sys.__stdin__, sys.__stdout__, sys.__stderr__)):
+        usable = stream is not None
+        if usable:
+            try:
+                os.fstat(fd)
+            except OSError:
+                usable = False
+        if usable:
             fds.append(fd)
-        except OSError:
-            fds.append(os.open(os.devnull, os.O_RDWR))
-    return (fds[0], fds[1], fds[2])
+        else:
+            closed.append(fd)
+            fds.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+    return (fds[0], fds[1], fds[2]), closed
 
 
 def _umask() -> int:
@@ -196,13 +212,7 @@ def run_through(
     sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str], argv0: str = "pytest"
 ) -> int | None:
     """Send a run over ``sock`` and follow it; None means: run it cold."""
-    payload = lite.encode_run(
-        args, cwd, dict(os.environ), _umask(), sys.executable, sys_path, argv0
-    )
-    try:
-        send_frame(sock, payload, fds=_stdio_fds())
-    except OSError as exc:
-        notice(f"could not reach the daemon ({exc}); running without it")
+    if not _send_run(sock, args, cwd, sys_path, argv0):
         return None
     started = False
     forwarder = _Forwarder(sock)
@@ -236,6 +246,24 @@ def run_through(
             forwarder.__exit__()
 
 
+def _send_run(
+    sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str], argv0: str
+) -> bool:
+    stdio, closed = _stdio_fds()
+    payload = lite.encode_run(
+        args, cwd, dict(os.environ), _umask(), sys.executable, sys_path, argv0, closed
+    )
+    try:
+        send_frame(sock, payload, fds=stdio)
+    except OSError as exc:
+        notice(f"could not reach the daemon ({exc}); running without it")
+        return False
+    finally:
+        for fd in closed:
+            os.close(stdio[fd])
+    return True
+
+
 def _refusal(error: lite.Error) -> str:
     if error.code == "busy":
         # Every run slot is taken: a cold run now beats waiting for one.
@@ -255,7 +283,8 @@ def _finished(response: lite.Finished, forwarder: _Forwarder) -> int:
     forwarder.__exit__()
     if die_with is not None:
         # Die the way the run died, so the shell sees the same status.
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         if die_with not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(die_with, signal.SIG_DFL)
         os.kill(os.getpid(), die_with)

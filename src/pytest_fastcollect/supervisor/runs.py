@@ -98,6 +98,7 @@ class Runs:
                 env=req.env,
                 umask=req.umask,
                 argv0=req.argv0,
+                closed_fds=sorted(set(req.closed_fds)),
             )
             box = wp.request(order, (*fds, status_w))
         log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)

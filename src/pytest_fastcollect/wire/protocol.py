@@ -80,6 +80,9 @@ class RunRequest(_Request):
     argv0: NoNul = Field(default="pytest", max_length=4096)
     # Sent with SCM_RIGHTS: the client's stdin, stdout and stderr.
     fd_count: int = Field(default=3, ge=0, le=3)
+    # Standard streams the client was started without (``2>&-``): the run
+    # gets them closed too (``/dev/null`` travels in their place).
+    closed_fds: list[Annotated[int, Field(ge=0, le=2)]] = Field(default_factory=list, max_length=3)
 
 
 class SignalRequest(_Request):

@@ -47,6 +47,7 @@ class ForkOrder:
     env: dict[str, str]
     umask: int
     argv0: str = "pytest"
+    closed_fds: list[int] = dataclasses.field(default_factory=list)  # stdio the client lacks
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
