@@ -270,7 +270,14 @@ def stop_files(files: ProjectFiles) -> int:
 
     client = _client(files)
     try:
-        pid = int(client.stop()["pid"])
+        answer = client.stop()
+        pid = int(answer["pid"])
+        if answer.get("runs"):
+            sys.stdout.write(
+                f"pytest-fastcollect: {answer['runs']} run(s) in progress may finish within "
+                f"{answer['grace']:g}s (pytest --daemon-stop again stops them now)\n"
+            )
+            sys.stdout.flush()
     except DaemonConnectionError:
         pid = 0
     except DaemonError:

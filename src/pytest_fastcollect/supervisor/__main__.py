@@ -40,6 +40,8 @@ LOG_BACKUPS = 5
 # A supervisor of the same project found by process (its files deleted) is
 # given this long to notice and exit before a new one gives up.
 OTHER_SUPERVISOR_GRACE = 5.0
+# On the way out, answers being sent get this long to leave.
+REPLY_GRACE = 2.0
 
 
 class ProgressPipe:
@@ -249,6 +251,8 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
     )
 
     def on_signal(signum: int, _frame: object) -> None:
+        if sup.stop_event.is_set():
+            sup.force_stop.set()  # a second stop: runs in progress end now
         sup.stop_event.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -288,7 +292,10 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
         if not check.run_once():
             sup.stop_event.set()
     log.info("Daemon %d stopping", os.getpid())
+    # Still listening: a second --daemon-stop ends the runs at once.
+    sup.stop_runs()
     server.replace_listener(None)
+    server.wait_replies(REPLY_GRACE)
     sup.shutdown()
     return exit_code
 

@@ -41,6 +41,8 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 Spawner = Callable[[int, dict[str, str], Callable[[WarmHandle], None]], WarmHandle]
 
+# --daemon-stop lets runs in progress finish for this long, then stops them.
+STOP_GRACE = 5.0
 # A replaced warm process that still does not answer is killed after this long:
 # runs in progress on it get their result if it answers again before.
 UNRESPONSIVE_KILL_AFTER = 30.0
@@ -111,6 +113,8 @@ class Supervisor:
         self.root = os.path.realpath(config.root)
         self.started = time.time()
         self.stop_event = threading.Event()
+        # A second stop (or SIGTERM) while runs drain: end them now.
+        self.force_stop = threading.Event()
         self.watcher_kind = "none"
         self._watcher: Watcher | None = None
         # The server's figures, once a server serves this supervisor.
@@ -265,7 +269,22 @@ class Supervisor:
 
     def handle_stop(self, req: p.StopRequest, _in: Incoming) -> p.StopResponse:
         # The server sets stop_event once this answer is sent.
-        return p.StopResponse(request_id=req.request_id, pid=os.getpid())
+        if self.slot.stopping.is_set():
+            self.force_stop.set()
+        else:
+            # No new run from now on; those in progress may finish (``stop_runs``).
+            self.slot.stopping.set()
+        return p.StopResponse(
+            request_id=req.request_id,
+            pid=os.getpid(),
+            runs=0 if self.force_stop.is_set() else self.runs.active(),
+            grace=STOP_GRACE,
+        )
+
+    def stop_runs(self) -> None:
+        """Once stopping: runs in progress finish within ``STOP_GRACE``, or are stopped."""
+        self.slot.stopping.set()
+        self.runs.drain(STOP_GRACE, self.force_stop)
 
     # -- status and health ----------------------------------------------------------------
 

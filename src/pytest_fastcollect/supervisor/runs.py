@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
 
 import pydantic
@@ -36,6 +37,8 @@ SIGNAL_FRAME_LIMIT = 4096
 FORK_ANSWER_TIMEOUT = 10.0
 # How often a run waiting on the warm process looks whether it stopped answering.
 WAIT_POLL = 0.5
+# After SIGTERM, a run stopped by --daemon-stop has this long before SIGKILL.
+STOP_KILL_AFTER = 2.0
 
 
 class Runs:
@@ -47,6 +50,10 @@ class Runs:
         self.root = root
         self.cache_dir = cache_dir
         self.request_timeout = request_timeout
+        self._active = 0  # runs being served (connection threads inside ``run``)
+        self._idle = threading.Condition()
+        # Set once --daemon-stop ends the runs still going: what their clients hear.
+        self.stopped_by: str | None = None
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -54,7 +61,20 @@ class Runs:
         self, conn: socket.socket, req: p.RunRequest, fds: list[int]
     ) -> p.RunFinished | p.RunRefused:
         """Serve one run; RunStarted and Notice frames are sent from here."""
+        if self.slot.stopping.is_set():
+            return p.RunRefused(request_id=req.request_id, reason="the daemon is stopping")
+        with self._idle:
+            self._active += 1
+        try:
+            return self._run(conn, req, fds)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
+    def _run(
+        self, conn: socket.socket, req: p.RunRequest, fds: list[int]
+    ) -> p.RunFinished | p.RunRefused:
         def notify(message: str) -> None:
             send_frame(conn, p.dump(p.Notice(message=message)))
 
@@ -152,6 +172,8 @@ class Runs:
     def _finished(
         self, req: p.RunRequest, wp: WarmHandle, event: wm.Event | None, pid: int, status_r: int
     ) -> p.RunFinished | p.RunRefused | None:
+        if self.stopped_by is not None and (event is None or _killed(event)):
+            return p.RunFinished(request_id=req.request_id, exit_code=3, message=self.stopped_by)
         if event is None:
             _killpg(pid, signal.SIGKILL)
             died = (
@@ -290,11 +312,41 @@ class Runs:
         real = os.path.realpath(path)
         return real == self.root or real.startswith(self.root + os.sep)
 
-    def kill_all(self) -> None:
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
         wp = self.slot.current
         if wp is not None:
             for pid in list(wp.running.values()):
-                _killpg(pid, signal.SIGKILL)
+                _killpg(pid, sig)
+
+    def active(self) -> int:
+        with self._idle:
+            return self._active
+
+    def _wait_idle(self, timeout: float, force: threading.Event | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0 or (force is not None and force.is_set()):
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
+
+    def drain(self, grace: float, force: threading.Event) -> None:
+        """--daemon-stop: runs in progress may finish within ``grace`` (a second stop
+        ends them at once); then they are stopped, and their clients told so."""
+        if self._wait_idle(grace, force):
+            return
+        self.stopped_by = "the run was stopped by pytest --daemon-stop"
+        log.info("Stopping %d runs still in progress", self.active())
+        self.kill_all(signal.SIGTERM)
+        if not self._wait_idle(STOP_KILL_AFTER):
+            self.kill_all(signal.SIGKILL)
+            self._wait_idle(STOP_KILL_AFTER)
+
+
+def _killed(event: wm.Event) -> bool:
+    return isinstance(event, wm.Exited) and event.code < 0
 
 
 def _abandon(wp: WarmHandle) -> None:

@@ -78,15 +78,20 @@ class Server:
         self._ids_lock = threading.Lock()
         self._in_progress: set[str] = set()
         self._open = 0
+        self._handling = 0  # requests between validation and their reply
+        self._handled = threading.Condition(self._ids_lock)
+        self._closed = False
         supervisor.connection_stats = self.connection_stats
 
     def serve_forever(self) -> None:
-        while not self.sup.stop_event.is_set():
+        # Until the listener is closed, not merely until stopping: while runs in
+        # progress drain, status and a second stop must still be answered.
+        while not self._closed:
             listener = self.listener
             try:
                 conn, _ = listener.accept()
             except OSError:
-                if self.sup.stop_event.is_set():
+                if self._closed:
                     return
                 if listener is self.listener:
                     time.sleep(0.01)  # not a swapped listener: do not spin on a broken one
@@ -100,12 +105,22 @@ class Server:
         old = self.listener
         if listener is not None:
             self.listener = listener
+        else:
+            self._closed = True
         try:
             # shutdown() wakes the thread blocked in accept(); close() alone does not.
             old.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         old.close()
+
+    def wait_replies(self, timeout: float) -> None:
+        """Let requests in hand send their answers (the last frames of stopped runs,
+        the answer to a second stop) before the process exits."""
+        deadline = time.monotonic() + timeout
+        with self._handled:
+            while self._handling and time.monotonic() < deadline:
+                self._handled.wait(0.05)
 
     def connection_stats(self) -> p.ConnectionStats:
         return self.slots.stats(self._open, self.readers)
@@ -227,6 +242,7 @@ class Server:
             duplicate = req.request_id in self._in_progress
             if not duplicate:
                 self._in_progress.add(req.request_id)
+                self._handling += 1
         if duplicate:
             _close_fds(fds)
             self._fail(
@@ -243,6 +259,8 @@ class Server:
         finally:
             with self._ids_lock:
                 self._in_progress.discard(req.request_id)
+                self._handling -= 1
+                self._handled.notify_all()
 
     def _dispatch(self, conn: socket.socket, req: p.Request, fds: list[int]) -> None:
         needs_slot = req.command in SLOT_COMMANDS

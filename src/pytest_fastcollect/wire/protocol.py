@@ -341,6 +341,8 @@ class StopResponse(_Model):
     kind: Literal["stop"] = "stop"
     request_id: str | None = None
     pid: int
+    runs: int = 0  # runs in progress, given ``grace`` seconds to finish
+    grace: float = 0.0
 
 
 Response = Annotated[
