@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from fuzz_frames import Fuzzer, Report, fuzz, start_project
+
 from helpers import Project, wait_until
 
 SEED = int(os.environ.get("FASTCOLLECT_HOSTILE_SEED", "20261201"))
