@@ -19,13 +19,18 @@ _pids = itertools.count(50_000)
 
 
 def module_table(root: Path) -> list[tuple[str, str]]:
-    """(module name, real path) of every .py file under ``root``, as the warm process reports."""
+    """(module name, real path) of every .py file under ``root``, as the warm process reports.
+
+    A conftest outside a package is not there: pytest drops it from sys.modules.
+    """
     out = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).with_suffix("")
         parts = list(rel.parts)
         if parts[-1] == "__init__":
             parts.pop()
+        elif parts[-1] == "conftest" and not (path.parent / "__init__.py").exists():
+            continue
         out.append((".".join(parts), os.path.realpath(path)))
     return out
 
@@ -50,6 +55,7 @@ class FakeWarm:
         self.error: str | None = None
         self.modules: dict[str, str] = {}
         self.test_files: set[str] = set()
+        self.conftests: set[str] = set()
         self.cached_modules = 0
         self.running: dict[str, int] = {}
         self.orders: list[wm.Order] = []
@@ -69,6 +75,7 @@ class FakeWarm:
             "modules": table,
             "env_keys": [],
             "test_files": tests,
+            "conftests": sorted(os.path.realpath(p) for p in self.root.rglob("conftest.py")),
         }
 
     @property
@@ -108,6 +115,7 @@ class FakeWarm:
     def update_modules(self, report: wm.ModuleReport) -> None:
         self.modules = {path: name for name, path in report.modules}
         self.test_files = set(report.test_files)
+        self.conftests = set(report.conftests)
         self.cached_modules = report.cached_modules
 
     def request(self, order: wm.Order, fds: tuple[int, ...] = ()) -> Mailbox:
@@ -165,6 +173,7 @@ class FakeWarm:
             reimported=reimported,
             failures=[],
             duration_ms=1.0,
+            conftests_imported=[],
             **self.report(),  # type: ignore[arg-type]
         )
 

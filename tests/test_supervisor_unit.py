@@ -111,7 +111,7 @@ def test_start_adopts_the_warm_process(h: Harness) -> None:
     assert h.sup.slot.state is p.DaemonState.READY
     assert h.sup.slot.generation == 1
     assert len(h.spawned) == 1
-    assert set(h.sup.records.known_files()) == set(h.current.modules)
+    assert set(h.sup.records.known_files()) == set(h.current.modules) | h.current.conftests
     assert h.fresh() is h.current  # nothing changed: no order sent
     assert h.current.orders == []
 
@@ -139,12 +139,77 @@ def test_an_unchanged_save_reloads_nothing(h: Harness) -> None:
     assert h.sup.reload_stats().reloads == 0
 
 
-def test_a_conftest_edit_replaces_the_warm_process(h: Harness) -> None:
-    h.edit("tests/conftest.py", "import app.leaf\nimport app.core\n")
+def test_a_plain_conftest_edit_needs_no_new_warm_process(h: Harness) -> None:
+    # Imports, definitions and assignments only: pytest imports it afresh per run.
+    h.edit("tests/conftest.py", "import app.leaf\n\nLIMIT = 3\n")
+    wp = h.fresh()
+    assert wp is h.spawned[0] and len(h.spawned) == 1
+    assert h.sup.reload_stats().replacements == {}
+    assert h.sup.slot.generation == 2
+    # The new version is what the next edit is compared with.
+    h.edit("tests/conftest.py", "import app.leaf\n\nLIMIT = 4\n")
+    assert h.fresh() is wp
+
+
+def test_a_test_module_importing_from_a_conftest_is_purged_with_it(h: Harness) -> None:
+    h.edit("tests/test_leaf.py", "from conftest import LIMIT\n\ndef test_it():\n    assert LIMIT\n")
+    h.fresh()
+    h.edit("tests/conftest.py", "import app.leaf\n\nLIMIT = 5\n")
+    h.fresh()
+    orders = h.current.orders_of(wm.ReloadOrder)
+    assert isinstance(orders[-1], wm.ReloadOrder)
+    assert "tests.test_leaf" in orders[-1].modules
+    assert h.sup.reload_stats().replacements == {}
+
+
+@pytest.mark.parametrize(
+    "conftest,why",
+    [
+        ("import os\nos.environ['MODE'] = 'x'\n", "now runs code at import (line 2"),
+        ("import sys\nsys.path.insert(0, 'x')\n", "now runs code at import (line 2"),
+        ("def pytest_configure(config):\n    pass\n", "a hook that runs before test modules"),
+        ("pytest_plugins = ['x']\n", "pytest_plugins, changed"),
+    ],
+)
+def test_a_conftest_edit_that_cannot_be_reloaded_replaces_the_warm_process(
+    h: Harness, conftest: str, why: str
+) -> None:
+    h.edit("tests/conftest.py", conftest)
     wp = h.fresh()
     assert len(h.spawned) == 2 and wp is h.spawned[1]
     assert h.spawned[0].retired
     assert h.sup.reload_stats().replacements == {"conftest": 1}
+    assert any(why in n for n in h.notices), h.notices
+
+
+def test_a_conftest_whose_imported_version_had_effects_replaces(tmp_path: Path) -> None:
+    files = dict(FILES, **{"tests/conftest.py": "import app.leaf\nimport os\nos.getcwd()\n"})
+    root = tmp_path / "p2"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    saved_before_warm_up()
+    harness = Harness(root)
+    harness.sup.start()
+    try:
+        # Back to a plain conftest: the old effect stays in the warm process.
+        harness.edit("tests/conftest.py", "import app.leaf\n")
+        harness.fresh()
+        assert harness.sup.reload_stats().replacements == {"conftest": 1}
+        assert any("imported version runs code at import (line 3" in n for n in harness.notices)
+    finally:
+        harness.sup.shutdown()
+
+
+def test_an_edit_to_a_module_a_plain_conftest_imports_reloads_in_place(h: Harness) -> None:
+    h.edit("app/leaf.py", "X = 2\n")
+    wp = h.fresh()
+    assert wp is h.spawned[0]
+    (order,) = wp.orders_of(wm.ReloadOrder)
+    assert isinstance(order, wm.ReloadOrder)
+    assert order.modules == ["app.leaf", "tests.test_leaf"]
+    assert order.reimport == ["app.leaf"]
+    assert h.sup.reload_stats().replacements == {}
 
 
 @pytest.mark.parametrize(
@@ -161,13 +226,8 @@ def test_a_failed_reload_replaces_by_its_kind_not_its_text(
     first = h.current
     # The reason text says nothing the supervisor could parse.
     first.reload_answer = lambda order: first.reloaded(order.id, failure, "some text")
-    h.edit("app/leaf.py", "X = 2\n")
-    # app.leaf is imported by the conftest: today that replaces outright, so use util.
     h.edit("app/util.py", FILES["app/util.py"] + "\nY = 1\n")
-    with h.sup.slot.hold() as held:
-        h.sup.records.take_pending()
-        h.sup.records.note([str(h.root / "app/util.py")])
-        held.apply_pending(None)
+    h.fresh()
     assert h.sup.reload_stats().replacements == {counted: 1}
     assert h.current is not first
 
@@ -337,7 +397,7 @@ def test_every_command_has_a_handler() -> None:
 def test_status_and_health_need_no_real_process(h: Harness) -> None:
     status = h.sup.status()
     assert status.state is p.DaemonState.READY
-    assert status.project_modules == len(FILES)
+    assert status.project_modules == len(FILES) - 1  # pytest drops tests/conftest.py
     verdict = h.sup.health()
     # The fake pid is no process: the warm process counts as missing.
     assert not verdict.checks["warm_process_alive"].ok

@@ -21,7 +21,12 @@ from collections.abc import Callable
 
 from pytest_fastcollect.supervisor import changes
 from pytest_fastcollect.supervisor.freshness import stat_signature
-from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState, next_order_id
+from pytest_fastcollect.supervisor.lifecycle import (
+    WarmHandle,
+    WarmState,
+    loaded_files,
+    next_order_id,
+)
 from pytest_fastcollect.supervisor.slot import WarmSlot
 from pytest_fastcollect.wire import warm as wm
 
@@ -99,7 +104,11 @@ class IdleWork:
             wp.update_modules(event)
             slot.records.record_rewarmed({f: before[f] for f in files if f in wp.modules})
             # Project modules the test modules imported for the first time.
-            slot.records.record(wp.modules, wp.test_files, since_ns, reread=set())
+            # The conftests this session imported ran again in the warm process.
+            ran = set(event.conftests_imported)
+            slot.records.record(
+                loaded_files(wp), wp.test_files, since_ns, reread=ran, reprofile=ran
+            )
             log.info("Re-warmed %d test modules in %.1f ms", event.reimported, event.duration_ms)
 
     # -- learned imports ----------------------------------------------------------------

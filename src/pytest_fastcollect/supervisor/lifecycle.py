@@ -117,6 +117,7 @@ class WarmHandle(Protocol):
     error: str | None
     modules: dict[str, str]  # file -> module name
     test_files: set[str]
+    conftests: set[str]
     cached_modules: int
     running: dict[str, int]  # order id -> worker pid
 
@@ -130,6 +131,11 @@ class WarmHandle(Protocol):
     def alive(self) -> bool: ...
     def retire(self) -> None: ...
     def kill(self) -> None: ...
+
+
+def loaded_files(wp: WarmHandle) -> set[str]:
+    """Every project file whose content the warm process depends on: modules and conftests."""
+    return set(wp.modules) | wp.conftests
 
 
 class WarmProcess:
@@ -149,6 +155,7 @@ class WarmProcess:
         self.error: str | None = None
         self.modules: dict[str, str] = {}  # file -> module name
         self.test_files: set[str] = set()
+        self.conftests: set[str] = set()
         self.cached_modules = 0
         self._on_progress = on_progress
         self._ready_event = threading.Event()
@@ -253,6 +260,7 @@ class WarmProcess:
     def update_modules(self, report: wm.ModuleReport) -> None:
         self.modules = {path: name for name, path in report.modules}
         self.test_files = set(report.test_files)
+        self.conftests = set(report.conftests)
         self.cached_modules = report.cached_modules
 
     def wait_ready(self, timeout: float | None = None) -> bool:

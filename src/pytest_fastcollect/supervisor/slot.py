@@ -22,7 +22,7 @@ from typing import Protocol
 from pytest_fastcollect.supervisor import changes, reloader
 from pytest_fastcollect.supervisor.freshness import Freshness
 from pytest_fastcollect.supervisor.graph import ImportGraph
-from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState
+from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState, loaded_files
 from pytest_fastcollect.supervisor.stats import Stats
 from pytest_fastcollect.wire import protocol as p
 
@@ -180,7 +180,7 @@ class Held:
         for failure in ready.failures:
             log.warning("Failed to import %s: %s", failure.path, failure.error)
         slot.records.record(
-            wp.modules, wp.test_files, slot.spawned_ns, force_changed=slot.records.pending()
+            loaded_files(wp), wp.test_files, slot.spawned_ns, force_changed=slot.records.pending()
         )
         old = slot._current if slot._current is not wp else None
         slot._current = wp

@@ -19,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -69,6 +70,7 @@ class WarmupPlugin:
         self.failures: list[wm.Failure] = []
         self._modules: dict[str, str] = {}
         self.test_files: set[str] = set()
+        self.conftests: set[str] = set()
         self._last_progress = 0.0
         self.config: pytest.Config | None = None
 
@@ -84,6 +86,17 @@ class WarmupPlugin:
 
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
+
+    def pytest_plugin_registered(self, plugin: object) -> None:
+        # Every conftest the session imported, also those pytest drops from
+        # sys.modules again (a conftest outside a package is always "conftest").
+        path = getattr(plugin, "__file__", None)
+        if (
+            isinstance(plugin, types.ModuleType)
+            and path
+            and os.path.basename(path) == "conftest.py"
+        ):
+            self.conftests.add(os.path.realpath(path))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> None:
@@ -184,6 +197,8 @@ class Zygote:
         self.warm_paths: list[str] = []
         self.key: wm.WarmKey | None = None
         self.test_files: set[str] = set()
+        self.conftests: set[str] = set()
+        self.conftests_imported: list[str] = []  # by the last re-warm
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
@@ -239,6 +254,7 @@ class Zygote:
         plugin.config = None
         detach_rewrite_hooks()
         self.test_files |= plugin.test_files
+        self.conftests |= plugin.conftests
         self.key.env.update(envtrack.recorded)
         role.become_worker()
         metadata_cache.prepare()
@@ -275,6 +291,7 @@ class Zygote:
             "modules": project,
             "env_keys": sorted(envtrack.recorded),
             "test_files": sorted(self.test_files),
+            "conftests": sorted(self.conftests),
         }
 
     # -- serving ---------------------------------------------------------------
@@ -376,6 +393,8 @@ class Zygote:
         plugin.config = None
         detach_rewrite_hooks()
         self.test_files |= plugin.test_files
+        self.conftests |= plugin.conftests
+        self.conftests_imported = sorted(plugin.conftests)
         return plugin.failures
 
     def reload(self, order: wm.ReloadOrder, _fds: list[int]) -> bool:
@@ -393,6 +412,7 @@ class Zygote:
     def _reloaded(self, order_id: str, result: ReloadResult) -> None:
         if self.key is not None:
             self.key.env.update(envtrack.recorded)
+        ran, self.conftests_imported = self.conftests_imported, []
         self.send(
             wm.Reloaded(
                 id=order_id,
@@ -401,6 +421,7 @@ class Zygote:
                 reimported=result.reimported,
                 failures=result.failures,
                 duration_ms=result.duration_ms,
+                conftests_imported=ran,
                 **self.module_report(),
             )
         )

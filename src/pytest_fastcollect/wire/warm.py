@@ -135,6 +135,7 @@ class ModuleReport:
     modules: list[tuple[str, str]]  # (module name, real path)
     env_keys: list[str]
     test_files: list[str]
+    conftests: list[str]  # every conftest imported, in sys.modules or not
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -202,6 +203,7 @@ class Reloaded(ModuleReport):
     reimported: int
     failures: list[Failure]
     duration_ms: float
+    conftests_imported: list[str]  # conftests this re-warm's session ran (none for a reload)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
