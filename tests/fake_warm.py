@@ -66,6 +66,7 @@ class FakeWarm:
         # Scripted answers: None means "answer as a healthy warm process would".
         self.reload_answer: Callable[[wm.ReloadOrder], wm.Event | None] | None = None
         self.fork_events: Callable[[wm.ForkOrder], list[wm.Event | None]] | None = None
+        self.learn_gate: Callable[[wm.LearnOrder], None] | None = None  # called per step
 
     def report(self) -> dict[str, object]:
         table = module_table(self.root)
@@ -91,7 +92,10 @@ class FakeWarm:
         self.ready = wm.Ready(
             pid=self.pid,
             key=wm.WarmKey(
-                python="/bin/python", sys_path=["/x"], options={}, env={"APP_MODE": None}
+                python="/bin/python",
+                sys_path=["/x"],
+                options={},
+                env={"APP_MODE": self.env.get("APP_MODE")},  # read at import
             ),
             imported=1,
             total=1,
@@ -147,7 +151,11 @@ class FakeWarm:
             return self.reloaded(order.id)
         if isinstance(order, wm.RewarmOrder):
             return self.reloaded(order.id, reimported=len(order.files))
+        if isinstance(order, wm.TrialOrder):
+            return wm.Trialled(id=order.id, results=dict.fromkeys(order.modules))
         if isinstance(order, wm.LearnOrder):
+            if self.learn_gate is not None:
+                self.learn_gate(order)
             return wm.Learned(
                 id=order.id,
                 imported=list(order.modules),

@@ -256,6 +256,14 @@ def test_a_dead_warm_process_is_replaced(h: Harness) -> None:
     assert h.sup.reload_stats().replacements == {"crash": 1}
 
 
+def test_a_run_that_finds_the_warm_process_dead_goes_cold(h: Harness) -> None:
+    first = h.current
+    first.state = first.state.DEAD
+    result = _serve_run(h, _run_request({}))
+    assert isinstance(result, p.RunRefused) and "restarting" in result.reason
+    wait_for(lambda: h.sup.slot.current is not first and h.sup.slot.state is p.DaemonState.READY)
+
+
 def _run_request(env: dict[str, str]) -> p.RunRequest:
     return p.RunRequest(
         args=["-q"],
@@ -295,14 +303,59 @@ def test_a_run_with_another_interpreter_is_refused(h: Harness) -> None:
     assert h.current.orders_of(wm.ForkOrder) == []
 
 
+def wait_for(predicate: typing.Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_an_import_time_variable_that_differs_warms_a_process_with_the_runs_env(
     h: Harness,
 ) -> None:
+    # Waiting for a warm-up is slower than a cold run: this run goes cold.
     result = _serve_run(h, _run_request({"APP_MODE": "fast"}))
-    assert isinstance(result, p.RunFinished)
-    assert len(h.spawned) == 2
+    assert isinstance(result, p.RunRefused)
+    assert "restarting the warm process (environment variable APP_MODE" in result.reason
+    wait_for(lambda: len(h.spawned) == 2 and h.sup.slot.current is h.spawned[1])
     assert h.spawned[1].env == {"APP_MODE": "fast"}
     assert h.sup.reload_stats().replacements == {"env": 1}
+    assert isinstance(_serve_run(h, _run_request({"APP_MODE": "fast"})), p.RunFinished)
+
+
+def test_a_run_never_waits_for_a_warm_up(h: Harness) -> None:
+    release = threading.Event()
+    slow = threading.Event()
+
+    def spawn_slowly(gen: int, env: dict[str, str], on_death: typing.Any) -> WarmHandle:
+        fake = FakeWarm(gen, env, h.root, on_death=on_death)
+        original = fake.wait_ready
+
+        def wait_ready(timeout: float | None = None) -> bool:
+            slow.set()
+            release.wait(5)
+            return original(timeout)
+
+        fake.wait_ready = wait_ready  # type: ignore[method-assign]
+        h.spawned.append(fake)
+        return fake
+
+    h.sup.slot._spawn = lambda gen, env: spawn_slowly(gen, env, h.sup.slot.on_death)
+    h.edit("pyproject.toml", "[tool.pytest.ini_options]\n")
+    h.sup.note_changes({str(h.root / "pyproject.toml")})  # as the watcher would
+    result = _serve_run(h, _run_request({}))
+    assert isinstance(result, p.RunRefused)
+    assert "restarting the warm process (pyproject.toml changed)" in result.reason
+    slow.wait(5)
+    # While the new process warms up, a run is refused at once.
+    started = time.monotonic()
+    again = _serve_run(h, _run_request({}))
+    assert time.monotonic() - started < 1.0
+    assert isinstance(again, p.RunRefused)
+    assert "the warm process is restarting (pyproject.toml changed)" in again.reason
+    release.set()
+    wait_for(lambda: h.sup.slot.current is h.spawned[1])
+    assert isinstance(_serve_run(h, _run_request({})), p.RunFinished)
 
 
 def test_a_tainted_warm_process_refuses_the_run_and_is_replaced(h: Harness) -> None:
@@ -344,6 +397,48 @@ def test_a_warm_process_that_cannot_fork_is_reported_once_not_replaced_in_a_loop
     h.unsafe_next = None
     h.edit("app/leaf.py", "X = 3\n")
     assert h.fresh() is h.spawned[2]
+
+
+def test_learned_imports_are_imported_a_module_a_step(h: Harness) -> None:
+    wp = h.current
+    h.sup.idle.learn_imports = True
+    h.sup.idle.want_imports(wp, ["json.tool", "xml.dom.minidom", "email.parser"])
+    h.sup.idle._learn(wp)
+    steps = [o.modules for o in wp.orders_of(wm.LearnOrder)]  # type: ignore[attr-defined]
+    assert steps == [["email.parser"], ["json.tool"], ["xml.dom.minidom"]]
+    assert len(wp.orders_of(wm.TrialOrder)) == 1
+    assert h.sup.warmup().learned_imports == 3
+
+
+def test_idle_work_gives_way_to_a_run_between_steps(h: Harness) -> None:
+    wp = h.current
+    in_step = threading.Event()
+    finish_step = threading.Event()
+
+    def gate(order: wm.LearnOrder) -> None:
+        if order.modules == ["a_mod"]:
+            in_step.set()
+            finish_step.wait(5)
+
+    wp.learn_gate = gate
+    h.sup.idle.learn_imports = True
+    h.sup.idle.want_imports(wp, ["a_mod", "b_mod", "c_mod"])
+    learner = threading.Thread(target=h.sup.idle._learn, args=(wp,))
+    learner.start()
+    assert in_step.wait(5)
+    served: list[p.BaseModel] = []
+    runner = threading.Thread(target=lambda: served.append(_serve_run(h, _run_request({}))))
+    runner.start()
+    wait_for(h.sup.slot.lock.urgent_waiting)
+    finish_step.set()  # the step in progress ends; the run goes before the next one
+    runner.join(5)
+    learner.join(5)
+    assert isinstance(served[0], p.RunFinished)
+    learned = [o.modules for o in wp.orders_of(wm.LearnOrder)]  # type: ignore[attr-defined]
+    assert learned == [["a_mod"]]  # b and c wait for the next quiet moment
+    assert wp.orders.index(wp.orders_of(wm.ForkOrder)[0]) > wp.orders.index(
+        wp.orders_of(wm.LearnOrder)[0]
+    )
 
 
 def test_collect_reads_the_workers_result(h: Harness) -> None:

@@ -76,7 +76,7 @@ class Runs:
     def _fork_run(
         self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
     ) -> tuple[WarmHandle, Mailbox, str]:
-        with self.slot.hold() as held:
+        with self.slot.hold(for_run=True) as held:
             wp = held.fresh(notify)
             reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path)
             if reasons:
@@ -214,6 +214,7 @@ class Runs:
     def _collect_in_worker(self, args: list[str]) -> tuple[WarmHandle, bytes]:
         r, w = os.pipe()
         try:
+            # The API has no cold collect to fall back on: it waits for a warm-up.
             with self.slot.hold() as held:
                 wp = held.fresh(lambda _m: None)
                 order = wm.ForkOrder(

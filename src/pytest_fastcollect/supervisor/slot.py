@@ -8,6 +8,12 @@ call them holds the lock; nothing else can.
 
 The daemon's reported state is derived, not stored twice: the current warm
 process's own state, plus what the slot is doing right now.
+
+A run never waits for a warm-up (never slower than cold): a run that needs
+a new warm process starts the replacement in the background and goes cold;
+runs that arrive while one warms up go cold at once, with a notice. Idle
+work holds the lock in short steps and gives way between them to a run
+that waits (``ReloadLock.urgent_waiting``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,47 @@ class Refused(Exception):
     """The daemon cannot serve this request warm now (the message says why)."""
 
 
+class ReloadLock:
+    """One holder at a time; a run (``urgent``) that would wait for a warm-up gives up."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent = 0
+        self._warming: str | None = None  # why a new warm process is being warmed
+
+    @contextlib.contextmanager
+    def acquire(self, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            self._urgent += urgent
+            try:
+                while True:
+                    if urgent and self._warming is not None:
+                        raise Refused(f"the warm process is restarting ({self._warming})")
+                    if not self._held:
+                        break
+                    self._cond.wait()
+                self._held = True
+            finally:
+                self._urgent -= urgent
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+    def urgent_waiting(self) -> bool:
+        with self._cond:
+            return self._urgent > 0
+
+    def warming(self, reason: str | None) -> None:
+        """A replacement warms up (reason) or is over (None): waiting runs go cold now."""
+        with self._cond:
+            self._warming = reason
+            self._cond.notify_all()
+
+
 class SlotListener(Protocol):
     """Idle work hears of new warm processes and of purged test modules."""
 
@@ -59,7 +106,7 @@ class WarmSlot:
         self.stats = stats
         self.graph = graph or ImportGraph()
         self.listener: SlotListener | None = None
-        self._lock = threading.Lock()  # the reload lock
+        self.lock = ReloadLock()
         self._current: WarmHandle | None = None
         self._adopted_once = False
         self.generation = 0
@@ -91,9 +138,11 @@ class WarmSlot:
         return p.DaemonState.READY
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[Held]:
-        with self._lock:
-            yield Held(self)
+    def hold(self, for_run: bool = False) -> Iterator[Held]:
+        """The reload lock, and the operations that need it. ``for_run``: a run
+        that must not wait for a warm-up (Refused instead)."""
+        with self.lock.acquire(urgent=for_run):
+            yield Held(self, for_run)
 
     def start(self) -> WarmHandle:
         """The first warm process. Not under the lock: runs that arrive meanwhile
@@ -130,9 +179,15 @@ class WarmSlot:
         self.replace_soon(changes.Replace.CRASH, "the warm process died")
 
     def replace_soon(self, kind: changes.Replace, reason: str) -> None:
+        # Runs that come before the thread holds the lock already go cold.
+        self.lock.warming(reason)
+
         def replace() -> None:
-            with self.hold() as held:
-                held.replace(kind, reason, None)
+            try:
+                with self.hold() as held:
+                    held.replace(kind, reason, None)
+            finally:
+                self.lock.warming(None)
 
         threading.Thread(target=replace, name="replace", daemon=True).start()
 
@@ -140,8 +195,9 @@ class WarmSlot:
 class Held:
     """The operations that change the warm process; exists only while the lock is held."""
 
-    def __init__(self, slot: WarmSlot) -> None:
+    def __init__(self, slot: WarmSlot, for_run: bool = False) -> None:
         self.slot = slot
+        self.for_run = for_run
 
     @property
     def current(self) -> WarmHandle | None:
@@ -198,24 +254,35 @@ class Held:
         notify: Notify | None,
         changed: set[str] | frozenset[str] = frozenset(),
     ) -> None:
-        """Warm a new process, switch to it, retire the old one."""
+        """Warm a new process, switch to it, retire the old one.
+
+        For a run: the warm-up goes on in the background and the run goes cold
+        (Refused), since waiting for it would be slower than a cold run.
+        """
         slot = self.slot
+        # The new process imports these from scratch: a save that kept size
+        # and mtime must not hand it (nor the cold run) the old pyc.
+        for path in slot.records.pending() | set(changed):
+            if path.endswith(".py"):
+                changes.remove_stale_bytecode(path)
+        if self.for_run:
+            slot.replace_soon(kind, reason)
+            raise Refused(f"restarting the warm process ({reason})")
         log.info("Replacing warm process: %s", reason)
         if notify is not None:
             notify(f"restarting the warm process ({reason})")
         slot.stats.count_replacement(kind.value)
         with self.doing(p.DaemonState.REPLACING):
-            dropped = slot.records.take_pending() | set(changed)
-            # The new process imports these from scratch: a save that kept
-            # size and mtime must not hand it the old pyc.
-            for path in dropped:
-                if path.endswith(".py"):
-                    changes.remove_stale_bytecode(path)
-            started = time.perf_counter()
-            # Taken before the warm-up: a save during a failed warm-up still shows.
-            snapshot = slot.records.snapshot()
-            wp = slot._new_process()
-            ready = wp.wait_ready()
+            slot.lock.warming(reason)
+            try:
+                slot.records.take_pending()
+                started = time.perf_counter()
+                # Taken before the warm-up: a save during a failed warm-up still shows.
+                snapshot = slot.records.snapshot()
+                wp = slot._new_process()
+                ready = wp.wait_ready()
+            finally:
+                slot.lock.warming(None)
         if ready:
             self.adopt(wp)
             log.info(
@@ -255,7 +322,8 @@ class Held:
         return wp
 
     def use_environment(self, env: dict[str, str], reason: str, notify: Notify) -> WarmHandle:
-        """Values read at import time changed: warm a process with this environment."""
+        """Values read at import time changed: warm a process with this environment
+        (for a run: in the background, while the run goes cold)."""
         self.slot.warm_env = dict(env)
         self.replace(changes.Replace.ENV, reason, notify)
         wp = self.slot._current

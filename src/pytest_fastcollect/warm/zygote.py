@@ -191,6 +191,7 @@ class Zygote:
         self.root = os.path.realpath(root)
         self.warm_args = warm_args
         self.children: dict[int, str] = {}  # worker pid -> order id
+        self.trials: dict[int, tuple[str, list[str], str]] = {}  # pid -> order id, names, file
         self.cache_dir = cache_dir
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         self.warm_options: list[str] = []
@@ -207,6 +208,7 @@ class Zygote:
             "fork": self.fork,
             "reload": self.reload,
             "rewarm": self.rewarm,
+            "trial": self.trial,
             "learn": self.learn,
             "exit": self.exit,
         }
@@ -320,13 +322,18 @@ class Zygote:
                     return
 
     def reap(self) -> None:
-        while self.children:
+        while self.children or self.trials:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
+            trial = self.trials.pop(pid, None)
+            if trial is not None:
+                trial_id, names, path = trial
+                self.send(wm.Trialled(id=trial_id, results=learn.finish_trial(names, path)))
+                continue
             order_id = self.children.pop(pid, None)
             if order_id is None:
                 continue
@@ -342,11 +349,22 @@ class Zygote:
     def learn_file(self, order_id: str) -> str:
         return os.path.join(self.cache_dir, f"learn-{order_id}.json")
 
+    def trial(self, order: wm.TrialOrder, _fds: list[int]) -> bool:
+        wanted = [n for n in order.modules if n not in sys.modules]
+        if not wanted:
+            self.send(wm.Trialled(id=order.id, results={}))
+            return True
+        path = os.path.join(self.cache_dir, f"trial-{order.id}.json")
+        pid = learn.start_trial(wanted, self.root, threads.fork_safety, path)
+        self.trials[pid] = (order.id, wanted, path)
+        return True
+
     def learn(self, order: wm.LearnOrder, _fds: list[int]) -> bool:
         started = time.perf_counter()
-        result = learn.adopt(order.modules, self.root, threads.fork_safety)
+        passed: dict[str, str | None] = dict.fromkeys(order.modules)
+        result = learn.import_trialled(passed, self.root, threads.fork_safety)
         if result.imported:
-            gc.collect()
+            gc.collect()  # what the imports left behind; the rest stays frozen
             gc.freeze()
         self.send(
             wm.Learned(

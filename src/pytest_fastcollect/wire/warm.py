@@ -65,10 +65,22 @@ class RewarmOrder:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LearnOrder:
-    op: Literal["learn"] = "learn"
+class TrialOrder:
+    """Trial-import library modules in a forked child; answered by ``Trialled`` when
+    the child is done, while the warm process goes on serving."""
+
+    op: Literal["trial"] = "trial"
     id: str
     modules: list[str]  # library modules runs imported
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LearnOrder:
+    """Import modules whose trial passed (a few at a time, so runs can come between)."""
+
+    op: Literal["learn"] = "learn"
+    id: str
+    modules: list[str]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,11 +91,12 @@ class ExitOrder:
     id: str = ""
 
 
-Order = ForkOrder | ReloadOrder | RewarmOrder | LearnOrder | ExitOrder
+Order = ForkOrder | ReloadOrder | RewarmOrder | TrialOrder | LearnOrder | ExitOrder
 ORDERS: dict[str, type[Order]] = {
     "fork": ForkOrder,
     "reload": ReloadOrder,
     "rewarm": RewarmOrder,
+    "trial": TrialOrder,
     "learn": LearnOrder,
     "exit": ExitOrder,
 }
@@ -217,7 +230,21 @@ class Learned(ModuleReport):
     duration_ms: float
 
 
-Event = Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Learned
+# A trial verdict: not tried, because an earlier module failed its trial.
+NOT_TRIED = "not tried yet"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Trialled:
+    __pydantic_config__ = _FORBID
+    ev: Literal["trialled"] = "trialled"
+    id: str
+    results: dict[str, str | None]  # module -> why its import is not invisible, or None
+
+
+Event = (
+    Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Trialled | Learned
+)
 
 
 # --- what a collect worker writes to its result pipe -----------------------------------
