@@ -242,9 +242,7 @@ class Trialled:
     results: dict[str, str | None]  # module -> why its import is not invisible, or None
 
 
-Event = (
-    Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Trialled | Learned
-)
+Event = Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Trialled | Learned
 
 
 # --- what a collect worker writes to its result pipe -----------------------------------
