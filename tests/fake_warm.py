@@ -102,6 +102,8 @@ class FakeWarm:
             seconds=0.01,
             failures=[],
             warm_paths=["tests"],
+            libraries=[],
+            env_written=[],
             fork=wm.ForkVerdict(
                 safe=self.unsafe is None, reason=self.unsafe or "", os_threads=1, native={}
             ),

@@ -62,9 +62,24 @@ class Harness:
             warm_args=["tests"],
             settings=DaemonSettings(debounce=30.0, learn_imports=False),
         )
-        self.sup = Supervisor(config, self.spawn)
+        self.renewals = 0
+        self.sup = Supervisor(config, lambda _on_base_death: self)
 
-    def spawn(
+    # -- LayerSource ---------------------------------------------------------------------
+
+    def renew_base(self) -> None:
+        self.renewals += 1
+
+    def base_for_runs(self) -> None:
+        return None
+
+    def learn_libraries(self, libraries: list[tuple[str, str]], env_written: list[str]) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def project(
         self, generation: int, env: dict[str, str], on_death: typing.Callable[[WarmHandle], None]
     ) -> WarmHandle:
         fake = FakeWarm(generation, env, self.root, self.fail_next, on_death)  # type: ignore[arg-type]
@@ -340,7 +355,7 @@ def test_a_run_never_waits_for_a_warm_up(h: Harness) -> None:
         h.spawned.append(fake)
         return fake
 
-    h.sup.slot._spawn = lambda gen, env: spawn_slowly(gen, env, h.sup.slot.on_death)
+    h.project = spawn_slowly  # type: ignore[method-assign]
     h.edit("pyproject.toml", "[tool.pytest.ini_options]\n")
     h.sup.note_changes({str(h.root / "pyproject.toml")})  # as the watcher would
     result = _serve_run(h, _run_request({}))

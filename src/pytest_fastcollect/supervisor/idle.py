@@ -76,6 +76,8 @@ class IdleWork:
     # -- SlotListener -------------------------------------------------------------------
 
     def adopted(self, wp: WarmHandle) -> None:
+        if wp.ready is not None:
+            self.slot.layers.learn_libraries(wp.ready.libraries, wp.ready.env_written)
         with self._lock:
             # A new warm process learns again what its predecessor learned.
             self._wanted |= self._learned - self._blocked.keys()
@@ -164,18 +166,25 @@ class IdleWork:
         if not isinstance(trialled, wm.Trialled):
             return
         passed = self._note_trial(trialled.results)
-        for name in passed:
-            with self.slot.hold():
-                if not self._step(wp, "learn", self._learn):
+        learned, spent = 0, 0.0
+        try:
+            for name in passed:
+                with self.slot.hold():
+                    if not self._step(wp, "learn", self._learn):
+                        return
+                    event = wp.ask(wm.LearnOrder(id=next_order_id(), modules=[name]))
+                    if not isinstance(event, wm.Learned):
+                        return
+                    wp.update_modules(event)
+                    self._note_learned(event)
+                learned += len(event.imported)
+                spent += event.duration_ms
+                if event.tainted:
+                    self.slot.replace_soon(changes.Replace.TAINTED, event.tainted)
                     return
-                event = wp.ask(wm.LearnOrder(id=next_order_id(), modules=[name]))
-                if not isinstance(event, wm.Learned):
-                    return
-                wp.update_modules(event)
-                self._note_learned(event)
-            if event.tainted:
-                self.slot.replace_soon(changes.Replace.TAINTED, event.tainted)
-                return
+        finally:
+            if learned:
+                log.info("Learned %d library imports in %.1f ms", learned, spent)
         with self._lock:
             again = bool(self._wanted)
         if again:
@@ -203,9 +212,5 @@ class IdleWork:
             self._wanted -= set(event.imported)
             self._blocked.update(event.rejected)
             self._wanted -= event.rejected.keys()
-        if event.imported:
-            log.info(
-                "Learned %d library imports in %.1f ms", len(event.imported), event.duration_ms
-            )
         for name, reason in sorted(event.rejected.items()):
             log.info("Not learning the import of %s: it %s", name, reason)

@@ -28,6 +28,7 @@ from typing import Protocol
 from pytest_fastcollect.supervisor import changes, reloader
 from pytest_fastcollect.supervisor.freshness import Freshness
 from pytest_fastcollect.supervisor.graph import ImportGraph
+from pytest_fastcollect.supervisor.layers import LayerSource
 from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState, loaded_files
 from pytest_fastcollect.supervisor.stats import Stats
 from pytest_fastcollect.wire import protocol as p
@@ -35,11 +36,24 @@ from pytest_fastcollect.wire import protocol as p
 log = logging.getLogger("pytest_fastcollect.daemon")
 
 Notify = Callable[[str], None]
-Spawn = Callable[[int, dict[str, str]], WarmHandle]  # (generation, environment) -> started
+
+# What a new base process is needed for: the libraries it holds may be stale.
+FULL_RENEWAL = frozenset(
+    {
+        changes.Replace.PACKAGES,
+        changes.Replace.EXTENSION,
+        changes.Replace.ENV,
+        changes.Replace.MANUAL,
+    }
+)
 
 
 class Refused(Exception):
     """The daemon cannot serve this request warm now (the message says why)."""
+
+
+class Restarting(Refused):
+    """A new project layer is warming up: a run can still come from the base process."""
 
 
 class ReloadLock:
@@ -58,7 +72,7 @@ class ReloadLock:
             try:
                 while True:
                     if urgent and self._warming is not None:
-                        raise Refused(f"the warm process is restarting ({self._warming})")
+                        raise Restarting(f"the warm process is restarting ({self._warming})")
                     if not self._held:
                         break
                     self._cond.wait()
@@ -94,14 +108,14 @@ class WarmSlot:
     def __init__(
         self,
         root: str,
-        spawn: Spawn,
+        layers: LayerSource,
         env: dict[str, str],
         records: Freshness,
         stats: Stats,
         graph: ImportGraph | None = None,
     ) -> None:
         self.root = root
-        self._spawn = spawn
+        self.layers = layers
         self.records = records
         self.stats = stats
         self.graph = graph or ImportGraph()
@@ -161,7 +175,7 @@ class WarmSlot:
     def _new_process(self) -> WarmHandle:
         self.generation += 1
         self.spawned_ns = time.time_ns()
-        return self._spawn(self.generation, self.warm_env)
+        return self.layers.project(self.generation, self.warm_env, self.on_death)
 
     def apply_when_quiet(self) -> None:
         """The debounce fired: apply pending changes now, ahead of the next run."""
@@ -267,11 +281,13 @@ class Held:
                 changes.remove_stale_bytecode(path)
         if self.for_run:
             slot.replace_soon(kind, reason)
-            raise Refused(f"restarting the warm process ({reason})")
+            raise Restarting(f"restarting the warm process ({reason})")
         log.info("Replacing warm process: %s", reason)
         if notify is not None:
             notify(f"restarting the warm process ({reason})")
         slot.stats.count_replacement(kind.value)
+        if kind in FULL_RENEWAL:
+            slot.layers.renew_base()
         with self.doing(p.DaemonState.REPLACING):
             slot.lock.warming(reason)
             try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
 import json
 import os
 import site
@@ -52,8 +53,28 @@ def library_dirs() -> tuple[str, ...]:
     return tuple(d + os.sep for d in sorted(dirs))
 
 
+@functools.cache
+def plugin_packages() -> frozenset[str]:
+    """Top-level packages of installed pytest plugins. pytest imports them through
+    its assertion-rewriting hook; imported without it, every session would warn."""
+    names: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        if not any(ep.group == "pytest11" for ep in dist.entry_points):
+            continue
+        for ep in dist.entry_points:
+            if ep.group == "pytest11":
+                names.add(ep.value.partition(":")[0].split(".")[0].strip())
+        for file in dist.files or []:
+            parts = str(file).split("/")
+            if parts[0].endswith((".dist-info", ".egg-info")) or ".." in parts:
+                continue
+            names.add(parts[0].removesuffix(".py"))
+    return frozenset(names)
+
+
 def _is_library(name: str, module: object, dirs: tuple[str, ...]) -> bool:
-    if name.startswith(SKIP_PREFIXES) or name.split(".", maxsplit=1)[0] in ("pytest", "_pytest"):
+    top = name.split(".", maxsplit=1)[0]
+    if name.startswith(SKIP_PREFIXES) or top in ("pytest", "_pytest") or top in plugin_packages():
         return False
     path = getattr(module, "__file__", None)
     if not isinstance(path, str):
@@ -67,6 +88,12 @@ def new_library_modules(known: frozenset[str], dirs: tuple[str, ...]) -> list[st
     return sorted(
         name for name in modules.keys() - known if _is_library(name, modules.get(name), dirs)
     )
+
+
+def module_file(name: str) -> str:
+    """The real path a loaded module came from ("" if it has none)."""
+    path = getattr(sys.modules.get(name), "__file__", None)
+    return os.path.realpath(path) if isinstance(path, str) else ""
 
 
 def record(known: frozenset[str], path: str) -> None:
@@ -121,10 +148,17 @@ def _import_quietly(name: str, fork_check: ForkCheck, root: str) -> str | None:
     return None
 
 
-def start_trial(names: list[str], root: str, fork_check: ForkCheck, result_path: str) -> int:
+def start_trial(
+    names: list[str],
+    root: str,
+    fork_check: ForkCheck,
+    result_path: str,
+    expected: dict[str, str] | None = None,
+) -> int:
     """Fork a child that imports ``names`` and writes each one's verdict to
     ``result_path`` (``finish_trial`` reads it); its pid. This process goes on
-    serving meanwhile."""
+    serving meanwhile. ``expected``: the file a module must come from (where
+    the project imported it from); another one is refused."""
     ordered = sorted(set(names))
     pid = os.fork()
     if pid == 0:  # the trial child: never returns
@@ -136,7 +170,7 @@ def start_trial(names: list[str], root: str, fork_check: ForkCheck, result_path:
             out = tempfile.TemporaryFile()  # noqa: SIM115 - lives until os._exit
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
-            results = _trial_imports(ordered, root, fork_check)
+            results = _trial_imports(ordered, root, fork_check, expected or {})
             tmp = f"{result_path}.tmp"
             with open(tmp, "w") as fh:
                 json.dump(results, fh)
@@ -147,10 +181,16 @@ def start_trial(names: list[str], root: str, fork_check: ForkCheck, result_path:
     return pid
 
 
-def _trial_imports(ordered: list[str], root: str, fork_check: ForkCheck) -> dict[str, str | None]:
+def _trial_imports(
+    ordered: list[str], root: str, fork_check: ForkCheck, expected: dict[str, str]
+) -> dict[str, str | None]:
     results: dict[str, str | None] = {}
     for name in ordered:
+        loaded = len(sys.modules)
         reason = _import_quietly(name, fork_check, root)
+        if reason is None and expected.get(name, module_file(name)) != module_file(name):
+            # sys.path differs where the project imported it (a conftest moved it).
+            reason = f"came from {module_file(name)}, not {expected[name]}"
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
@@ -159,8 +199,10 @@ def _trial_imports(ordered: list[str], root: str, fork_check: ForkCheck) -> dict
         if reason is None and os.fstat(1).st_size:
             reason = "printed output"
         results[name] = reason
-        if reason is not None:
-            # Later imports would be judged in a changed process.
+        harmless = reason is not None and reason.startswith("raised") and len(sys.modules) == loaded
+        if reason is not None and not harmless:
+            # Later imports would be judged in a changed process. (An import
+            # that only raised, importing nothing, changed nothing.)
             for rest in ordered[ordered.index(name) + 1 :]:
                 results.setdefault(rest, NOT_TRIED)
             break

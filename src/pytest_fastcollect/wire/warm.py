@@ -72,6 +72,18 @@ class TrialOrder:
     op: Literal["trial"] = "trial"
     id: str
     modules: list[str]  # library modules runs imported
+    # module -> the file it must come from (the project layer's), else it is refused
+    expected: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerOrder:
+    """To the base process: fork a project layer, connected by a new control socket
+    (sent back with ``LayerForked``)."""
+
+    op: Literal["layer"] = "layer"
+    id: str
+    env: dict[str, str]  # the environment the project layer warms up with
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -91,9 +103,10 @@ class ExitOrder:
     id: str = ""
 
 
-Order = ForkOrder | ReloadOrder | RewarmOrder | TrialOrder | LearnOrder | ExitOrder
+Order = ForkOrder | ReloadOrder | RewarmOrder | TrialOrder | LearnOrder | LayerOrder | ExitOrder
 ORDERS: dict[str, type[Order]] = {
     "fork": ForkOrder,
+    "layer": LayerOrder,
     "reload": ReloadOrder,
     "rewarm": RewarmOrder,
     "trial": TrialOrder,
@@ -170,6 +183,10 @@ class Ready(ModuleReport):
     failures: list[Failure]
     warm_paths: list[str]
     fork: ForkVerdict
+    # Library modules the warm-up imported beyond the base's (name, real file):
+    # the base learns them, so the next project layer finds them warm.
+    libraries: list[tuple[str, str]]
+    env_written: list[str]  # environment variables set while the project was imported
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -242,7 +259,51 @@ class Trialled:
     results: dict[str, str | None]  # module -> why its import is not invisible, or None
 
 
-Event = Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Trialled | Learned
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BaseReady:
+    """The base process holds pytest, the plugins and the libraries it learned."""
+
+    __pydantic_config__ = _FORBID
+    ev: Literal["base_ready"] = "base_ready"
+    pid: int
+    key: WarmKey
+    fork: ForkVerdict
+    cached_modules: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerForked:
+    """Sent with one descriptor: the supervisor's end of the new layer's control socket."""
+
+    __pydantic_config__ = _FORBID
+    ev: Literal["layer_forked"] = "layer_forked"
+    id: str
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerExited:
+    __pydantic_config__ = _FORBID
+    ev: Literal["layer_exited"] = "layer_exited"
+    pid: int
+    code: int
+
+
+Event = (
+    Progress
+    | Ready
+    | WarmFailed
+    | Forked
+    | Exited
+    | Tainted
+    | Reloaded
+    | Trialled
+    | Learned
+    | BaseReady
+    | LayerForked
+    | LayerExited
+)
 
 
 # --- what a collect worker writes to its result pipe -----------------------------------
