@@ -160,6 +160,22 @@ def _stdout_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _session_sys_path(entries: list[str]) -> Iterator[None]:
+    """sys.path as a session sees it: pytest puts the ini ``pythonpath`` entries in
+    front at configure time and takes them out at unconfigure, so between
+    sessions a project module may not be importable without them."""
+    added = [e for e in entries if e not in sys.path]
+    for entry in reversed(added):
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        for entry in added:
+            if entry in sys.path:
+                sys.path.remove(entry)
+
+
 class Zygote(OrderLoop):
     """The project layer: conftests, project and test modules imported; forks runs."""
 
@@ -172,6 +188,7 @@ class Zygote(OrderLoop):
         self.test_files: set[str] = set()
         self.conftests: set[str] = set()
         self.conftests_imported: list[str] = []  # by the last re-warm
+        self.pythonpath: list[str] = []  # the ini's, which pytest adds for each session
         self.handlers["reload"] = self.reload
         self.handlers["rewarm"] = self.rewarm
         self.handlers["scan"] = self.scan
@@ -216,6 +233,7 @@ class Zygote(OrderLoop):
             if p in self.warm_options:
                 self.warm_options.remove(p)
         self.warm_paths = [str(a) for a in plugin.config.args]
+        self.pythonpath = [str(p) for p in plugin.config.getini("pythonpath")]
         self.key = plugin.key
         plugin.config = None
         detach_rewrite_hooks()
@@ -303,7 +321,8 @@ class Zygote(OrderLoop):
 
     def reload(self, order: wm.ReloadOrder, _fds: list[int]) -> bool:
         envtrack.install()
-        result = reload.reload_modules(order.modules, order.reimport)
+        with _session_sys_path(self.pythonpath):
+            result = reload.reload_modules(order.modules, order.reimport)
         self._reloaded(order.id, result)
         return True
 
