@@ -39,9 +39,9 @@ def supervisor_args(root: str, runtime_dir: str) -> list[str]:
 
 
 def worker_title(warm_argv: list[str], argv0: str, args: list[str]) -> str:
-    """A run worker's title, from the warm process's own (which names the project)."""
-    warm = _value(warm_argv, "--title") or title("warm process", "?")
-    return " ".join([warm.replace("warm process", "run worker", 1) + ":", argv0, *args])
+    """A run worker's title; the warm process's command line names the project."""
+    root = _value(warm_argv, "--root") or "?"
+    return " ".join([title("run worker", root) + ":", argv0, *args])
 
 
 def _value(cmdline: list[str], option: str) -> str | None:

@@ -23,8 +23,8 @@ import pydantic
 from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
 from pytest_fastcollect.supervisor.idle import IdleWork
-from pytest_fastcollect.supervisor.lifecycle import Mailbox, WarmHandle, next_order_id
-from pytest_fastcollect.supervisor.slot import Notify, Refused, WarmSlot
+from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
+from pytest_fastcollect.supervisor.slot import Notify, Refused, Restarting, WarmSlot
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import FrameError, read_to_eof, recv_frame, send_frame
@@ -39,6 +39,30 @@ FORK_ANSWER_TIMEOUT = 10.0
 WAIT_POLL = 0.5
 # After SIGTERM, a run stopped by --daemon-stop has this long before SIGKILL.
 STOP_KILL_AFTER = 2.0
+
+
+class Isolated(Refused):
+    """The layer holds modules a cold run of this selection never imports."""
+
+
+class RunFork:
+    """A run's worker as ordered: from which process, its mailbox and order."""
+
+    __slots__ = ("box", "generation", "learner", "order_id", "source")
+
+    def __init__(
+        self,
+        source: WarmHandle | BaseProcess,
+        box: Mailbox,
+        order_id: str,
+        generation: int,
+        learner: WarmHandle | None,
+    ) -> None:
+        self.source = source
+        self.box = box
+        self.order_id = order_id
+        self.generation = generation
+        self.learner = learner  # who learns the library modules it imports
 
 
 class Runs:
@@ -80,7 +104,7 @@ class Runs:
 
         status_r, status_w = os.pipe()
         try:
-            wp, box, order_id = self._fork_run(req, fds, status_w, notify)
+            fork = self._fork_run(req, fds, status_w, notify)
         except Refused as exc:
             os.close(status_r)
             return p.RunRefused(request_id=req.request_id, reason=str(exc))
@@ -92,15 +116,60 @@ class Runs:
             for fd in fds:
                 os.close(fd)
         try:
-            return self._follow(conn, req, wp, box, status_r)
+            return self._follow(conn, req, fork, status_r)
         finally:
             os.close(status_r)
-            wp.done(order_id)
+            fork.source.done(fork.order_id)
 
     def _fork_run(
         self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
-    ) -> tuple[WarmHandle, Mailbox, str]:
-        with self.slot.hold() as held:
+    ) -> RunFork:
+        try:
+            return self._fork_from_layer(req, fds, status_w, notify)
+        except (Restarting, Isolated) as exc:
+            # A new project layer warms up: waiting would be slower than cold.
+            base = self.slot.layers.base_for_runs()
+            if base is None:
+                raise Refused(str(exc)) from None
+            return self._fork_from_base(base, req, fds, status_w, notify, str(exc))
+
+    def _fork_from_base(
+        self,
+        base: BaseProcess,
+        req: p.RunRequest,
+        fds: list[int],
+        status_w: int,
+        notify: Notify,
+        why: str,
+    ) -> RunFork:
+        """A run that imports the project itself, in a fork of the base process."""
+        reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path)
+        reasons += fingerprint.env_differences(base.key.env, req.env)
+        if reasons:
+            raise Refused(f"{why}; {reasons[0]}")
+        notify(f"{why}; this run imports the project itself")
+        order = self._fork_order(req)
+        box = base.request(order, (*fds, status_w))
+        log.debug("Run [%s] is order %s on the base process %d", req.request_id, order.id, base.pid)
+        return RunFork(base, box, order.id, self.slot.generation, learner=None)
+
+    @staticmethod
+    def _fork_order(req: p.RunRequest) -> wm.ForkOrder:
+        return wm.ForkOrder(
+            id=next_order_id(),
+            mode="run",
+            args=req.args,
+            cwd=req.cwd,
+            env=req.env,
+            umask=req.umask,
+            argv0=req.argv0,
+            closed_fds=sorted(set(req.closed_fds)),
+        )
+
+    def _fork_from_layer(
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+    ) -> RunFork:
+        with self.slot.hold(for_run=True) as held:
             wp = held.fresh(notify)
             reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path)
             if reasons:
@@ -110,30 +179,25 @@ class Runs:
                 # Values read at import time changed (an export between runs):
                 # warm a process with the run's environment.
                 wp = held.use_environment(req.env, env_reasons[0], notify)
-            order = wm.ForkOrder(
-                id=next_order_id(),
-                mode="run",
-                args=req.args,
-                cwd=req.cwd,
-                env=req.env,
-                umask=req.umask,
-                argv0=req.argv0,
-                closed_fds=sorted(set(req.closed_fds)),
-            )
+            apart = self.slot.isolation.verdict(wp, req.args, req.cwd)
+            if apart is not None:
+                raise Isolated(apart)
+            order = self._fork_order(req)
             box = wp.request(order, (*fds, status_w))
         log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)
-        return wp, box, order.id
+        return RunFork(wp, box, order.id, wp.generation, learner=wp)
 
     def _follow(
-        self, conn: socket.socket, req: p.RunRequest, wp: WarmHandle, box: Mailbox, status_r: int
+        self, conn: socket.socket, req: p.RunRequest, fork: RunFork, status_r: int
     ) -> p.RunFinished | p.RunRefused:
-        event = self._fork_answer(wp, box)
-        if wp.unresponsive is not None and event is None:
+        box, source = fork.box, fork.source
+        event = self._fork_answer(source, box)
+        if source.unresponsive is not None and event is None:
             # The supervisor's self-check replaces it (``Supervisor.check_warm``).
-            _abandon(wp)
+            _abandon(source)
             return p.RunRefused(
                 request_id=req.request_id,
-                reason=f"the warm process is not answering ({wp.unresponsive}); "
+                reason=f"the warm process is not answering ({source.unresponsive}); "
                 "it is being replaced",
             )
         if isinstance(event, wm.Tainted):
@@ -148,45 +212,51 @@ class Runs:
         pid = event.pid
         # The worker may still refuse the run (its option check comes first,
         # before it writes anything); the client then runs cold.
-        started = p.RunStarted(request_id=req.request_id, pid=pid, generation=wp.generation)
+        started = p.RunStarted(request_id=req.request_id, pid=pid, generation=fork.generation)
         send_frame(conn, p.dump(started))
         client_gone = False
         told_unresponsive = False
         while True:
             waiting: list[Mailbox | socket.socket] = [box] if client_gone else [box, conn]
             readable, _, _ = select.select(waiting, [], [], WAIT_POLL)
-            if wp.unresponsive is not None and not told_unresponsive and not client_gone:
+            if source.unresponsive is not None and not told_unresponsive and not client_gone:
                 told_unresponsive = True
                 _notice(
                     conn,
-                    f"the warm process stopped answering ({wp.unresponsive}); this run's "
+                    f"the warm process stopped answering ({source.unresponsive}); this run's "
                     "result arrives if it answers again",
                 )
             if box in readable:
-                done = self._finished(req, wp, box.get(), pid, status_r)
+                done = self._finished(req, fork, box.get(), pid, status_r)
                 if done is not None:
                     return done
             if not client_gone and conn in readable:
                 client_gone = self._client_message(conn, pid)
 
     def _finished(
-        self, req: p.RunRequest, wp: WarmHandle, event: wm.Event | None, pid: int, status_r: int
+        self,
+        req: p.RunRequest,
+        fork: RunFork,
+        event: wm.Event | None,
+        pid: int,
+        status_r: int,
     ) -> p.RunFinished | p.RunRefused | None:
         if self.stopped_by is not None and (event is None or _killed(event)):
             return p.RunFinished(request_id=req.request_id, exit_code=3, message=self.stopped_by)
         if event is None:
             _killpg(pid, signal.SIGKILL)
+            lost = fork.source.unresponsive
             died = (
-                f"the warm process stopped answering ({wp.unresponsive}) and was killed; "
+                f"the warm process stopped answering ({lost}) and was killed; "
                 "this run's result is lost"
-                if wp.unresponsive is not None
+                if lost is not None
                 else "the warm process died during the run"
             )
             return p.RunFinished(request_id=req.request_id, exit_code=3, message=died)
         if not isinstance(event, wm.Exited):
             return None
-        if event.imports:
-            self.idle.want_imports(wp, event.imports)
+        if event.imports and fork.learner is not None:
+            self.idle.want_imports(fork.learner, event.imports)
         if event.code == fingerprint.REFUSED_EXIT:
             reason = _read_available(status_r).decode(errors="replace").strip()
             if reason:
@@ -197,20 +267,22 @@ class Runs:
             )
         return p.RunFinished(request_id=req.request_id, exit_code=event.code)
 
-    def _fork_answer(self, wp: WarmHandle, box: Mailbox) -> wm.Event | None:
+    def _fork_answer(self, source: WarmHandle | BaseProcess, box: Mailbox) -> wm.Event | None:
         """The first answer to a fork order; None if the process died or stopped answering."""
         deadline = time.monotonic() + FORK_ANSWER_TIMEOUT
         while True:
             try:
                 return box.get(WAIT_POLL)
             except TimeoutError:
-                if wp.unresponsive is not None:
+                if source.unresponsive is not None:
                     return None
                 if time.monotonic() > deadline:
-                    wp.unresponsive = (
+                    source.unresponsive = (
                         f"it did not answer a fork order within {FORK_ANSWER_TIMEOUT:g}s"
                     )
-                    log.warning("Warm process %d does not answer: %s", wp.pid, wp.unresponsive)
+                    log.warning(
+                        "Warm process %d does not answer: %s", source.pid, source.unresponsive
+                    )
                     return None
 
     def _client_message(self, conn: socket.socket, pid: int) -> bool:
@@ -275,6 +347,7 @@ class Runs:
     def _collect_in_worker(self, args: list[str]) -> tuple[WarmHandle, bytes]:
         r, w = os.pipe()
         try:
+            # The API has no cold collect to fall back on: it waits for a warm-up.
             with self.slot.hold() as held:
                 wp = held.fresh(lambda _m: None)
                 order = wm.ForkOrder(
@@ -313,10 +386,11 @@ class Runs:
         return real == self.root or real.startswith(self.root + os.sep)
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
-        wp = self.slot.current
-        if wp is not None:
-            for pid in list(wp.running.values()):
-                _killpg(pid, sig)
+        base = self.slot.layers.base_for_runs()
+        for source in (self.slot.current, base):
+            if source is not None:
+                for pid in list(source.running.values()):
+                    _killpg(pid, sig)
 
     def active(self) -> int:
         with self._idle:
@@ -349,12 +423,12 @@ def _killed(event: wm.Event) -> bool:
     return isinstance(event, wm.Exited) and event.code < 0
 
 
-def _abandon(wp: WarmHandle) -> None:
+def _abandon(source: WarmHandle | BaseProcess) -> None:
     """It holds a fork order it never answered: were it to wake up, it would run that
     run a second time (the client has gone cold), and the client's descriptors queued
     with the order keep its pipes open. Kill it; runs in progress on it are lost."""
-    log.warning("Killing warm process %d: it holds a fork order it did not answer", wp.pid)
-    wp.kill()
+    log.warning("Killing warm process %d: it holds a fork order it did not answer", source.pid)
+    source.kill()
 
 
 def _notice(conn: socket.socket, message: str) -> None:
