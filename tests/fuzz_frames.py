@@ -29,6 +29,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import statistics
 import struct
@@ -408,6 +409,8 @@ def fuzz(project: Project, seed: int, frames: int, workers: int = 4) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A SIGTERM (nox interrupted, a CI timeout) still stops the daemon in `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -28,6 +28,7 @@ import argparse
 import json
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -207,6 +208,8 @@ def load(project: Project, clients: int, runs: int, idle: int) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A SIGTERM (nox interrupted, a CI timeout) still stops the daemon in `finally`.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
