@@ -237,7 +237,10 @@ def test_ps_and_pgrep_name_every_process(project: Project, tmp_path: Path) -> No
     root = str(project.root)
     assert f"pytest-fastcollect supervisor for {root}" in _args_of(sup)
     assert f"pytest-fastcollect warm process for {root}" in _args_of(warm)
-    assert {sup, warm} <= _pgrep("pytest-fastcollect")
+    roles = {x["role"]: x["pid"] for x in project.status()["processes"]}  # type: ignore[attr-defined]
+    base = int(roles["base"])
+    assert f"pytest-fastcollect warm base process for {root}" in _args_of(base)
+    assert {sup, warm, base} <= _pgrep("pytest-fastcollect")
     barrier = tmp_path / "barrier"
     barrier.mkdir()
     run = subprocess.Popen(
