@@ -1,0 +1,790 @@
+"""The rootdir and ini file pytest would choose for a command line, without importing pytest.
+
+The thin client and the start-up hook (client/early.py) find a project's
+daemon with this. pytest decides its rootdir in ``Config.parse`` (8.x:
+``_preparse`` / ``_initini``) from ``PYTEST_ADDOPTS`` + the command line,
+parsed before any plugin is loaded, so only pytest's own options (minus
+plugins blocked by ``-p no:NAME`` on the command line) can take a value
+there: the value of an unknown option, ``--cov src``, counts as a path. This
+module mirrors that parse (see pytest_cli.py) and
+``_pytest/config/findpaths.py`` (``determine_setup``, ``locate_config``,
+``get_dirs_from_args``) for pytest 8.0 to 9.2, then reads ``addopts`` and
+``pythonpath`` from the ini file the way ``getini`` does.
+
+Whatever it cannot reproduce exactly (a usage error pytest would raise, an
+``@file`` argument, ``--``, a short option with ``=``, ``-o addopts=``, an
+unreadable or invalid config file, another pytest version) is
+``Undecided``, and the caller leaves the run to pytest itself.
+
+Standard library only and cheap to import: no pathlib, dataclasses, typing,
+re or shlex at import time (the thin client's start-up is mostly imports).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+from pytest_fastcollect import pytest_cli
+from pytest_fastcollect.pytest_cli import FLAG, VALUE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+CONFIG_NAMES_8 = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+CONFIG_NAMES_9 = ("pytest.toml", ".pytest.toml", *CONFIG_NAMES_8)
+
+# Options whose values matter here, by argparse ``dest``.
+_DESTS = {
+    "-c": "inifile",
+    "--config-file": "inifile",
+    "--rootdir": "rootdir",
+    "-o": "override_ini",
+    "--override-ini": "override_ini",
+    "-p": "plugins",
+    "-h": "help",
+    "--help": "help",
+    "-V": "version",
+    "--version": "version",
+    "--disable-plugin-autoload": "disable_plugin_autoload",
+}
+# ``-o NAME=...`` of these changes what is read below; not mirrored.
+_OVERRIDES_NOT_MIRRORED = ("addopts", "pythonpath")
+
+
+class Undecided:
+    """pytest's choice cannot be reproduced here; ``reason`` says why."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Undecided({self.reason!r})"
+
+
+class Setup:
+    """What pytest decides before it loads plugins.
+
+    ``args``: the argument list as pytest has it when it loads plugins (ini
+    ``addopts``, then ``PYTEST_ADDOPTS``, then the command line);
+    ``options``: the ``dest`` of each pytest option given in ``args`` (see
+    ``_DESTS``; others by option string); ``unknown``: arguments that look
+    like options pytest does not know before plugins load; ``plugin_args``:
+    the ``-p`` values in ``args`` as pytest's plugin manager scans them;
+    ``pythonpath``: the ini ``pythonpath`` entries as ``sys.path`` strings.
+    """
+
+    __slots__ = (
+        "args",
+        "inifile",
+        "options",
+        "plugin_args",
+        "pythonpath",
+        "rootdir",
+        "unknown",
+        "version",
+    )
+
+    def __init__(
+        self,
+        rootdir: str,
+        inifile: str | None,
+        args: list[str],
+        options: set[str],
+        unknown: list[str],
+        plugin_args: list[str],
+        pythonpath: list[str],
+        version: tuple[int, int],
+    ) -> None:
+        self.rootdir = rootdir
+        self.inifile = inifile
+        self.args = args
+        self.options = options
+        self.unknown = unknown
+        self.plugin_args = plugin_args
+        self.pythonpath = pythonpath
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"Setup(rootdir={self.rootdir!r}, inifile={self.inifile!r})"
+
+
+class _GiveUp(Exception):
+    pass
+
+
+def determine(
+    args: Sequence[str], cwd: str | None = None, version: tuple[int, int] | None = None
+) -> Setup | Undecided:
+    """pytest's rootdir and ini file for ``pytest ARGS`` run in ``cwd`` (default: here).
+
+    Reads ``PYTEST_ADDOPTS`` and expands ``--rootdir`` from this process's
+    environment. ``version``: pytest's (major, minor), else the installed one.
+    """
+    if version is None:
+        version = installed_pytest_version()
+        if version is None:
+            return Undecided("cannot tell which pytest is installed")
+    if not pytest_cli.supported(version):
+        return Undecided(f"pytest {version[0]}.{version[1]} is not one this module knows")
+    try:
+        return _determine(list(args), cwd or os.getcwd(), version)
+    except _GiveUp as exc:
+        return Undecided(str(exc))
+
+
+def _determine(cmdline: list[str], cwd: str, version: tuple[int, int]) -> Setup:
+    blocked = _blocked_plugins(cmdline)
+    known = pytest_cli.known_options(version, blocked)
+    env_addopts = os.environ.get("PYTEST_ADDOPTS", "")
+    args = cmdline
+    if env_addopts:
+        # pytest parses (validates) PYTEST_ADDOPTS on its own first.
+        env_args = _split_words(env_addopts)
+        _parse(env_args, known, version)
+        args = [*env_args, *cmdline]
+    first = _parse(args, known, version)
+    _refuse_unmirrored_overrides(first.values)
+    inifile = _last(first.values, "inifile")
+    rootdir_arg = _last(first.values, "rootdir")
+    rootdir, inipath, inicfg = _setup(
+        cwd, first.positionals, inifile or None, rootdir_arg or None, version
+    )
+
+    mode, raw = inicfg.get("addopts", ("ini", None))
+    addopts = _args_value(raw, mode, "addopts") if raw is not None else []
+    _parse(addopts, known, version)
+    full = [*addopts, *args]
+    second = _parse(full, known, version)
+    _refuse_unmirrored_overrides(second.values)
+    mode, raw = inicfg.get("pythonpath", ("ini", None))
+    pythonpath: list[str] = []
+    if raw is not None:
+        base = os.path.dirname(inipath) if inipath is not None else cwd
+        pythonpath = [_pure_join(base, p) for p in _args_value(raw, mode, "pythonpath")]
+    return Setup(
+        rootdir=rootdir,
+        inifile=inipath,
+        args=full,
+        options=second.options,
+        unknown=second.unknown,
+        plugin_args=_plugin_args(full),
+        pythonpath=pythonpath,
+        version=version,
+    )
+
+
+def installed_pytest_version() -> tuple[int, int] | None:
+    """The (major, minor) of the pytest that ``import pytest`` would load here.
+
+    Read from ``_pytest/_version.py`` without importing ``_pytest``: the
+    start-up hook runs while Python is importing that very package.
+    """
+    location = None
+    module = sys.modules.get("_pytest")
+    if module is not None:
+        location = list(getattr(module, "__path__", ()))
+    else:
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                continue
+            try:
+                spec = find_spec("_pytest", None)
+            except Exception:
+                return None
+            if spec is not None:
+                location = list(spec.submodule_search_locations or ())
+                break
+    if not location:
+        return None
+    path = os.path.join(location[0], "_version.py")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            source = fh.read()
+        namespace: dict[str, object] = {}
+        exec(compile(source, path, "exec", dont_inherit=True), namespace)
+    except Exception:
+        return None
+    parts = namespace.get("version_tuple")
+    if (
+        isinstance(parts, tuple)
+        and len(parts) >= 2
+        and isinstance(parts[0], int)
+        and isinstance(parts[1], int)
+    ):
+        return (parts[0], parts[1])
+    return None
+
+
+# --- the command line ---------------------------------------------------------------
+
+
+class _Parsed:
+    __slots__ = ("options", "positionals", "unknown", "values")
+
+    def __init__(self) -> None:
+        self.positionals: list[str] = []
+        self.values: dict[str, list[str]] = {}
+        self.options: set[str] = set()
+        self.unknown: list[str] = []
+
+
+def _blocked_plugins(cmdline: list[str]) -> frozenset[str]:
+    """Plugins ``-p no:NAME`` keeps from loading before the first parse.
+
+    pytest applies these from the command line alone (not PYTEST_ADDOPTS),
+    with a plain scan that takes any ``-p`` and ``-pVALUE``.
+    """
+    names = []
+    for value in _plugin_args(cmdline):
+        if value.startswith("no:"):
+            name = value[3:]
+            if name in pytest_cli.ESSENTIAL:
+                raise _GiveUp(f"-p no:{name}: pytest refuses to disable an essential plugin")
+            names.append(name)
+    return pytest_cli.blocked_plugins(names)
+
+
+def _plugin_args(args: list[str]) -> list[str]:
+    """The ``-p`` values pytest's plugin manager sees (``consider_preparse``)."""
+    found = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "-p":
+            if i >= len(args):
+                break
+            found.append(args[i].strip())
+            i += 1
+        elif arg.startswith("-p"):
+            found.append(arg[2:].strip())
+    return found
+
+
+def _parse(args: list[str], known: dict[str, int], version: tuple[int, int]) -> _Parsed:
+    """Split ``args`` as pytest's argparse parser with only ``known`` options would."""
+    parsed = _Parsed()
+    if version >= (8, 2) and any(a.startswith("@") for a in args):
+        raise _GiveUp("an @file argument (pytest reads arguments from it)")
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if token == "--":
+            raise _GiveUp("'--' on the command line")
+        found = _classify(token, known)
+        if found is None:
+            parsed.positionals.append(token)
+            continue
+        option, explicit = found
+        if option is None:
+            parsed.unknown.append(token)
+            continue
+        while True:
+            parsed.options.add(_DESTS.get(option, option))
+            arity = known[option]
+            if explicit is not None:
+                if arity != FLAG:
+                    _add(parsed, option, explicit)
+                    break
+                # -xyz: more short options in the same word (argparse's rules
+                # for odd tails differ between Python versions: give up on them).
+                if option.startswith("--") or not explicit:
+                    raise _GiveUp(f"{token!r}: the flag {option} takes no value")
+                nxt = "-" + explicit[0]
+                if nxt not in known or explicit[1:2] == "=":
+                    raise _GiveUp(f"{token!r}: cannot split this cluster of short options")
+                option, explicit = nxt, explicit[1:] or None
+                continue
+            if arity == FLAG:
+                break
+            if i < len(args) and _classify(args[i], known) is None and args[i] != "--":
+                _add(parsed, option, args[i])
+                i += 1
+            elif arity == VALUE:
+                raise _GiveUp(f"{option} expects a value")
+            break
+    return parsed
+
+
+def _classify(token: str, known: dict[str, int]) -> tuple[str | None, str | None] | None:
+    """None for an argument argparse takes as positional, else (option or None if
+    unknown, the value attached to it)."""
+    if not token or token[0] != "-":
+        return None
+    if token in known:
+        return (token, None)
+    if len(token) == 1:
+        return None
+    if token[1] == "-":
+        name, sep, value = token.partition("=")
+        if sep and name in known:
+            return (name, value)
+    elif token[:2] in known:
+        if token[2:3] == "=":
+            raise _GiveUp(f"{token!r}: a short option with '=' (Python versions differ)")
+        return (token[:2], token[2:])
+    if _negative_number(token):
+        return None
+    if token[1] in "0123456789.":
+        raise _GiveUp(f"{token!r}: number-like (Python versions classify these differently)")
+    if " " in token:
+        return None
+    return (None, None)
+
+
+def _negative_number(token: str) -> bool:
+    """argparse's ``^-\\d+$|^-\\d*\\.\\d+$`` (``$`` also matches before a final newline)."""
+    body = token[1:-1] if token.endswith("\n") else token[1:]
+    whole, dot, fraction = body.partition(".")
+    if not dot:
+        return whole.isdecimal()
+    return (not whole or whole.isdecimal()) and fraction.isdecimal()
+
+
+def _add(parsed: _Parsed, option: str, value: str) -> None:
+    dest = _DESTS.get(option)
+    if dest is not None:
+        parsed.values.setdefault(dest, []).append(value)
+
+
+def _last(values: dict[str, list[str]], dest: str) -> str | None:
+    found = values.get(dest)
+    return found[-1] if found else None
+
+
+def _refuse_unmirrored_overrides(values: dict[str, list[str]]) -> None:
+    for item in values.get("override_ini", ()):
+        if item.split("=", 1)[0].strip() in _OVERRIDES_NOT_MIRRORED:
+            raise _GiveUp(f"-o {item}")
+
+
+def _split_words(text: str) -> list[str]:
+    """``shlex.split``, without importing shlex (and re) when nothing is quoted."""
+    if not any(c in text for c in "'\"\\") and text.isascii() and text.isprintable():
+        return text.split()
+    import shlex
+
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise _GiveUp(f"cannot split {text!r}: {exc}") from exc
+
+
+def _args_value(value: object, mode: str, name: str) -> list[str]:
+    """An ini value of type ``args`` or ``paths``, as ``Config.getini`` converts it."""
+    if mode == "ini" and isinstance(value, str):
+        return _split_words(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise _GiveUp(f"ini option {name} has an unexpected value {value!r}")
+
+
+# --- findpaths ----------------------------------------------------------------------
+
+
+def _setup(
+    cwd: str,
+    positionals: list[str],
+    inifile: str | None,
+    rootdir_arg: str | None,
+    version: tuple[int, int],
+) -> tuple[str, str | None, dict[str, tuple[str, object]]]:
+    """``determine_setup``: (rootdir, inifile, {name: (mode, value)})."""
+    dirs = _dirs_from_args(cwd, positionals)
+    rootdir: str | None = None
+    inipath: str | None
+    if inifile:
+        inipath = _abspath(cwd, inifile)
+        inicfg, rootdir = _explicit_config(cwd, inipath, dirs, rootdir_arg, version)
+    else:
+        ancestor = _common_ancestor(cwd, dirs)
+        rootdir, inipath, inicfg = _locate_config(cwd, [ancestor], version)
+        if rootdir is None and rootdir_arg is None:
+            for candidate in (ancestor, *_parents(ancestor)):
+                if _is_file(os.path.join(candidate, "setup.py")):
+                    rootdir = candidate
+                    break
+            else:
+                if dirs != [ancestor]:
+                    rootdir, inipath, inicfg = _locate_config(cwd, dirs, version)
+                if rootdir is None:
+                    rootdir = _common_ancestor(cwd, [cwd, ancestor])
+                    if rootdir == os.sep:
+                        rootdir = ancestor
+    if rootdir_arg:
+        rootdir = _abspath(cwd, os.path.expandvars(rootdir_arg))
+        if not _is_dir(rootdir):
+            raise _GiveUp(f"--rootdir {rootdir} is not a directory")
+    assert rootdir is not None
+    return rootdir, inipath, inicfg
+
+
+def _explicit_config(
+    cwd: str, inipath: str, dirs: list[str], rootdir_arg: str | None, version: tuple[int, int]
+) -> tuple[dict[str, tuple[str, object]], str | None]:
+    """``-c FILE``: its configuration and the rootdir it implies."""
+    rootdir = None
+    if version >= (9, 2):
+        if not _exists(inipath) or _is_dir(inipath):
+            raise _GiveUp(f"-c {inipath}: not a file")
+        is_file = _is_file(inipath)
+        name = os.path.basename(inipath)
+        if name not in CONFIG_NAMES_9 and _suffix(name) not in (".ini", ".cfg", ".toml"):
+            if is_file:
+                raise _GiveUp(f"-c {inipath}: unsupported format")
+            inicfg: dict[str, tuple[str, object]] | None = {}
+        else:
+            inicfg = _load_named(inipath, version, explicit=True)
+        if rootdir_arg is None:
+            if is_file:
+                rootdir = os.path.dirname(inipath)
+            else:
+                rootdir = _common_ancestor(cwd, dirs)
+                if rootdir == os.sep:
+                    rootdir = cwd
+    else:
+        inicfg = _load_by_suffix(inipath, version)
+        if rootdir_arg is None:
+            rootdir = os.path.dirname(inipath)
+    return inicfg or {}, rootdir
+
+
+def _dirs_from_args(cwd: str, args: list[str]) -> list[str]:
+    dirs = []
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        path = _abspath(cwd, arg.split("::", 1)[0])
+        try:
+            exists = os.path.exists(path)
+        except ValueError:  # pragma: no cover - arguments cannot hold NUL
+            exists = False
+        if exists:
+            dirs.append(path if _is_dir(path) else os.path.dirname(path))
+    return dirs
+
+
+def _common_ancestor(cwd: str, paths: list[str]) -> str:
+    common: str | None = None
+    for path in paths:
+        if not _exists(path):
+            continue
+        if common is None:
+            common = path
+        elif path == common or common in _parents(path):
+            continue
+        elif path in _parents(common):
+            common = path
+        else:
+            try:
+                common = os.path.commonpath((path, common))
+            except ValueError:
+                pass
+    if common is None:
+        return cwd
+    if _is_file(common):
+        return os.path.dirname(common)
+    return common
+
+
+def _locate_config(
+    cwd: str, args: list[str], version: tuple[int, int]
+) -> tuple[str | None, str | None, dict[str, tuple[str, object]]]:
+    names = CONFIG_NAMES_9 if version >= (9, 0) else CONFIG_NAMES_8
+    args = [a for a in args if not a.startswith("-")] or [cwd]
+    pyproject = None
+    for arg in args:
+        path = _abspath(cwd, arg)
+        for base in (path, *_parents(path)):
+            for name in names:
+                candidate = os.path.join(base, name)
+                if not _is_file(candidate):
+                    continue
+                if name == "pyproject.toml" and pyproject is None:
+                    pyproject = candidate
+                found = _load_named(candidate, version)
+                if found is not None:
+                    return base, candidate, found
+    if pyproject is not None and version >= (8, 1):
+        return os.path.dirname(pyproject), pyproject, {}
+    return None, None, {}
+
+
+# --- config files -------------------------------------------------------------------
+
+_Config = dict[str, tuple[str, object]]  # name -> (mode "ini" or "toml", value)
+
+
+def _load_named(path: str, version: tuple[int, int], explicit: bool = False) -> _Config | None:
+    """The configuration pytest reads from ``path`` (a discovered file, or in 9.2
+    any ``-c`` file: loaders by name, then by suffix), None if it holds none."""
+    if version < (9, 2):
+        return _load_by_suffix(path, version)
+    name = os.path.basename(path)
+    if name in ("pytest.toml", ".pytest.toml"):
+        table = _pytest_table(path, _read_toml(path))
+        return {} if table is None else table
+    if name in ("pytest.ini", ".pytest.ini"):
+        return _ini_section(path, "pytest") or {}
+    if name == "pyproject.toml":
+        return _tool_pytest(path, _read_toml(path, prescan=True))
+    if name == "setup.cfg" or _suffix(name) == ".cfg":
+        return _cfg_section(path)
+    if name == "tox.ini" or _suffix(name) == ".ini":
+        return _ini_section(path, "pytest")
+    # 9.2: a custom TOML file given with -c reads [pytest], or [tool.pytest*].
+    assert explicit and _suffix(name) == ".toml"
+    document = _read_toml(path)
+    found = _tool_pytest(path, document)
+    if found is None:
+        return _pytest_table(path, document)
+    if "pytest" in document:
+        raise _GiveUp(f"{path}: both [pytest] and [tool.pytest]")
+    return found
+
+
+def _load_by_suffix(path: str, version: tuple[int, int]) -> _Config | None:
+    """``load_config_dict_from_file`` of pytest 8.0 to 9.1."""
+    name = os.path.basename(path)
+    suffix = _suffix(name)
+    if suffix == ".ini":
+        found = _ini_section(path, "pytest")
+        if found is None and (
+            name == "pytest.ini" or (version >= (9, 0) and name == ".pytest.ini")
+        ):
+            return {}
+        return found
+    if suffix == ".cfg":
+        return _cfg_section(path)
+    if suffix == ".toml":
+        if version >= (9, 0) and name in ("pytest.toml", ".pytest.toml"):
+            table = _read_toml(path).get("pytest", {})
+            if not isinstance(table, dict):
+                raise _GiveUp(f"{path}: [pytest] is not a table")
+            return {k: ("toml", v) for k, v in table.items()}
+        document = _read_toml(path, prescan=True)
+        if version >= (9, 0):
+            return _tool_pytest(path, document)
+        ini_options = _table(_table(_table(document, "tool", path), "pytest", path), "", path)
+        return _ini_mode(ini_options) if ini_options is not None else None
+    return None
+
+
+def _table(document: dict[str, object] | None, key: str, path: str) -> dict[str, object] | None:
+    """``document.get(key, {})`` (key "": the ``ini_options`` table, or None if absent)."""
+    if document is None:
+        return None
+    if key == "":
+        value = document.get("ini_options")
+        if value is None:
+            return None
+    else:
+        value = document.get(key, {})
+    if not isinstance(value, dict):
+        raise _GiveUp(f"{path}: {key or 'ini_options'} is not a table")
+    return value
+
+
+def _ini_mode(table: dict[str, object]) -> _Config:
+    return {k: ("ini", v if isinstance(v, list) else str(v)) for k, v in table.items()}
+
+
+def _tool_pytest(path: str, document: dict[str, object]) -> _Config | None:
+    """``[tool.pytest]`` (TOML mode) or ``[tool.pytest.ini_options]`` (ini mode), pytest 9."""
+    tool_pytest = _table(_table(document, "tool", path), "pytest", path) or {}
+    toml_config = {k: v for k, v in tool_pytest.items() if k != "ini_options"}
+    ini_config = tool_pytest.get("ini_options")
+    if toml_config and ini_config:
+        raise _GiveUp(f"{path}: both [tool.pytest] and [tool.pytest.ini_options]")
+    if toml_config:
+        return {k: ("toml", v) for k, v in toml_config.items()}
+    if ini_config is not None:
+        if not isinstance(ini_config, dict):
+            raise _GiveUp(f"{path}: ini_options is not a table")
+        return _ini_mode(ini_config)
+    return None
+
+
+def _pytest_table(path: str, document: dict[str, object]) -> _Config | None:
+    """The ``[pytest]`` table of a pytest 9.2 TOML file."""
+    if "pytest" in document:
+        table = document["pytest"]
+        if not isinstance(table, dict):
+            raise _GiveUp(f"{path}: [pytest] is not a table")
+        return {k: ("toml", v) for k, v in table.items()}
+    if any(not isinstance(v, dict) for v in document.values()):
+        raise _GiveUp(f"{path}: options outside of the [pytest] table")
+    return None
+
+
+def _ini_section(path: str, section: str) -> _Config | None:
+    sections = _read_ini(path)
+    if section not in sections:
+        return None
+    return {k: ("ini", v) for k, v in sections[section].items()}
+
+
+def _cfg_section(path: str) -> _Config | None:
+    sections = _read_ini(path)
+    if "tool:pytest" in sections:
+        return {k: ("ini", v) for k, v in sections["tool:pytest"].items()}
+    if "pytest" in sections:
+        raise _GiveUp(f"{path}: a [pytest] section in a .cfg file (pytest fails on it)")
+    return None
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _GiveUp(f"cannot read {path}: {exc}") from exc
+
+
+def _read_toml(path: str, prescan: bool = False) -> dict[str, object]:
+    text = _read_text(path)
+    # A document that never spells "pytest" (even as a \\u escape) has no
+    # pytest table: skip importing and running the TOML parser (~10 ms).
+    if prescan and "pytest" not in text and "\\u" not in text and "\\U" not in text:
+        return {}
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        try:
+            import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
+        except ImportError as exc:
+            raise _GiveUp("tomli is not installed (pytest reads TOML with it)") from exc
+    try:
+        document: dict[str, object] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _GiveUp(f"{path}: {exc}") from exc
+    return document
+
+
+def _read_ini(path: str) -> dict[str, dict[str, str]]:
+    """Sections of an ini file, parsed exactly as ``iniconfig.IniConfig`` does."""
+    data = _read_text(path).removeprefix("\ufeff")
+    sections: dict[str, dict[str, list[str]]] = {}
+    section: str | None = None
+    last: list[str] | None = None
+    for line in data.splitlines(True):
+        name, value = _ini_line(path, line)
+        if name is not None and value is not None:
+            if section is None:
+                raise _GiveUp(f"{path}: no section header defined")
+            if name in sections[section]:
+                raise _GiveUp(f"{path}: duplicate name {name!r}")
+            last = [value] if value else []
+            sections[section][name] = last
+        elif name is not None:
+            if not name:
+                raise _GiveUp(f"{path}: empty section name")
+            if name in sections:
+                raise _GiveUp(f"{path}: duplicate section {name!r}")
+            section, last = name, None
+            sections[name] = {}
+        elif value is not None:
+            if last is None:
+                raise _GiveUp(f"{path}: unexpected value continuation")
+            last.append(value)
+    return {s: {k: "\n".join(v) for k, v in d.items()} for s, d in sections.items()}
+
+
+def _ini_line(path: str, line: str) -> tuple[str | None, str | None]:
+    """iniconfig's ``_parseline``: (name, value), (section, None) or (None, continuation)."""
+    if line.lstrip()[:1] in ("#", ";"):
+        return None, None
+    line = line.rstrip()
+    if not line:
+        return None, None
+    if line[0] == "[":
+        real = line
+        for c in "#;":
+            line = line.split(c)[0].rstrip()
+        if line[-1] == "]":
+            return line[1:-1], None
+        return None, real.strip()
+    if not line[0].isspace():
+        name, sep, value = line.partition("=")
+        if not sep or ":" in name:
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise _GiveUp(f"{path}: unexpected line {line!r}")
+        return name.strip(), value.strip()
+    return None, line.strip()
+
+
+# --- paths as pathlib would have them -------------------------------------------------
+
+
+def _abspath(cwd: str, path: str) -> str:
+    return os.path.normpath(os.path.join(cwd, path))
+
+
+def _parents(path: str) -> list[str]:
+    found: list[str] = []
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path:
+            return found
+        found.append(parent)
+        path = parent
+
+
+def _pure_join(base: str, path: str) -> str:
+    """``str(Path(base) / path)``: collapses ``//`` and ``.``, keeps ``..``."""
+    if path.startswith("/"):
+        joined = path
+    else:
+        joined = base + path if base.endswith("/") else base + "/" + path
+    lead = "/" if joined.startswith("/") else ""
+    if joined.startswith("//") and not joined.startswith("///"):
+        lead = "//"
+    parts = [p for p in joined.split("/") if p and p != "."]
+    return lead + "/".join(parts) if (lead or parts) else "."
+
+
+def _suffix(name: str) -> str:
+    """``PurePath(name).suffix``."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+_STAT_IGNORED = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)
+
+
+def _stat_mode(path: str) -> int | None:
+    """``os.stat(path).st_mode``, None where pathlib's ``exists()`` says False.
+
+    Other errors (EACCES) make pathlib raise on some Python versions and not
+    on others: give up on them.
+    """
+    try:
+        return os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno in _STAT_IGNORED:
+            return None
+        raise _GiveUp(f"cannot stat {path}: {exc}") from exc
+    except ValueError:
+        return None
+
+
+def _exists(path: str) -> bool:
+    return _stat_mode(path) is not None
+
+
+def _is_file(path: str) -> bool:
+    mode = _stat_mode(path)
+    return mode is not None and (mode & 0o170000) == 0o100000
+
+
+def _is_dir(path: str) -> bool:
+    mode = _stat_mode(path)
+    return mode is not None and (mode & 0o170000) == 0o040000
