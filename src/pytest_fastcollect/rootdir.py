@@ -179,12 +179,39 @@ def _determine(cmdline: list[str], cwd: str, version: tuple[int, int]) -> Setup:
 
 
 def installed_pytest_version() -> tuple[int, int] | None:
-    """The (major, minor) of the pytest that ``import pytest`` would load here.
+    """The (major, minor) of the pytest that ``import pytest`` would load here."""
+    parts = _pytest_version_file().get("version_tuple")
+    if (
+        isinstance(parts, tuple)
+        and len(parts) >= 2
+        and isinstance(parts[0], int)
+        and isinstance(parts[1], int)
+    ):
+        return (parts[0], parts[1])
+    return None
 
-    Read from ``_pytest/_version.py`` without importing ``_pytest``: the
-    start-up hook runs while Python is importing that very package.
+
+def installed_pytest_version_string() -> str | None:
+    """``pytest.__version__`` of that pytest."""
+    version = _pytest_version_file().get("version")
+    return version if isinstance(version, str) else None
+
+
+_version_file: dict[str, object] | None = None
+
+
+def _pytest_version_file() -> dict[str, object]:
+    """The names ``_pytest/_version.py`` defines, read without importing ``_pytest``.
+
+    The start-up hook runs while Python is importing that very package, so
+    it finds it as the import system would and runs the generated file in
+    a namespace of its own.
     """
-    location = None
+    global _version_file
+    if _version_file is not None:
+        return _version_file
+    namespace: dict[str, object] = {}
+    location: list[str] = []
     module = sys.modules.get("_pytest")
     if module is not None:
         location = list(getattr(module, "__path__", ()))
@@ -196,29 +223,20 @@ def installed_pytest_version() -> tuple[int, int] | None:
             try:
                 spec = find_spec("_pytest", None)
             except Exception:
-                return None
+                break
             if spec is not None:
                 location = list(spec.submodule_search_locations or ())
                 break
-    if not location:
-        return None
-    path = os.path.join(location[0], "_version.py")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            source = fh.read()
-        namespace: dict[str, object] = {}
-        exec(compile(source, path, "exec", dont_inherit=True), namespace)
-    except Exception:
-        return None
-    parts = namespace.get("version_tuple")
-    if (
-        isinstance(parts, tuple)
-        and len(parts) >= 2
-        and isinstance(parts[0], int)
-        and isinstance(parts[1], int)
-    ):
-        return (parts[0], parts[1])
-    return None
+    if location:
+        path = os.path.join(location[0], "_version.py")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                source = fh.read()
+            exec(compile(source, path, "exec", dont_inherit=True), namespace)
+        except Exception:
+            namespace = {}
+    _version_file = namespace
+    return namespace
 
 
 # --- the command line ---------------------------------------------------------------

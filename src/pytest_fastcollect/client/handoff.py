@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 
+from pytest_fastcollect.client.route import disabled_by_env
 from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
 from pytest_fastcollect.wire import lite
@@ -27,16 +28,10 @@ if TYPE_CHECKING:
 
     import pytest
 
-DISABLE_ENV = "PYTEST_FASTCOLLECT_DISABLE"
-
 
 def notice(message: str) -> None:
     sys.stderr.write(f"pytest-fastcollect: {message}\n")
     sys.stderr.flush()
-
-
-def disabled_by_env() -> bool:
-    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 # sys.path before conftests and test modules changed it (prepend import mode
@@ -57,6 +52,8 @@ def try_handoff(
     from pytest_fastcollect.paths import project_files
 
     _startup_sys_path = keys.base_sys_path(keys.ini_pythonpath(config))
+    if _declined_at_startup():
+        return None  # the start-up hook asked the daemon already, and it said no
     if ns is None:
         ns = config.known_args_namespace
     if getattr(ns, "no_daemon", False) or disabled_by_env():
@@ -108,6 +105,11 @@ def try_handoff(
             sys_path,
             sys.argv[0] if sys.argv else "pytest",
         )
+
+
+def _declined_at_startup() -> bool:
+    early = sys.modules.get("pytest_fastcollect.client.early")
+    return bool(getattr(early, "declined", False))
 
 
 def _stdio_fds() -> tuple[int, int, int]:
@@ -169,11 +171,25 @@ def _read(sock: socket.socket) -> lite.RunResponse:
 
 
 def run_through(
-    sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str], argv0: str = "pytest"
+    sock: socket.socket,
+    args: Sequence[str],
+    cwd: str,
+    sys_path: list[str],
+    argv0: str = "pytest",
+    env: dict[str, str] | None = None,
 ) -> int | None:
-    """Send a run over ``sock`` and follow it; None means: run it cold."""
+    """Send a run over ``sock`` and follow it; None means: run it cold.
+
+    ``env``: the run's environment (default: this process's).
+    """
     payload = lite.encode_run(
-        args, cwd, dict(os.environ), _umask(), sys.executable, sys_path, argv0
+        args,
+        cwd,
+        dict(os.environ) if env is None else env,
+        _umask(),
+        sys.executable,
+        sys_path,
+        argv0,
     )
     try:
         send_frame(sock, payload, fds=_stdio_fds())
