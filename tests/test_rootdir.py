@@ -447,7 +447,9 @@ VOCABULARY = [
     *("tests", "sub", "a b", "x.py::t", "-1", "-2.5", "-", "no:cacheprovider", "no:terminal"),
     *("-pno:cacheprovider", "-p=no:x", "--exitfirst=1", "-qZ", "-x-v", "--config-file=c.ini"),
 ]
-UNDECIDED_SHAPES = ("--", "-p=no:x", "-1x")
+# Given up on purpose: '--', a short option with '=', and short-option
+# clusters with an unknown letter, which Python 3.13 splits and older ones reject.
+UNDECIDED_SHAPES = ("--", "-p=no:x", "-1x", "-qZ", "-x-v")
 # Values pytest's parser rejects by type or choice: rootdir.py does not check
 # values (such a run, handed off, fails in the daemon with the same message).
 VALUE_ERRORS = ("invalid choice", "invalid int value", "invalid float value", "must be a")
