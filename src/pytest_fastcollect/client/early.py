@@ -88,7 +88,10 @@ class _Finder:
             sys.meta_path.remove(self)
         except ValueError:
             return None
-        command = _command(sys._getframe(1))
+        try:
+            command = _command(sys._getframe(1))
+        except Exception:
+            command = None  # not one we recognise: pytest starts as usual
         if command is not None:
             _hand_off(*command)
         return None
@@ -198,12 +201,12 @@ def _hand_off(args: list[str], argv0: str) -> None:
         from pytest_fastcollect.client.transport import connect
         from pytest_fastcollect.errors import FastCollectError
 
+        sys_path = keys.base_sys_path(found.setup.pythonpath)
+        env = routing.run_env(found.setup)
         try:
             sock = connect(found.socket, timeout=None)
         except FastCollectError:
             return  # the plugin reports it and cleans up stale files
-        sys_path = keys.base_sys_path(found.setup.pythonpath)
-        env = routing.run_env(found.setup)
     except Exception:
         return  # whatever went wrong, the plugin path still hands off
     with sock:
