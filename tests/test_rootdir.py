@@ -542,3 +542,80 @@ def test_importing_it_imports_nothing_heavy() -> None:
     added = set(eval(proc.stdout))
     heavy = {"pathlib", "typing", "dataclasses", "re", "shlex", "tomllib", "_pytest", "pytest"}
     assert not (added & heavy), added & heavy
+
+
+# --- the TOML cache --------------------------------------------------------------------
+
+
+def _same(a: rootdir.Setup | rootdir.Undecided, b: rootdir.Setup | rootdir.Undecided) -> bool:
+    if isinstance(a, rootdir.Undecided) or isinstance(b, rootdir.Undecided):
+        return type(a) is type(b)
+    return (a.rootdir, a.inifile, a.args, a.pythonpath, a.options) == (
+        b.rootdir,
+        b.inifile,
+        b.args,
+        b.pythonpath,
+        b.options,
+    )
+
+
+def test_cached_toml_gives_the_same_answers(
+    answers: Answers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    for case_id, (case, root, _) in answers.items():
+        monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
+        for key, value in case.env.items():
+            monkeypatch.setenv(key, _expand(value, root))
+        cwd = str(root / case.cwd)
+        plain = rootdir.determine(case.args, cwd=cwd)
+        first = rootdir.determine(case.args, cwd=cwd, cache_dir=str(cache))
+        again = rootdir.determine(case.args, cwd=cwd, cache_dir=str(cache))
+        assert _same(plain, first) and _same(plain, again), case_id
+        for key in case.env:
+            monkeypatch.delenv(key, raising=False)
+    assert list(cache.glob("toml-*.cache")), "no TOML file was cached"
+
+
+def _cached_pyproject(tmp_path: Path, text: str) -> tuple[Path, Path]:
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "pyproject.toml").write_text(text)
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    return root, cache
+
+
+def test_the_cache_is_read_and_a_changed_file_is_parsed_again(tmp_path: Path) -> None:
+    root, cache = _cached_pyproject(tmp_path, '[tool.pytest.ini_options]\naddopts = "-x"\n')
+    setup = rootdir.determine([], cwd=str(root), cache_dir=str(cache))
+    assert isinstance(setup, rootdir.Setup) and setup.args == ["-x"]
+    (entry,) = cache.glob("toml-*.cache")
+    # The cache is what is read: doctor it and the answer follows ...
+    entry.write_text(entry.read_text().replace('"-x"', '"-v"'))
+    setup = rootdir.determine([], cwd=str(root), cache_dir=str(cache))
+    assert isinstance(setup, rootdir.Setup) and setup.args == ["-v"]
+    # ... until the file changes, even to the same size and modification time.
+    pyproject = root / "pyproject.toml"
+    before = pyproject.stat()
+    pyproject.write_text('[tool.pytest.ini_options]\naddopts = "-q"\n')
+    os.utime(pyproject, ns=(before.st_atime_ns, before.st_mtime_ns))
+    setup = rootdir.determine([], cwd=str(root), cache_dir=str(cache))
+    assert isinstance(setup, rootdir.Setup) and setup.args == ["-q"]
+
+
+def test_values_json_cannot_hold_are_not_cached(tmp_path: Path) -> None:
+    root, cache = _cached_pyproject(
+        tmp_path, '[tool.pytest.ini_options]\naddopts = "-x"\nwhen = 2024-01-01\n'
+    )
+    for _ in range(2):
+        setup = rootdir.determine([], cwd=str(root), cache_dir=str(cache))
+        assert isinstance(setup, rootdir.Setup) and setup.args == ["-x"]
+    assert not list(cache.iterdir())
+
+
+def test_without_a_cache_directory_nothing_is_written(tmp_path: Path) -> None:
+    root, cache = _cached_pyproject(tmp_path, '[tool.pytest.ini_options]\naddopts = "-x"\n')
+    assert isinstance(rootdir.determine([], cwd=str(root)), rootdir.Setup)
+    assert not list(cache.iterdir())

@@ -8,8 +8,9 @@ plugins blocked by ``-p no:NAME`` on the command line) can take a value
 there: the value of an unknown option, ``--cov src``, counts as a path. This
 module mirrors that parse (see pytest_cli.py) and
 ``_pytest/config/findpaths.py`` (``determine_setup``, ``locate_config``,
-``get_dirs_from_args``) for pytest 8.0 to 9.2, then reads ``addopts`` and
-``pythonpath`` from the ini file the way ``getini`` does.
+``get_dirs_from_args``; the config files themselves in configfiles.py) for
+pytest 8.0 to 9.2, then reads ``addopts`` and ``pythonpath`` from the ini
+file the way ``getini`` does.
 
 Whatever it cannot reproduce exactly (a usage error pytest would raise, an
 ``@file`` argument, ``--``, a short option with ``=``, ``-o addopts=``, an
@@ -26,15 +27,22 @@ import errno
 import os
 import sys
 
-from pytest_fastcollect import pytest_cli
+from pytest_fastcollect import configfiles, pytest_cli
+from pytest_fastcollect.configfiles import (
+    CONFIG_NAMES_8,
+    CONFIG_NAMES_9,
+    Config,
+    load_by_suffix,
+    load_named,
+    path_suffix,
+)
+from pytest_fastcollect.configfiles import Unsupported as _GiveUp
 from pytest_fastcollect.pytest_cli import FLAG, VALUE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-CONFIG_NAMES_8 = ("pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
-CONFIG_NAMES_9 = ("pytest.toml", ".pytest.toml", *CONFIG_NAMES_8)
 
 # Options whose values matter here, by argparse ``dest``.
 _DESTS = {
@@ -113,17 +121,18 @@ class Setup:
         return f"Setup(rootdir={self.rootdir!r}, inifile={self.inifile!r})"
 
 
-class _GiveUp(Exception):
-    pass
-
-
 def determine(
-    args: Sequence[str], cwd: str | None = None, version: tuple[int, int] | None = None
+    args: Sequence[str],
+    cwd: str | None = None,
+    version: tuple[int, int] | None = None,
+    cache_dir: str | None = None,
 ) -> Setup | Undecided:
     """pytest's rootdir and ini file for ``pytest ARGS`` run in ``cwd`` (default: here).
 
     Reads ``PYTEST_ADDOPTS`` and expands ``--rootdir`` from this process's
     environment. ``version``: pytest's (major, minor), else the installed one.
+    ``cache_dir``: a private directory that keeps parsed TOML files between
+    calls (keyed by the file's device, inode, size, mtime and ctime).
     """
     if version is None:
         version = installed_pytest_version()
@@ -131,10 +140,13 @@ def determine(
             return Undecided("cannot tell which pytest is installed")
     if not pytest_cli.supported(version):
         return Undecided(f"pytest {version[0]}.{version[1]} is not one this module knows")
+    configfiles.cache_dir = cache_dir
     try:
         return _determine(list(args), cwd or os.getcwd(), version)
     except _GiveUp as exc:
         return Undecided(str(exc))
+    finally:
+        configfiles.cache_dir = None
 
 
 def _determine(cmdline: list[str], cwd: str, version: tuple[int, int]) -> Setup:
@@ -413,7 +425,7 @@ def _setup(
     inifile: str | None,
     rootdir_arg: str | None,
     version: tuple[int, int],
-) -> tuple[str, str | None, dict[str, tuple[str, object]]]:
+) -> tuple[str, str | None, Config]:
     """``determine_setup``: (rootdir, inifile, {name: (mode, value)})."""
     dirs = _dirs_from_args(cwd, positionals)
     rootdir: str | None = None
@@ -446,7 +458,7 @@ def _setup(
 
 def _explicit_config(
     cwd: str, inipath: str, dirs: list[str], rootdir_arg: str | None, version: tuple[int, int]
-) -> tuple[dict[str, tuple[str, object]], str | None]:
+) -> tuple[Config, str | None]:
     """``-c FILE``: its configuration and the rootdir it implies."""
     rootdir = None
     if version >= (9, 2):
@@ -454,12 +466,12 @@ def _explicit_config(
             raise _GiveUp(f"-c {inipath}: not a file")
         is_file = _is_file(inipath)
         name = os.path.basename(inipath)
-        if name not in CONFIG_NAMES_9 and _suffix(name) not in (".ini", ".cfg", ".toml"):
+        if name not in CONFIG_NAMES_9 and path_suffix(name) not in (".ini", ".cfg", ".toml"):
             if is_file:
                 raise _GiveUp(f"-c {inipath}: unsupported format")
-            inicfg: dict[str, tuple[str, object]] | None = {}
+            inicfg: Config | None = {}
         else:
-            inicfg = _load_named(inipath, version, explicit=True)
+            inicfg = load_named(inipath, version, explicit=True)
         if rootdir_arg is None:
             if is_file:
                 rootdir = os.path.dirname(inipath)
@@ -468,7 +480,7 @@ def _explicit_config(
                 if rootdir == os.sep:
                     rootdir = cwd
     else:
-        inicfg = _load_by_suffix(inipath, version)
+        inicfg = load_by_suffix(inipath, version)
         if rootdir_arg is None:
             rootdir = os.path.dirname(inipath)
     return inicfg or {}, rootdir
@@ -514,7 +526,7 @@ def _common_ancestor(cwd: str, paths: list[str]) -> str:
 
 def _locate_config(
     cwd: str, args: list[str], version: tuple[int, int]
-) -> tuple[str | None, str | None, dict[str, tuple[str, object]]]:
+) -> tuple[str | None, str | None, Config]:
     names = CONFIG_NAMES_9 if version >= (9, 0) else CONFIG_NAMES_8
     args = [a for a in args if not a.startswith("-")] or [cwd]
     pyproject = None
@@ -527,216 +539,12 @@ def _locate_config(
                     continue
                 if name == "pyproject.toml" and pyproject is None:
                     pyproject = candidate
-                found = _load_named(candidate, version)
+                found = load_named(candidate, version)
                 if found is not None:
                     return base, candidate, found
     if pyproject is not None and version >= (8, 1):
         return os.path.dirname(pyproject), pyproject, {}
     return None, None, {}
-
-
-# --- config files -------------------------------------------------------------------
-
-_Config = dict[str, tuple[str, object]]  # name -> (mode "ini" or "toml", value)
-
-
-def _load_named(path: str, version: tuple[int, int], explicit: bool = False) -> _Config | None:
-    """The configuration pytest reads from ``path`` (a discovered file, or in 9.2
-    any ``-c`` file: loaders by name, then by suffix), None if it holds none."""
-    if version < (9, 2):
-        return _load_by_suffix(path, version)
-    name = os.path.basename(path)
-    if name in ("pytest.toml", ".pytest.toml"):
-        table = _pytest_table(path, _read_toml(path))
-        return {} if table is None else table
-    if name in ("pytest.ini", ".pytest.ini"):
-        return _ini_section(path, "pytest") or {}
-    if name == "pyproject.toml":
-        return _tool_pytest(path, _read_toml(path, prescan=True))
-    if name == "setup.cfg" or _suffix(name) == ".cfg":
-        return _cfg_section(path)
-    if name == "tox.ini" or _suffix(name) == ".ini":
-        return _ini_section(path, "pytest")
-    # 9.2: a custom TOML file given with -c reads [pytest], or [tool.pytest*].
-    assert explicit and _suffix(name) == ".toml"
-    document = _read_toml(path)
-    found = _tool_pytest(path, document)
-    if found is None:
-        return _pytest_table(path, document)
-    if "pytest" in document:
-        raise _GiveUp(f"{path}: both [pytest] and [tool.pytest]")
-    return found
-
-
-def _load_by_suffix(path: str, version: tuple[int, int]) -> _Config | None:
-    """``load_config_dict_from_file`` of pytest 8.0 to 9.1."""
-    name = os.path.basename(path)
-    suffix = _suffix(name)
-    if suffix == ".ini":
-        found = _ini_section(path, "pytest")
-        if found is None and (
-            name == "pytest.ini" or (version >= (9, 0) and name == ".pytest.ini")
-        ):
-            return {}
-        return found
-    if suffix == ".cfg":
-        return _cfg_section(path)
-    if suffix == ".toml":
-        if version >= (9, 0) and name in ("pytest.toml", ".pytest.toml"):
-            table = _read_toml(path).get("pytest", {})
-            if not isinstance(table, dict):
-                raise _GiveUp(f"{path}: [pytest] is not a table")
-            return {k: ("toml", v) for k, v in table.items()}
-        document = _read_toml(path, prescan=True)
-        if version >= (9, 0):
-            return _tool_pytest(path, document)
-        ini_options = _table(_table(_table(document, "tool", path), "pytest", path), "", path)
-        return _ini_mode(ini_options) if ini_options is not None else None
-    return None
-
-
-def _table(document: dict[str, object] | None, key: str, path: str) -> dict[str, object] | None:
-    """``document.get(key, {})`` (key "": the ``ini_options`` table, or None if absent)."""
-    if document is None:
-        return None
-    if key == "":
-        value = document.get("ini_options")
-        if value is None:
-            return None
-    else:
-        value = document.get(key, {})
-    if not isinstance(value, dict):
-        raise _GiveUp(f"{path}: {key or 'ini_options'} is not a table")
-    return value
-
-
-def _ini_mode(table: dict[str, object]) -> _Config:
-    return {k: ("ini", v if isinstance(v, list) else str(v)) for k, v in table.items()}
-
-
-def _tool_pytest(path: str, document: dict[str, object]) -> _Config | None:
-    """``[tool.pytest]`` (TOML mode) or ``[tool.pytest.ini_options]`` (ini mode), pytest 9."""
-    tool_pytest = _table(_table(document, "tool", path), "pytest", path) or {}
-    toml_config = {k: v for k, v in tool_pytest.items() if k != "ini_options"}
-    ini_config = tool_pytest.get("ini_options")
-    if toml_config and ini_config:
-        raise _GiveUp(f"{path}: both [tool.pytest] and [tool.pytest.ini_options]")
-    if toml_config:
-        return {k: ("toml", v) for k, v in toml_config.items()}
-    if ini_config is not None:
-        if not isinstance(ini_config, dict):
-            raise _GiveUp(f"{path}: ini_options is not a table")
-        return _ini_mode(ini_config)
-    return None
-
-
-def _pytest_table(path: str, document: dict[str, object]) -> _Config | None:
-    """The ``[pytest]`` table of a pytest 9.2 TOML file."""
-    if "pytest" in document:
-        table = document["pytest"]
-        if not isinstance(table, dict):
-            raise _GiveUp(f"{path}: [pytest] is not a table")
-        return {k: ("toml", v) for k, v in table.items()}
-    if any(not isinstance(v, dict) for v in document.values()):
-        raise _GiveUp(f"{path}: options outside of the [pytest] table")
-    return None
-
-
-def _ini_section(path: str, section: str) -> _Config | None:
-    sections = _read_ini(path)
-    if section not in sections:
-        return None
-    return {k: ("ini", v) for k, v in sections[section].items()}
-
-
-def _cfg_section(path: str) -> _Config | None:
-    sections = _read_ini(path)
-    if "tool:pytest" in sections:
-        return {k: ("ini", v) for k, v in sections["tool:pytest"].items()}
-    if "pytest" in sections:
-        raise _GiveUp(f"{path}: a [pytest] section in a .cfg file (pytest fails on it)")
-    return None
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _GiveUp(f"cannot read {path}: {exc}") from exc
-
-
-def _read_toml(path: str, prescan: bool = False) -> dict[str, object]:
-    text = _read_text(path)
-    # A document that never spells "pytest" (even as a \\u escape) has no
-    # pytest table: skip importing and running the TOML parser (~10 ms).
-    if prescan and "pytest" not in text and "\\u" not in text and "\\U" not in text:
-        return {}
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on Python 3.10 only
-        try:
-            import tomli as tomllib  # type: ignore[import-not-found, no-redef, unused-ignore]
-        except ImportError as exc:
-            raise _GiveUp("tomli is not installed (pytest reads TOML with it)") from exc
-    try:
-        document: dict[str, object] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _GiveUp(f"{path}: {exc}") from exc
-    return document
-
-
-def _read_ini(path: str) -> dict[str, dict[str, str]]:
-    """Sections of an ini file, parsed exactly as ``iniconfig.IniConfig`` does."""
-    data = _read_text(path).removeprefix("\ufeff")
-    sections: dict[str, dict[str, list[str]]] = {}
-    section: str | None = None
-    last: list[str] | None = None
-    for line in data.splitlines(True):
-        name, value = _ini_line(path, line)
-        if name is not None and value is not None:
-            if section is None:
-                raise _GiveUp(f"{path}: no section header defined")
-            if name in sections[section]:
-                raise _GiveUp(f"{path}: duplicate name {name!r}")
-            last = [value] if value else []
-            sections[section][name] = last
-        elif name is not None:
-            if not name:
-                raise _GiveUp(f"{path}: empty section name")
-            if name in sections:
-                raise _GiveUp(f"{path}: duplicate section {name!r}")
-            section, last = name, None
-            sections[name] = {}
-        elif value is not None:
-            if last is None:
-                raise _GiveUp(f"{path}: unexpected value continuation")
-            last.append(value)
-    return {s: {k: "\n".join(v) for k, v in d.items()} for s, d in sections.items()}
-
-
-def _ini_line(path: str, line: str) -> tuple[str | None, str | None]:
-    """iniconfig's ``_parseline``: (name, value), (section, None) or (None, continuation)."""
-    if line.lstrip()[:1] in ("#", ";"):
-        return None, None
-    line = line.rstrip()
-    if not line:
-        return None, None
-    if line[0] == "[":
-        real = line
-        for c in "#;":
-            line = line.split(c)[0].rstrip()
-        if line[-1] == "]":
-            return line[1:-1], None
-        return None, real.strip()
-    if not line[0].isspace():
-        name, sep, value = line.partition("=")
-        if not sep or ":" in name:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise _GiveUp(f"{path}: unexpected line {line!r}")
-        return name.strip(), value.strip()
-    return None, line.strip()
 
 
 # --- paths as pathlib would have them -------------------------------------------------
@@ -767,12 +575,6 @@ def _pure_join(base: str, path: str) -> str:
         lead = "//"
     parts = [p for p in joined.split("/") if p and p != "."]
     return lead + "/".join(parts) if (lead or parts) else "."
-
-
-def _suffix(name: str) -> str:
-    """``PurePath(name).suffix``."""
-    dot = name.rfind(".")
-    return name[dot:] if 0 < dot < len(name) - 1 else ""
 
 
 _STAT_IGNORED = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)

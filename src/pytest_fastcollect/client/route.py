@@ -58,26 +58,29 @@ def route(args: Sequence[str], cwd: str) -> Route | Defer:
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         # Then the plugin is loaded only if -p or PYTEST_PLUGINS names it.
         return Defer("PYTEST_DISABLE_PLUGIN_AUTOLOAD is set")
-    from pytest_fastcollect.paths import runtime_dir_name
+    from pytest_fastcollect.errors import FastCollectError
+    from pytest_fastcollect.paths import check_runtime_dir, runtime_dir_name, socket_path
 
     # The common case when no daemon runs: one directory listing, no parsing.
+    runtime = runtime_dir_name()
     try:
-        names = os.listdir(runtime_dir_name())
+        names = os.listdir(runtime)
     except OSError:
         return Defer("no daemon runs")
     if not any(name.endswith(".sock") for name in names):
         return Defer("no daemon runs")
+    try:
+        check_runtime_dir(runtime)
+    except (FastCollectError, OSError):
+        return Defer(f"{runtime} is not a private directory")  # the plugin says more
     from pytest_fastcollect import rootdir
 
-    setup = rootdir.determine(args, cwd)
+    setup = rootdir.determine(args, cwd, cache_dir=runtime)
     if isinstance(setup, rootdir.Undecided):
         return Defer(setup.reason)
     reason = run_here(setup)
     if reason is not None:
         return Defer(reason)
-    from pytest_fastcollect.errors import FastCollectError
-    from pytest_fastcollect.paths import socket_path
-
     try:
         path = socket_path(setup.rootdir)
     except FastCollectError as exc:
