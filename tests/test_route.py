@@ -54,6 +54,18 @@ def test_run_here(
     assert route.run_here(setup) == reason
 
 
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """route() reads this process's environment, which an xdist worker marks."""
+    for name in (
+        "PYTEST_XDIST_WORKER",
+        "PYTEST_ADDOPTS",
+        "PYTEST_FASTCOLLECT_DISABLE",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Project]:
     proj = make_project(tmp_path / "proj")
