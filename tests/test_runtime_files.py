@@ -45,8 +45,10 @@ TESTS = {
         def test_barrier():
             if not os.environ.get("BARRIER"):
                 return
-            with open(os.environ["BARRIER"] + "/seen", "w") as fh:
+            # Written aside and renamed: the test reads it as soon as it exists.
+            with open(os.environ["BARRIER"] + "/seen.tmp", "w") as fh:
                 fh.write(f"{os.getpid()}\\n{sys.executable}\\n{sys.argv!r}\\n")
+            os.rename(os.environ["BARRIER"] + "/seen.tmp", os.environ["BARRIER"] + "/seen")
             deadline = time.monotonic() + 60
             while not os.path.exists(os.environ["BARRIER"] + "/go"):
                 assert time.monotonic() < deadline
