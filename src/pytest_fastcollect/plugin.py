@@ -158,6 +158,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
 
         metadata_cache.uninstall()
         _check_worker_options(early_config)
+        from pytest_fastcollect.warm import xdist_fork
+
+        xdist_fork.start(early_config)  # before any conftest: xdist workers fork from here
     elif _role == "client":
         ns = early_config.known_args_namespace
         given = [v for v in VERBS if getattr(ns, v, False)]
@@ -180,6 +183,14 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
             if code is not None:
                 _leave(code)
     return (yield)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config) -> None:
+    if _role == "worker":
+        from pytest_fastcollect.warm import xdist_fork
+
+        xdist_fork.route_gateways(config)
 
 
 def _early_handoff(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_fastcollect import process_exit
 from pytest_fastcollect.client.thin import plugin_disabled
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache, xdist_fork
 
 
 def _default_errors(fd: int) -> str:
@@ -136,6 +136,8 @@ def run_child(
             code = _collect_child(msg, fds, close)
         else:
             _become_client(msg, fds, close)
+            if msg.get("learn_file"):
+                xdist_fork.note_run(os.path.dirname(msg["learn_file"]), msg["id"])
             from pytest_fastcollect import plugin
 
             if len(fds) > 3:
