@@ -114,6 +114,7 @@ HEALTHY = """
       - file_watcher: inotify
       - pending_changes_age_s: 0.0
       - import_failures: 0
+      - leaked_workers: 0
 """
 
 

@@ -28,6 +28,7 @@ from pytest_fastcollect.supervisor import changes, health
 from pytest_fastcollect.supervisor import warm_messages as wm
 from pytest_fastcollect.supervisor.graph import ImportGraph
 from pytest_fastcollect.supervisor.lifecycle import Mailbox, WarmProcess, WarmState
+from pytest_fastcollect.supervisor.run_workers import RunWorkers
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire.framing import FrameError, read_to_eof, recv_frame, send_frame
 
@@ -110,6 +111,7 @@ class Supervisor:
         self._learned: set[str] = set()
         self._learn_blocked: dict[str, str] = {}
         self._learn_timer: threading.Timer | None = None
+        self.run_workers = RunWorkers(config.cache_dir)  # runs' xdist processes
 
     # -- warm process ------------------------------------------------------------
 
@@ -639,7 +641,7 @@ class Supervisor:
             metrics=self.metrics(),
             warmup=self.warmup,
             reload=self.reload_stats(),
-            processes=self.processes(),
+            processes=[*self.processes(), *self.run_workers.live(wp.running if wp else {})],
             limits={
                 "max_connections": self.config.limits.max_connections,
                 "max_request_bytes": self.config.limits.max_request_bytes,
@@ -702,6 +704,7 @@ class Supervisor:
                 detail="test modules that failed to import during warm-up",
                 severity="degraded",
             ),
+            "leaked_workers": self.run_workers.check(),
         }
         return p.HealthResponse(
             status=health.verdict(checks),
@@ -846,6 +849,7 @@ class Supervisor:
         finally:
             os.close(status_r)
             wp.done(req.request_id)
+            self.run_workers.finished(req.request_id)
 
     def _follow_run(
         self, conn: socket.socket, req: p.RunRequest, wp: WarmProcess, box: Mailbox, status_r: int
