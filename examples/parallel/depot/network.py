@@ -54,7 +54,9 @@ def _build() -> Network:
             if j != i:
                 km = round(rng.uniform(5, 80), 1)
                 roads[(i, j)] = roads[(j, i)] = km
-    dist = [[0.0 if i == j else roads.get((i, j), INF) for j in range(DEPOTS)] for i in range(DEPOTS)]
+    dist = [
+        [0.0 if i == j else roads.get((i, j), INF) for j in range(DEPOTS)] for i in range(DEPOTS)
+    ]
     via = [[j for j in range(DEPOTS)] for _ in range(DEPOTS)]
     for k in range(DEPOTS):
         dk = dist[k]

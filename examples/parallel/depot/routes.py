@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from depot.network import NETWORK, Network
 
@@ -25,7 +26,7 @@ def plan_route(stops: list[str], network: Network = NETWORK) -> Route:
     """Visit ``stops`` in order along shortest paths."""
     hops: list[str] = [stops[0]]
     km = 0.0
-    for a, b in zip(stops, stops[1:]):
+    for a, b in pairwise(stops):
         km += network.shortest(a, b)
         hops.extend(network.path(a, b)[1:])
     return Route(stops=tuple(stops), hops=tuple(hops), km=round(km, 1))

@@ -2,9 +2,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 import depot
+import pytest
 
 # Each test body waits about this long (sleeping or computing), so the whole
 # suite takes 2-3 s of bodies: enough for two workers to matter.

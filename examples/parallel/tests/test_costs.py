@@ -3,7 +3,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from depot import Network, plan_route
 from depot.routes import FUEL_PER_KM, STOP_FEE
 
@@ -25,7 +24,9 @@ class TestCosts:
 
 class TestBudget:
     @pytest.mark.parametrize("budget", [50, 100, 200, 400])
-    def test_reachable_within_budget(self, network: Network, body_seconds: float, budget: int) -> None:
+    def test_reachable_within_budget(
+        self, network: Network, body_seconds: float, budget: int
+    ) -> None:
         time.sleep(body_seconds)
         reachable = [n for n in network.names if plan_route(["D000", n], network).cost <= budget]
         assert "D000" in reachable

@@ -3,14 +3,15 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from depot import Network, plan_route
 
 PAIRS = [("D000", f"D{i:03d}") for i in range(5, 125, 10)]
 
 
 @pytest.mark.parametrize(("a", "b"), PAIRS)
-def test_route_is_no_longer_than_the_ring(network: Network, body_seconds: float, a: str, b: str) -> None:
+def test_route_is_no_longer_than_the_ring(
+    network: Network, body_seconds: float, a: str, b: str
+) -> None:
     time.sleep(body_seconds)
     i, j = network.index(a), network.index(b)
     ring = 10.0 * min(abs(i - j), len(network.names) - abs(i - j))

@@ -11,6 +11,7 @@ alive a moment later is a leaked worker: the health check
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pytest_fastcollect.paths import xdist_record
 from pytest_fastcollect.supervisor import health
 from pytest_fastcollect.wire.protocol import HealthCheck, ProcessInfo
+
+log = logging.getLogger("pytest_fastcollect.daemon.run_workers")
 
 # A process killed with its run's group can take a moment to be gone; one
 # still there after this is not dying, it was left behind.
@@ -61,10 +64,12 @@ class _Leftover:
 
 
 class RunWorkers:
-    def __init__(self, cache_dir: str) -> None:
+    def __init__(self, cache_dir: str, grace: float = LEAK_GRACE_S) -> None:
         self.cache_dir = cache_dir
+        self.grace = grace
         self._lock = threading.Lock()
         self._leftovers: list[_Leftover] = []
+        self._reported: set[tuple[int, float]] = set()
 
     def live(self, running: Mapping[str, int]) -> list[ProcessInfo]:
         """Each running run (request id -> pid), then its xdist processes."""
@@ -92,6 +97,12 @@ class RunWorkers:
             pass
         if record is None:
             return
+        log.info(
+            "Run [%s] forked %d xdist workers from its fork server (pid %d)",
+            run_id,
+            len(record.workers),
+            record.fork_server,
+        )
         now = time.monotonic()
         found = []
         for role, pid in _roles(record):
@@ -108,7 +119,12 @@ class RunWorkers:
         with self._lock:
             alive = [x for x in self._leftovers if _alive_since(x.pid) == x.created]
             self._leftovers = alive
-        return [x for x in alive if now - x.ended >= LEAK_GRACE_S]
+            leaked = [x for x in alive if now - x.ended >= self.grace]
+            for x in leaked:
+                if (x.pid, x.created) not in self._reported:
+                    self._reported.add((x.pid, x.created))
+                    log.warning("Leaked worker: %s %d outlived run [%s]", x.role, x.pid, x.run_id)
+        return leaked
 
     def check(self) -> HealthCheck:
         leaked = self.leaked()
