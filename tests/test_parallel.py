@@ -31,6 +31,7 @@ from conftest import (
     command_pytest,
     daemon_runs,
     daemon_status,
+    log_text,
     make_project,
     wait_until,
 )
@@ -140,6 +141,19 @@ EXTRA_FILES = {
 
         def test_blocks_b(worker_id):
             block(worker_id)
+    """,
+    "lazy/test_lazy.py": """
+        import json
+        import os
+        import sys
+
+
+        def test_imports_a_library_module_lazily(worker_id):
+            already = "colorsys" in sys.modules
+            import colorsys  # noqa: F401
+
+            with open(os.environ["PARALLEL_LAZY_LOG"], "a") as fh:
+                fh.write(json.dumps({"worker": worker_id, "already": already}) + "\\n")
     """,
     "tests/test_probe.py": """
         import json
@@ -349,6 +363,9 @@ def test_crashing_workers_are_replaced(parallel: Project, tmp_path: Path) -> Non
         "crashers/test_crash.py::test_segfaults": "FAILED",
         "crashers/test_crash.py::test_after": "PASSED",
     }
+    # The replacements came from the fork server too: two workers, then two more.
+    forked = re.findall(r"Run \[\w+\] forked (\d+) xdist workers", log_text(parallel))
+    assert forked[-1:] == ["4"], forked
 
 
 def test_crash_with_restarts_disabled(parallel: Project, tmp_path: Path) -> None:
@@ -516,3 +533,32 @@ def test_run_worker_killed_alone_takes_its_workers(blocking: Project) -> None:
         assert_nothing_left(blocking, during, timeout=3)
     finally:
         run.close()
+
+
+def test_workers_lazy_imports_are_learned(parallel: Project, tmp_path: Path) -> None:
+    """A library module only the workers import (not the controller) is learned
+    by the warm process, so the next parallel run's workers have it already."""
+    log = tmp_path / "lazy.log"
+    env = {"PARALLEL_LAZY_LOG": str(log)}
+
+    def seen() -> list[bool]:
+        before = daemon_runs(parallel)
+        result = parallel.pytest("-n", "2", "lazy/test_lazy.py", env=env)
+        assert result.returncode == 0 and daemon_runs(parallel) == before + 1, str(result)
+        lines = log.read_text().splitlines()
+        log.unlink()
+        return [json.loads(line)["already"] for line in lines]
+
+    def learning() -> tuple[int, int]:
+        warmup = daemon_status(parallel)["warmup"]
+        assert isinstance(warmup, dict)
+        return warmup["learned_imports"], warmup["pending_imports"]
+
+    learned_before, _ = learning()
+    assert seen() == [False]
+    wait_until(
+        lambda: (now := learning())[1] == 0 and now[0] > learned_before,
+        timeout=30,
+        what="the daemon to learn the workers' imports",
+    )
+    assert seen() == [True]

@@ -41,7 +41,7 @@ import types
 from typing import Any, NoReturn
 
 from pytest_fastcollect import process_exit
-from pytest_fastcollect.warm import metadata_cache
+from pytest_fastcollect.warm import learn, metadata_cache
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 # A request carries the controller's environment: generous, not unbounded.
@@ -194,7 +194,11 @@ def become_worker(
     code = 1
     try:
         _become(request, fds, close, server)
+        born = frozenset(sys.modules)
         code = _run_bootstrap()
+        if request.get("learn_file"):
+            # What its tests imported lazily, for the warm process to learn.
+            learn.record(born, request["learn_file"])
     except BaseException:
         try:
             traceback.print_exc()

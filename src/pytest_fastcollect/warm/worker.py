@@ -137,7 +137,7 @@ def run_child(
         else:
             _become_client(msg, fds, close)
             if msg.get("learn_file"):
-                xdist_fork.note_run(os.path.dirname(msg["learn_file"]), msg["id"])
+                xdist_fork.note_run(msg["learn_file"], msg["id"])
             from pytest_fastcollect import plugin
 
             if len(fds) > 3:

@@ -22,6 +22,7 @@ by every run worker.
 from __future__ import annotations
 
 import atexit
+import glob
 import json
 import os
 import signal
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 REPLY_LIMIT = 64 * 1024
 
 _record_path: str | None = None
+_learn_file: str | None = None
 _tried = False
 _server: ForkServer | None = None
 _config: object | None = None
@@ -49,10 +51,12 @@ class ForkServerError(Exception):
     """The fork server cannot give a worker; xdist starts an ordinary one instead."""
 
 
-def note_run(cache_dir: str, run_id: str) -> None:
-    """In a run worker before pytest starts: where to list this run's xdist processes."""
-    global _record_path
-    _record_path = xdist_record(cache_dir, run_id)
+def note_run(learn_file: str, run_id: str) -> None:
+    """In a run worker before pytest starts: where this run lists its xdist processes
+    and records the library modules it imported (warm/learn.py)."""
+    global _record_path, _learn_file
+    _record_path = xdist_record(os.path.dirname(learn_file), run_id)
+    _learn_file = learn_file
 
 
 def will_distribute(config: pytest.Config) -> bool:
@@ -145,6 +149,8 @@ class ForkServer:
             "cwd": cwd,
             "umask": _umask(),
             "dont_write_bytecode": dont_write_bytecode,
+            # The library modules the worker's tests import lazily, to learn.
+            "learn_file": f"{_learn_file}.{gateway}" if _learn_file else None,
         }
         with self._lock:
             if self.broken is not None:
@@ -189,3 +195,34 @@ class ForkServer:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
+        merge_learned()
+
+
+def merge_learned() -> None:
+    """Add what the workers imported to what the run worker imported: the warm
+    process reads one file per run when it reaps the run worker."""
+    if _learn_file is None:
+        return
+    names: set[str] = set()
+    for path in [_learn_file, *glob.glob(glob.escape(_learn_file) + ".*")]:
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, ValueError):
+            data = None
+        if path != _learn_file:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        if isinstance(data, list):
+            names.update(n for n in data if isinstance(n, str))
+    if not names:
+        return
+    tmp = f"{_learn_file}.tmp"
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(sorted(names), fh)
+        os.replace(tmp, _learn_file)
+    except OSError:
+        pass
