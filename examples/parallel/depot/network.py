@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-DEPOTS = 180
+DEPOTS = 200
 ROADS_PER_DEPOT = 4
 SEED = 20240611
 INF = float("inf")
