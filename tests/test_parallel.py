@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -154,6 +155,24 @@ EXTRA_FILES = {
 
             with open(os.environ["PARALLEL_LAZY_LOG"], "a") as fh:
                 fh.write(json.dumps({"worker": worker_id, "already": already}) + "\\n")
+    """,
+    "escapers/test_escape.py": """
+        import ctypes
+        import os
+        import signal
+        import sys
+        import threading
+
+
+        def test_escapes(worker_id):
+            # Out of the run's process group, no parent-death signal, deaf to
+            # the interrupt execnet sends itself when its controller is gone.
+            ctypes.CDLL(None).prctl(1, 0, 0, 0, 0)
+            os.setsid()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            sys.stderr.write(f"ESCAPED-{worker_id}\\n")
+            sys.stderr.flush()
+            threading.Event().wait(120)
     """,
     "tests/test_probe.py": """
         import json
@@ -423,7 +442,7 @@ def blocking(tmp_path: Path) -> Iterator[Project]:
     ini = proj.root / "pytest.ini"
     ini.write_text(ini.read_text() + "daemon_learn_imports = false\n")
     try:
-        started = proj.start("tests", "blockers")
+        started = proj.start("tests", "blockers", "escapers")
         assert started.returncode == 0, str(started)
         yield proj
     finally:
@@ -562,3 +581,41 @@ def test_workers_lazy_imports_are_learned(parallel: Project, tmp_path: Path) -> 
         what="the daemon to learn the workers' imports",
     )
     assert seen() == [True]
+
+
+def test_a_leaked_worker_makes_the_daemon_unhealthy(blocking: Project) -> None:
+    """A worker that escaped its run (own session, no parent-death signal, its
+    fork server gone) and outlives it is reported by --daemon-health until it is gone.
+
+    (execnet's own end-of-input handling would end it some 15 s later.)"""
+    cmd = [*command_pytest(), "-s", "-n", "1", "escapers"]
+    run = PtyRun(cmd, str(blocking.root), pty_env(blocking))
+    try:
+        run.expect(b"ESCAPED-gw0\r\n")
+        during = run_processes(blocking)
+        worker = during["xdist-gw0"]
+        # The fork server first: it would kill its workers when the run worker goes.
+        during["xdist-fork"].kill()
+        wait_until(lambda: dead(during["xdist-fork"]), timeout=10, what="the fork server to die")
+        during["run"].kill()
+        assert run.proc.wait(30) == -9, run.text()
+
+        def health() -> dict[str, Any]:
+            result = blocking.pytest("--daemon-health", "--daemon-json")
+            data: dict[str, Any] = json.loads(result.stdout)
+            assert result.returncode == (0 if data["status"] == "healthy" else 7), str(result)
+            return data
+
+        leaked = wait_until(
+            lambda: (h := health())["checks"]["leaked_workers"]["value"] == 1 and h,
+            timeout=10,
+            what=f"the leaked worker to be reported ({worker})",
+        )
+        assert leaked["status"] == "unhealthy", leaked
+        assert f"xdist-gw0 {worker.pid}" in leaked["checks"]["leaked_workers"]["detail"], leaked
+        assert "Leaked worker: xdist-gw0" in log_text(blocking)
+        worker.kill()
+        worker.wait(10)
+        assert health()["checks"]["leaked_workers"]["value"] == 0
+    finally:
+        run.close()
