@@ -116,6 +116,7 @@ HEALTHY = """
       - file_watcher: inotify
       - pending_changes_age_s: 0.0
       - import_failures: 0
+      - leaked_workers: 0
 """
 
 
@@ -265,6 +266,7 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
           - file_watcher: inotify
           - pending_changes_age_s: 0.0
           - import_failures: 0
+          - leaked_workers: 0
     """,
     )
     result = project.pytest("--daemon-health", "--daemon-json")

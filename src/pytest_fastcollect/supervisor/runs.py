@@ -24,6 +24,7 @@ from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
+from pytest_fastcollect.supervisor.run_workers import RunWorkers
 from pytest_fastcollect.supervisor.slot import Notify, Refused, Restarting, WarmSlot
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
@@ -78,6 +79,7 @@ class Runs:
         self._idle = threading.Condition()
         # Set once --daemon-stop ends the runs still going: what their clients hear.
         self.stopped_by: str | None = None
+        self.workers = RunWorkers(cache_dir)  # parallel runs' xdist processes
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class Runs:
         finally:
             os.close(status_r)
             fork.source.done(fork.order_id)
+            self.workers.finished(fork.order_id, req.request_id)
 
     def _fork_run(
         self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
