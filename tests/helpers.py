@@ -170,7 +170,28 @@ def make_project(tmp: Path) -> Project:
             "COLUMNS": "120",
         }
     )
+    # The daemon's standby mode (auto, off, always), to run the suite through each.
+    if STANDBY_ENV in os.environ:
+        env[STANDBY_ENV] = os.environ[STANDBY_ENV]
     return Project(root=tmp, runtime=runtime, env=env)
+
+
+STANDBY_ENV = "PYTEST_FASTCOLLECT_STANDBY"
+
+
+def standby_mode() -> str:
+    """The standby mode daemons started by these tests run with."""
+    from pytest_fastcollect.settings import standby_mode as mode
+
+    return mode()
+
+
+def daemon_metrics(proj: Project) -> dict[str, int]:
+    """The daemon's request counters (runs, standby_runs, fresh_runs, collect_cache_hits...)."""
+    status = daemon_status(proj)
+    metrics = status["metrics"]
+    assert isinstance(metrics, dict)
+    return {k: v for k, v in metrics.items() if isinstance(v, int)}
 
 
 # --- the equivalence fixture project (tests/data/equiv_project) ---------------------------

@@ -78,9 +78,10 @@ class Runs:
         def notify(message: str) -> None:
             send_frame(conn, p.dump(p.Notice(message=message)))
 
+        received = time.monotonic()
         status_r, status_w = os.pipe()
         try:
-            fork = self._fork_run(req, fds, status_w, notify)
+            fork = self._fork_run(req, fds, status_w, notify, received)
         except Refused as exc:
             os.close(status_r)
             return p.RunRefused(request_id=req.request_id, reason=str(exc))
@@ -98,16 +99,16 @@ class Runs:
             fork.source.done(fork.order_id)
 
     def _fork_run(
-        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify, received: float
     ) -> RunFork:
         try:
-            return self._fork_from_layer(req, fds, status_w, notify)
+            return self._fork_from_layer(req, fds, status_w, notify, received)
         except (Restarting, Isolated) as exc:
             # A new project layer warms up: waiting would be slower than cold.
             base = self.slot.layers.base_for_runs()
             if base is None:
                 raise Refused(str(exc)) from None
-            return self._fork_from_base(base, req, fds, status_w, notify, str(exc))
+            return self._fork_from_base(base, req, fds, status_w, notify, str(exc), received)
 
     def _fork_from_base(
         self,
@@ -117,6 +118,7 @@ class Runs:
         status_w: int,
         notify: Notify,
         why: str,
+        received: float,
     ) -> RunFork:
         """A run that imports the project itself, in a fork of the base process."""
         reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path)
@@ -124,13 +126,13 @@ class Runs:
         if reasons:
             raise Refused(f"{why}; {reasons[0]}")
         notify(f"{why}; this run imports the project itself")
-        order = self._fork_order(req)
+        order = self._fork_order(req, received)
         box = base.request(order, (*fds, status_w))
         log.debug("Run [%s] is order %s on the base process %d", req.request_id, order.id, base.pid)
         return RunFork(base, box, order.id, self.slot.generation, learner=None)
 
     @staticmethod
-    def _fork_order(req: p.RunRequest) -> wm.ForkOrder:
+    def _fork_order(req: p.RunRequest, received: float) -> wm.ForkOrder:
         return wm.ForkOrder(
             id=next_order_id(),
             mode="run",
@@ -139,10 +141,11 @@ class Runs:
             env=req.env,
             umask=req.umask,
             argv0=req.argv0,
+            stamps={"received": received, "ordered": time.monotonic()},
         )
 
     def _fork_from_layer(
-        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify, received: float
     ) -> RunFork:
         with self.slot.hold(for_run=True) as held:
             wp = held.fresh(notify)
@@ -157,7 +160,7 @@ class Runs:
             apart = self.slot.isolation.verdict(wp, req.args, req.cwd)
             if apart is not None:
                 raise Isolated(apart)
-            order = self._fork_order(req)
+            order = self._fork_order(req, received)
             box = wp.request(order, (*fds, status_w))
         log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)
         return RunFork(wp, box, order.id, wp.generation, learner=wp)
@@ -177,6 +180,11 @@ class Runs:
                 request_id=req.request_id, reason="the warm process died before the run started"
             )
         pid = event.pid
+        if event.standby:
+            log.debug("Run [%s] took the standby worker %d", req.request_id, pid)
+        else:
+            log.debug("Run [%s] forked afresh as %d: %s", req.request_id, pid, event.why_fresh)
+        self.slot.stats.count_served("standby" if event.standby else "fresh")
         # The worker may still refuse the run (its option check comes first,
         # before it writes anything); the client then runs cold.
         started = p.RunStarted(request_id=req.request_id, pid=pid, generation=fork.generation)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_fastcollect import fingerprint, process_exit, role
 from pytest_fastcollect.settings import plugin_disabled
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache, timeline
 from pytest_fastcollect.wire import warm as wm
 
 
@@ -158,6 +158,7 @@ def run_child(
     run imported.
     """
     code = 3
+    timeline.begin(order)
     try:
         if order.mode == "collect":
             code = _collect_child(order, fds, close)
@@ -170,7 +171,7 @@ def run_child(
                     hooks.append(_check_options(warm_options, fds[3]))
                 else:
                     os.close(fds[3])
-            role.set_worker_hooks(hooks)
+            role.set_worker_hooks([*hooks, *timeline.hooks()])
             if not plugin_disabled(order.args, order.env.get("PYTEST_ADDOPTS", "")):
                 metadata_cache.install()  # a worker hook removes it
             code = int(_console_entry()())
@@ -189,6 +190,7 @@ def run_child(
             learn.record(known, learn_file)
         except BaseException:
             pass
+    timeline.finish(code)
     _finish(code)
 
 

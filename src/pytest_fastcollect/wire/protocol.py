@@ -144,6 +144,9 @@ class Metrics(_Model):
     by_command: dict[str, int] = Field(default_factory=dict)
     runs: int = 0
     collects: int = 0
+    standby_runs: int = 0  # runs handed to a prepared standby worker (warm/standby.py)
+    fresh_runs: int = 0  # runs forked afresh
+    collect_cache_hits: int = 0  # collects answered from the cache (supervisor/collects.py)
 
 
 class ImportFailure(_Model):
