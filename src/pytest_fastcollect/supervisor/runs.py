@@ -21,6 +21,7 @@ import pydantic
 
 from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
+from pytest_fastcollect.supervisor.collects import CollectCache
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
 from pytest_fastcollect.supervisor.slot import Notify, Refused, Restarting, WarmSlot
@@ -67,6 +68,7 @@ class Runs:
         self.root = root
         self.cache_dir = cache_dir
         self.request_timeout = request_timeout
+        self.collects = CollectCache(root, ignore=(cache_dir,))
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -266,18 +268,17 @@ class Runs:
         if req.filters.markers:
             args += ["-m", req.filters.markers]
         try:
-            wp, raw = self._collect_in_worker([*args, *targets])
+            wp, result, cached = self._collect_in_worker([*args, *targets], targets or [root])
         except Refused as exc:
             return p.ErrorResponse(
                 request_id=req.request_id, code=p.ErrorCode.NOT_READY, message=str(exc)
             )
-        if not raw:
+        if result is None:
             return p.ErrorResponse(
                 request_id=req.request_id,
                 code=p.ErrorCode.INTERNAL,
                 message="the collect worker produced no result (it crashed); see the daemon log",
             )
-        result = COLLECT_RESULT.validate_json(raw)
         return p.CollectResponse(
             request_id=req.request_id,
             node_ids=result.node_ids,
@@ -286,14 +287,26 @@ class Runs:
             exit_code=result.exit_code,
             collection_time=round(time.perf_counter() - started, 4),
             generation=wp.generation,
+            cached=cached,
         )
 
-    def _collect_in_worker(self, args: list[str]) -> tuple[WarmHandle, bytes]:
+    def _collect_in_worker(
+        self, args: list[str], targets: list[str]
+    ) -> tuple[WarmHandle, wm.CollectResult | None, bool]:
+        """The result, from the cache (True) or from a worker forked for it."""
         r, w = os.pipe()
         try:
             # The API has no cold collect to fall back on: it waits for a warm-up.
             with self.slot.hold() as held:
                 wp = held.fresh(lambda _m: None)
+                stamp = self.slot.records.stamp
+                hit = self.collects.get(args, wp.generation, stamp)
+                if hit is not None:
+                    os.close(r)
+                    self.slot.stats.count_served("collect_cache")
+                    log.debug("Collect %s answered from the cache", " ".join(args))
+                    return wp, hit, True
+                started_ns = time.time_ns()
                 order = wm.ForkOrder(
                     id=next_order_id(),
                     mode="collect",
@@ -319,7 +332,11 @@ class Runs:
             wp.done(order.id)
         if isinstance(event, wm.Tainted):
             self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
-        return wp, raw
+        result = COLLECT_RESULT.validate_json(raw) if raw else None
+        unchanged = self.slot.records.stamp == stamp and self.slot.generation == wp.generation
+        if result is not None and isinstance(event, wm.Exited) and unchanged:
+            self.collects.put(args, targets, result, wp.generation, stamp, started_ns)
+        return wp, result, False
 
     def inside_root(self, path: str) -> bool:
         real = os.path.realpath(path)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_fastcollect import fingerprint, process_exit, role
 from pytest_fastcollect.settings import plugin_disabled
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, timeline
+from pytest_fastcollect.warm import collect_reads, envtrack, learn, metadata_cache, timeline
 from pytest_fastcollect.wire import warm as wm
 
 
@@ -227,9 +227,16 @@ def _collect_child(order: wm.ForkOrder, fds: list[int], close: list[int]) -> int
     collector = _Collector()
     role.set_worker_hooks([_uninstall_metadata_cache])
     metadata_cache.install()
+    reads = collect_reads.Reads(order.cwd)
     code = int(pytest.main(list(order.args), plugins=[collector]))
     payload = wm.encode(
-        wm.CollectResult(node_ids=collector.node_ids, errors=collector.errors, exit_code=code)
+        wm.CollectResult(
+            node_ids=collector.node_ids,
+            errors=collector.errors,
+            exit_code=code,
+            files=sorted(reads.files),
+            dirs=sorted(reads.dirs),
+        )
     )
     view = memoryview(payload)
     while view:

@@ -266,6 +266,7 @@ class CollectResponse(_Model):
     exit_code: int
     collection_time: float
     generation: int
+    cached: bool = False  # answered from the collect cache (nothing changed since)
 
 
 class Notice(_Model):

@@ -356,3 +356,7 @@ class CollectResult:
     node_ids: list[str]
     errors: list[CollectedError]
     exit_code: int
+    # What the collection read and listed (project paths, absolute): while they stay
+    # as they are, so does the result (supervisor/collects.py).
+    files: list[str] = dataclasses.field(default_factory=list)
+    dirs: list[str] = dataclasses.field(default_factory=list)
