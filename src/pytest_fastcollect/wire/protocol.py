@@ -38,6 +38,8 @@ class _Request(_Model):
 
 class StatusRequest(_Request):
     command: Literal["status"] = "status"
+    # Also the figures that cost the daemon time (PSS: a walk of every page table).
+    full: bool = False
 
 
 class HealthRequest(_Request):
