@@ -22,7 +22,13 @@ ROOT = Path(__file__).resolve().parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 LINT_PATHS = ("src", "tests", "bench", "noxfile.py", "examples")
 BENCH_NEEDS = ("sympy", "numpy", "pandas")
-BENCH_SCRIPTS = ("bench_daemon.py", "bench_runs.py", "bench_reload.py", "bench_warm.py")
+BENCH_SCRIPTS = (
+    "bench_daemon.py",
+    "bench_runs.py",
+    "bench_reload.py",
+    "bench_warm.py",
+    "bench_overhead.py",
+)
 
 nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]
 nox.options.reuse_venv = "yes"
@@ -161,6 +167,28 @@ def bench(session: nox.Session) -> None:
             success_codes=[0, 1],
         )
     session.run("python", "bench/report.py", *results)
+
+
+@nox.session
+def overhead(session: nox.Session) -> None:
+    """Issue 12's figures: a warm one-file run split into phases, standby on vs off, the
+    repeated collect and --daemon-status, on examples/heavy and examples/scientific,
+    bytecode cached. posargs go to bench/bench_overhead.py (--reps N, --quick)."""
+    session.install("-e", ".", *BENCH_NEEDS)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    target = out / "overhead.json"
+    session.run(
+        "python",
+        "bench/bench_overhead.py",
+        "--bytecode",
+        "cached",
+        "--output",
+        str(target),
+        *session.posargs,
+        success_codes=[0, 1],
+    )
+    session.run("python", "bench/report.py", str(target))
 
 
 @nox.session

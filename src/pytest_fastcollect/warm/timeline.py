@@ -37,7 +37,14 @@ def begin(order: wm.ForkOrder, standby: bool = False) -> None:
     if order.mode != "run" or not path or _State.path is not None:
         return
     _State.path = path
-    _State.marks = {**order.stamps, "worker": time.monotonic(), "standby": float(standby)}
+    _State.marks = {**order.stamps, "standby": float(standby)}
+    _stamp(_State.marks, "worker")
+
+
+def _stamp(marks: dict[str, float], name: str) -> None:
+    """When ``name`` happened, and this process's CPU time then (``cpu_<name>``)."""
+    marks[name] = time.monotonic()
+    marks[f"cpu_{name}"] = time.process_time()
 
 
 def hooks() -> list[Callable[[Any], None]]:
@@ -48,7 +55,7 @@ def hooks() -> list[Callable[[Any], None]]:
 def register(early_config: Any) -> None:
     """A worker hook (``pytest_load_initial_conftests``): follow the session's phases."""
     if _State.path is not None:
-        _State.marks["initial_conftests"] = time.monotonic()
+        _stamp(_State.marks, "initial_conftests")
         early_config.pluginmanager.register(_Phases(_State.marks), "fastcollect-timeline")
 
 
@@ -58,7 +65,8 @@ class _Phases:
         self.marks["bodies"] = 0.0
 
     def _mark(self, name: str) -> None:
-        self.marks.setdefault(name, time.monotonic())
+        if name not in self.marks:
+            _stamp(self.marks, name)
 
     def pytest_configure(self) -> None:
         self._mark("configured")
@@ -81,7 +89,7 @@ class _Phases:
         self.marks["bodies"] += float(getattr(report, "duration", 0.0) or 0.0)
 
     def pytest_runtest_logfinish(self) -> None:
-        self.marks["tests_end"] = time.monotonic()
+        _stamp(self.marks, "tests_end")
 
     def pytest_sessionfinish(self) -> None:
         self._mark("session_finish")
@@ -95,7 +103,7 @@ def finish(code: int) -> None:
     path = _State.path
     if path is None:
         return
-    _State.marks["exit"] = time.monotonic()
+    _stamp(_State.marks, "exit")
     _State.marks["code"] = float(code)
     line = (json.dumps(_State.marks) + "\n").encode()
     try:
