@@ -12,6 +12,7 @@ warm process discards the standby it had prepared before the change.
 from __future__ import annotations
 
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,8 +74,9 @@ def snapshot(config: Any) -> dict[str, object]:
 
 
 @pytest.fixture
-def restore_get_config() -> Iterator[None]:
+def restore_get_config(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     original = pc.get_config
+    monkeypatch.setattr(sys, "argv", ["pytest"])  # as the worker sets it for the run
     try:
         yield
     finally:
@@ -128,6 +130,19 @@ def test_a_run_that_does_not_fit_gets_a_fresh_config(restore_get_config: None) -
     assert got.pluginmanager.is_blocked("cacheprovider")
 
 
+def test_another_program_gets_a_fresh_config(
+    restore_get_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared = standby.Prepared(key_of([]))
+    prepared.prepare()
+    prepared.install()
+    monkeypatch.setattr(sys, "argv", ["/venv/lib/python3/site-packages/pytest/__main__.py"])
+    # As pytest's console entry calls it: the program name from sys.argv.
+    prog = pc._get_prog_name(sys.argv) if HAS_PROG else None
+    got = standby._call(pc.get_config, [], None, prog)
+    assert got is not prepared.config
+
+
 def test_an_environment_that_differs_gets_a_fresh_config(
     restore_get_config: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -140,7 +155,9 @@ def test_an_environment_that_differs_gets_a_fresh_config(
     assert got is not prepared.config
 
 
-def test_a_preparation_that_warns_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_preparation_that_warns_is_not_used(
+    restore_get_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = pc.get_config
 
     def warning_get_config(*args: Any, **kw: Any) -> Any:
@@ -174,6 +191,7 @@ def test_no_standby_is_forked_beside_a_python_thread() -> None:
 
 def test_run_key_reads_blocks_as_pytest_does() -> None:
     assert key_of([]).blocks == ()
+    assert key_of([]).argv0 == ("" if HAS_PROG else "pytest")
     assert key_of(["-p", "no:a", "-pno:b", "-p", " no:c ", "-p", "d"]).blocks == (
         "no:a",
         "no:b",

@@ -12,7 +12,8 @@ Measured, nothing of ``get_config`` depends on the run except:
 
 - the ``-p no:NAME`` blocks among its arguments (``consider_preparse`` with
   ``exclude_only``), in their order;
-- the program name pytest derives from ``sys.argv[0]`` (pytest 9.1+);
+- the program name pytest derives from ``sys.argv[0]`` (pytest 9.1+; before,
+  argparse reads ``sys.argv[0]`` itself, which is then the key);
 - ``Config.invocation_params`` (the arguments and the working directory, only
   stored);
 - the environment variables it reads (``PYTEST_DEBUG``, argparse's locale and
@@ -70,6 +71,8 @@ class Key:
 
     blocks: tuple[str, ...]  # the "no:NAME" plugin arguments, in order
     prog: str | None  # the program name pytest passes to get_config (None: pytest < 9.1)
+    # sys.argv[0] when pytest takes no program name (argparse then reads it); else "".
+    argv0: str = ""
 
 
 def run_key(order: wm.ForkOrder) -> Key | None:
@@ -86,7 +89,7 @@ def run_key(order: wm.ForkOrder) -> Key | None:
         prog = name_of([order.argv0 or "pytest"]) if name_of is not None else None
     except Exception:
         return None
-    return Key(tuple(seen.args), prog)
+    return Key(tuple(seen.args), prog, "" if prog is not None else order.argv0 or "pytest")
 
 
 class _Blocks:
@@ -121,6 +124,7 @@ class Prepared:
         for block in self.key.blocks:
             args += ["-p", block]
         out = io.StringIO()
+        saved_argv, sys.argv = sys.argv, [self.key.argv0 or "pytest", *args]
         try:
             with (
                 _env_reads(self) as reads,
@@ -131,6 +135,8 @@ class Prepared:
         except BaseException as exc:
             self.why_not = f"preparing raised {type(exc).__name__}"
             return
+        finally:
+            sys.argv = saved_argv
         self.env = reads
         if caught:
             self.why_not = f"preparing warned ({caught[0].category.__name__})"
@@ -161,6 +167,8 @@ class Prepared:
         if plugins is not None or rest or set(kw) - {"prog"} or self.config is None:
             return False
         if kw.get("prog") != self.key.prog:
+            return False
+        if self.key.prog is None and sys.argv[:1] != [self.key.argv0]:
             return False
         order = wm.ForkOrder(id="", mode="run", args=list(args or ()), cwd="", env={}, umask=0)
         key = run_key(order)
@@ -420,4 +428,4 @@ class StandbySlot:
 
 def _describe(key: Key) -> str:
     blocks = " ".join(f"-p {b}" for b in key.blocks) or "no -p no:NAME"
-    return f"{blocks} ({key.prog or 'pytest'})"
+    return f"{blocks} ({key.prog or key.argv0})"
