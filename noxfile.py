@@ -170,6 +170,22 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def standby(session: nox.Session) -> None:
+    """The equivalence suite through the standby worker and without it: every warm run
+    must go the forced way (tests/test_equivalence.py checks the status counters)."""
+    session.install("-e", ".[test]")
+    for mode in ("always", "off"):
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            "tests/test_equivalence.py",
+            *session.posargs,
+            env={"PYTEST_FASTCOLLECT_STANDBY": mode},
+        )
+
+
+@nox.session
 def overhead(session: nox.Session) -> None:
     """Issue 12's figures: a warm one-file run split into phases, standby on vs off, the
     repeated collect and --daemon-status, on examples/heavy and examples/scientific,

@@ -186,6 +186,25 @@ def standby_mode() -> str:
     return mode()
 
 
+def _stderr_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/2")
+    except OSError:
+        return None
+
+
+def run_workers(warm_pid: int) -> list[psutil.Process]:
+    """The warm process's children but its standby worker, which, until a run takes it,
+    shares the warm process's standard error (the daemon's log); a run's has the client's."""
+    warm_err = _stderr_of(warm_pid)
+    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) != warm_err]
+
+
+def standby_workers(warm_pid: int) -> list[psutil.Process]:
+    warm_err = _stderr_of(warm_pid)
+    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) == warm_err]
+
+
 def daemon_metrics(proj: Project) -> dict[str, int]:
     """The daemon's request counters (runs, standby_runs, fresh_runs, collect_cache_hits...)."""
     status = daemon_status(proj)

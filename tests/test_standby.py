@@ -24,7 +24,16 @@ from _pytest import config as pc
 from pytest_fastcollect.warm import standby
 from pytest_fastcollect.wire import warm as wm
 
-from helpers import DEFAULT_INI, STANDBY_ENV, Project, daemon_metrics, make_project, wait_until
+from helpers import (
+    DEFAULT_INI,
+    STANDBY_ENV,
+    Project,
+    daemon_metrics,
+    daemon_status,
+    make_project,
+    standby_workers,
+    wait_until,
+)
 
 HAS_PROG = hasattr(pc, "_get_prog_name")
 
@@ -254,15 +263,11 @@ def _served(proj: Project, *args: str, env: dict[str, str] | None = None) -> tup
 
 def _standby_ready(proj: Project) -> bool:
     """A standby waits: the warm process has a child that is not a run."""
-    import psutil
-
-    warm_pid = daemon_metrics_status(proj)
-    return bool(warm_pid) and len(psutil.Process(warm_pid).children()) == 1
+    warm_pid = _warm_pid(proj)
+    return bool(warm_pid) and len(standby_workers(warm_pid)) == 1
 
 
-def daemon_metrics_status(proj: Project) -> int:
-    from helpers import daemon_status
-
+def _warm_pid(proj: Project) -> int:
     pid = daemon_status(proj)["warm_pid"]
     return int(pid) if isinstance(pid, int) else 0
 
@@ -312,9 +317,7 @@ def test_a_reload_discards_the_standby_prepared_before_it(daemon: Project) -> No
 
 
 def _standby_children(proj: Project) -> list[int]:
-    import psutil
-
-    return [c.pid for c in psutil.Process(daemon_metrics_status(proj)).children()]
+    return [c.pid for c in standby_workers(_warm_pid(proj))]
 
 
 @pytest.mark.parametrize("daemon", ["off"], indirect=True)
