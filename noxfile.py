@@ -120,7 +120,8 @@ def pytest8(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check; then the house rules (import directions, sizes)."""
-    session.install("ruff", "-e", ".", "pytest")
+    # The test configuration in pyproject.toml names these plugins' options.
+    session.install("ruff", "-e", ".", "pytest", "pytest-timeout", "pytest-asyncio")
     paths = [p for p in LINT_PATHS if (ROOT / p).exists()]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)

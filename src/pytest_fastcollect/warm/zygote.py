@@ -26,7 +26,15 @@ from typing import Any
 import pytest
 
 from pytest_fastcollect import fingerprint, role
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, registrants, reload, worker
+from pytest_fastcollect.warm import (
+    envtrack,
+    learn,
+    metadata_cache,
+    registrants,
+    reload,
+    threads,
+    worker,
+)
 from pytest_fastcollect.warm.reload import Result as ReloadResult
 from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
 from pytest_fastcollect.wire import warm as wm
@@ -282,6 +290,9 @@ class Zygote(OrderLoop):
 
     def scan(self, order: wm.ScanOrder, _fds: list[int]) -> bool:
         """Find registrant modules in a child (a pass over the heap), serving meanwhile."""
+        if not threads.fork_safety().safe:
+            self.send(wm.Scanned(id=order.id, registrants={}, complete=False))
+            return True
         path = os.path.join(self.cache_dir, f"scan-{os.getpid()}-{order.id}.json")
         modules = {name: file for name, file in self.report()["modules"]}
         pid = fork_accounted()
