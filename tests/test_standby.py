@@ -198,6 +198,15 @@ def test_no_standby_is_forked_beside_a_python_thread() -> None:
     assert "thread" in slot.unsafe
 
 
+def test_standbys_that_keep_failing_are_not_forked_again_until_the_layer_changes() -> None:
+    slot = standby.StandbySlot("auto", [])
+    slot.broken = standby.MAX_BROKEN
+    assert slot.spawn(object()) is None  # type: ignore[arg-type]
+    assert "could not prepare" in slot.unsafe
+    slot.changed()
+    assert slot.broken == 0
+
+
 def test_run_key_reads_blocks_as_pytest_does() -> None:
     assert key_of([]).blocks == ()
     assert key_of([]).argv0 == ("" if HAS_PROG else "pytest")

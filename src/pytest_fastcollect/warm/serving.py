@@ -119,7 +119,7 @@ class OrderLoop:
                 order = wm.decode_order(raw)
                 if order.op != "fork" and self.standby is not None:
                     # The layer is about to change: what the standby holds would be stale.
-                    self.standby.discard()
+                    self.standby.changed()
                 if not self.handlers[order.op](order, fds):
                     return
 

@@ -62,6 +62,9 @@ FRAME_LIMIT = 256 * 1024 * 1024
 # How long a run waits for a standby still preparing (it needs ~10 ms of CPU;
 # longer means a loaded machine, where a fresh fork would not be quicker).
 READY_TIMEOUT = 2.0
+# Standbys in a row that died or could not prepare: then none until the layer changes
+# (a standby that crashes on start would otherwise be forked again at once, forever).
+MAX_BROKEN = 3
 PR_SET_PDEATHSIG = 1
 
 
@@ -318,6 +321,7 @@ class StandbySlot:
         self.next_key = initial or Key((), "pytest")
         self.next_env: dict[str, str] | None = None  # the last run's: None, the layer's
         self.unsafe = ""  # why the last fork-safety check refused a standby
+        self.broken = 0  # standbys in a row that died or could not prepare
 
     @property
     def enabled(self) -> bool:
@@ -331,13 +335,22 @@ class StandbySlot:
     def readable(self) -> None:
         sb = self.current
         if sb is not None and not self._read_ready(sb, timeout=READY_TIMEOUT):
+            self.broken += 1
             self.discard()
+
+    def changed(self) -> None:
+        """The layer is about to change: what a standby holds would be stale."""
+        self.discard()
+        self.broken = 0
 
     def spawn(
         self, layer: Layer, key: Key | None = None, env: dict[str, str] | None = None
     ) -> _Standby | None:
         """Fork a standby prepared for ``key`` and ``env`` (default: the last run's)."""
         self.discard()
+        if self.broken >= MAX_BROKEN:
+            self.unsafe = f"{self.broken} standby workers in a row could not prepare"
+            return None
         verdict = threads.fork_safety()
         if not verdict.safe:
             self.unsafe = verdict.reason
@@ -391,6 +404,7 @@ class StandbySlot:
             self.discard()
             return None, f"the standby worker is gone ({exc})"
         self.current = None
+        self.broken = 0
         sb.sock.close()
         return sb.pid, ""
 
@@ -402,11 +416,13 @@ class StandbySlot:
             self.discard()
             return f"prepared for {_describe(sb.key)}, the run has {_describe(key)}"
         if sb.ready is None and not self._read_ready(sb, timeout=READY_TIMEOUT):
+            self.broken += 1
             self.discard()
             return "the standby worker did not get ready"
         assert sb.ready is not None
         if not sb.ready.get("ok"):
             why = str(sb.ready.get("why"))
+            self.broken += 1
             self.discard()
             return why
         for name, value in dict(sb.ready.get("env", {})).items():
