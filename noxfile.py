@@ -20,7 +20,7 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
-LINT_PATHS = ("src", "tests", "bench", "noxfile.py", "examples")
+LINT_PATHS = ("src", "tests", "bench", "tools", "noxfile.py", "setup.py", "examples")
 BENCH_NEEDS = ("sympy", "numpy", "pandas")
 BENCH_SCRIPTS = (
     "bench_daemon.py",
@@ -28,6 +28,7 @@ BENCH_SCRIPTS = (
     "bench_reload.py",
     "bench_warm.py",
     "bench_overhead.py",
+    "bench_early.py",
 )
 
 nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]

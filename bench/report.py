@@ -1,5 +1,5 @@
 """Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm,
-bench_overhead) in one table.
+bench_overhead, bench_early) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -142,12 +142,27 @@ def rows_overhead(mode: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def rows_early(mode: dict[str, Any]) -> list[list[str]]:
+    d = mode["derived"]
+    return [
+        ["pytest FILE, start-up hook", b.fmt(_median(mode, "early"), " ms")],
+        ["pytest FILE, plugin hand-off", b.fmt(_median(mode, "plugin"), " ms")],
+        ["pytest-fastcollect run FILE", b.fmt(_median(mode, "thin"), " ms")],
+        ["cold pytest --no-daemon FILE", b.fmt(_median(mode, "cold"), " ms")],
+        [
+            "  plugin / early, early / thin",
+            f"{b.fmt(d['plugin_over_early'], 'x')}, {b.fmt(d['early_over_thin'], 'x')}",
+        ],
+    ]
+
+
 ROWS = {
     "daemon": rows_daemon,
     "runs": rows_runs,
     "reload": rows_reload,
     "warm": rows_warm,
     "overhead": rows_overhead,
+    "early": rows_early,
 }
 
 

@@ -194,7 +194,7 @@ STATUS = """
       processes:
         role        pid      RSS          PSS          CPU s   threads  fds   children  zombies
         supervisor  {pid}{*}
-        base        {*}
+        base        {n}{*}
         warm        {warm}{*}
 """
 
