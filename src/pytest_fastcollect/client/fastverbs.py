@@ -92,12 +92,21 @@ def health(files: ProjectFiles, as_json: bool) -> int:
 
 
 def run(name: str, config: pytest.Config) -> int:
-    """The verb ``name`` for the ``pytest`` command; expected failures become one line."""
+    """The verb ``name`` for the ``pytest`` command, once pytest has found the rootdir."""
+    as_json = bool(getattr(config.known_args_namespace, "daemon_json", False))
+    return serve(name, str(config.rootpath), as_json)
+
+
+def serve(name: str, rootdir: str, as_json: bool) -> int:
+    """The verb ``name`` for the project at ``rootdir``; expected failures become one line.
+
+    The plugin calls it through ``run``, the start-up hook (client/early.py)
+    directly: both paths print the same and exit with the same code.
+    """
     from pytest_fastcollect.paths import project_files
 
     try:
-        files = project_files(config.rootpath)
-        as_json = bool(getattr(config.known_args_namespace, "daemon_json", False))
+        files = project_files(rootdir)
         return status(files, as_json) if name == "status" else health(files, as_json)
     except FastCollectError as exc:
         sys.stderr.write(f"pytest-fastcollect: error: {exc.message}\n")
