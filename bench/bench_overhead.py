@@ -63,6 +63,7 @@ LABELS = {
     "python": "python -c pass (floor)",
     "version": "pytest --version",
     "status": "pytest --daemon-status",
+    "status_plugin": "pytest --daemon-status (PYTEST_FASTCOLLECT_EARLY=0)",
     "cold": "pytest FILE (cold, --no-daemon)",
     "warm_on": "pytest FILE (standby on)",
     "warm_off": "pytest FILE (standby off)",
@@ -177,10 +178,13 @@ def measure_project(
 
     cpu_of: dict[str, list[float]] = {}
 
-    def plain(name: str, cmd: list[str], standby: str = "on") -> Callable[[], float]:
+    def plain(
+        name: str, cmd: list[str], standby: str = "on", env: dict[str, str] | None = None
+    ) -> Callable[[], float]:
         def run() -> float:
             cpu = children_cpu()
-            seconds = b.run_checked(cmd, roots[standby], envs[standby], ok=(0, 1, 5)).seconds
+            full_env = {**envs[standby], **(env or {})}
+            seconds = b.run_checked(cmd, roots[standby], full_env, ok=(0, 1, 5)).seconds
             cpu_of.setdefault(name, []).append(children_cpu() - cpu)
             return seconds
 
@@ -196,6 +200,10 @@ def measure_project(
         "python": plain("python", [sys.executable, "-c", "pass"]),
         "version": plain("version", [*pytest, "--version"]),
         "status": plain("status", [*pytest, "--daemon-status"]),
+        # The same verb answered by the plugin, after pytest's import: what the hook saves.
+        "status_plugin": plain(
+            "status_plugin", [*pytest, "--daemon-status"], env={"PYTEST_FASTCOLLECT_EARLY": "0"}
+        ),
         "cold": plain("cold", [*pytest, "--no-daemon", file]),
     }
     for kind in ("warm", "thin"):
@@ -281,6 +289,7 @@ def summarise(
         "warm_overhead_cpu_ms": phases["warm_on"]["overhead_cpu"],
         "repeated_collect_ms": collect["repeat"]["median_ms"],
         "status_over_python_ms": status_over_python,
+        "status_plugin_over_status": b.ratio(med["status_plugin"], med["status"]),
     }
     targets = {
         "thin": _within(figures["thin_minus_bodies_ms"], TARGETS["thin"]),
@@ -333,7 +342,8 @@ def report(data: dict[str, Any]) -> None:
             f"pytest FILE - bodies {b.fmt(f['warm_minus_bodies_ms'], ' ms')} (<= 70: {t['warm']}); "
             f"repeated collect {b.fmt(f['repeated_collect_ms'], ' ms')} (<= 10: {t['collect']}, "
             f"first {b.fmt(c['first_ms'], ' ms')}, {c['count']} tests); --daemon-status over "
-            f"python -c pass {b.fmt(f['status_over_python_ms'], ' ms')} (<= 100: {t['status']})"
+            f"python -c pass {b.fmt(f['status_over_python_ms'], ' ms')} (<= 100: {t['status']}; "
+            f"plugin / start-up hook {b.fmt(f['status_plugin_over_status'], 'x')})"
         )
         g = m["standby_gain_ms"]
         print(

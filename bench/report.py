@@ -136,6 +136,10 @@ def rows_overhead(mode: dict[str, Any]) -> list[list[str]]:
             f"{b.fmt(d.get('status_over_python_cpu_ms'), ' ms')}",
         ],
         [
+            "--daemon-status, plugin / start-up hook",
+            b.fmt(d.get("status_plugin_over_status"), "x"),
+        ],
+        [
             "standby saves (off - on), pytest FILE / thin",
             f"{b.fmt(g['warm'], ' ms')} / {b.fmt(g['thin'], ' ms')}",
         ],
