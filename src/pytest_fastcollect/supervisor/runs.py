@@ -24,6 +24,7 @@ from pytest_fastcollect.supervisor import changes
 from pytest_fastcollect.supervisor.collects import CollectCache
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
+from pytest_fastcollect.supervisor.run_workers import RunWorkers
 from pytest_fastcollect.supervisor.slot import Notify, Refused, Restarting, WarmSlot
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
@@ -69,6 +70,7 @@ class Runs:
         self.cache_dir = cache_dir
         self.request_timeout = request_timeout
         self.collects = CollectCache(root, ignore=(cache_dir,))
+        self.workers = RunWorkers(cache_dir)  # parallel runs' xdist processes
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -99,6 +101,7 @@ class Runs:
         finally:
             os.close(status_r)
             fork.source.done(fork.order_id)
+            self.workers.finished(fork.order_id, req.request_id)
 
     def _fork_run(
         self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify, received: float
