@@ -148,7 +148,9 @@ def measure_project(
         b.log(f"[{name}/{mode}] starting the daemon (standby {standby})")
         daemons[standby].start()
 
-    samples: dict[str, list[dict[str, float]]] = {k: [] for k in LABELS if "_" in k}
+    samples: dict[str, list[dict[str, float]]] = {
+        k: [] for k in LABELS if k.startswith(("warm_", "thin_"))
+    }
     notices: list[str] = []
 
     def warm(kind: str, standby: str, record: bool = True) -> Callable[[], float]:
