@@ -67,8 +67,16 @@ def given(namespace: object) -> list[Verb]:
     return [v for v in VERBS if getattr(namespace, v.dest, False)]
 
 
+# Verbs served without pydantic (client/fastverbs.py): asked for often, answered quickly.
+QUICK = frozenset({"status", "health"})
+
+
 def run(verb: Verb, config: pytest.Config) -> int:
     """Run a verb; its function returns the exit code (errors print one line)."""
+    if verb.name in QUICK:
+        from pytest_fastcollect.client import fastverbs
+
+        return fastverbs.run(verb.name, config)
     from pytest_fastcollect.client import commands
 
     return commands.run_verb(getattr(commands, verb.function), config)
