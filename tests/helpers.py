@@ -60,6 +60,8 @@ class Project:
     runtime: Path
     env: dict[str, str] = field(default_factory=dict)
     started_pids: list[int] = field(default_factory=list)
+    # Another environment (a virtualenv a test made): the pytest command to use.
+    pytest_command: list[str] | None = None
 
     def write(self, files: Mapping[str, str]) -> None:
         for rel, text in files.items():
@@ -75,9 +77,8 @@ class Project:
         cwd: Path | None = None,
         stdin: int | None = subprocess.DEVNULL,
     ) -> Result:
-        return self.command(
-            [*command_pytest(), *args], timeout=timeout, env=env, cwd=cwd, stdin=stdin
-        )
+        cmd = self.pytest_command or command_pytest()
+        return self.command([*cmd, *args], timeout=timeout, env=env, cwd=cwd, stdin=stdin)
 
     def command(
         self,
@@ -243,6 +244,47 @@ def daemon_status(proj: Project) -> dict[str, object]:
     assert record is not None, "no daemon record"
     status: dict[str, object] = DaemonClient(str(record["socket_path"])).get_status()
     return status
+
+
+def make_venv(where: Path) -> str:
+    """A virtualenv at ``where`` that sees this environment's packages; its python.
+
+    No pip of its own (fast, offline): a ``.pth`` line adds this environment's
+    site-packages as a site directory (so its ``.pth`` files run too), and
+    ``PYTHON -m pip`` is this environment's pip installing into the new one.
+    Its ``bin/pytest`` is the script pip would have written.
+    """
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    python = str(where / "bin" / "python")
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    parent = sysconfig.get_paths()["purelib"]
+    Path(purelib, "_parent_environment.pth").write_text(
+        f"import site; site.addsitedir({parent!r})\n"
+    )
+    script = where / "bin" / "pytest"
+    script.write_text(
+        f"#!{python}\nimport sys\nfrom pytest import console_main\n\n"
+        "if __name__ == '__main__':\n    sys.exit(console_main())\n"
+    )
+    script.chmod(0o755)
+    return python
+
+
+def pip_install_editable(python: str, project: Path, mode: str | None = None) -> None:
+    """``pip install -e project`` offline (setuptools from this environment)."""
+    cmd = [python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index"]
+    cmd += ["-e", str(project)]
+    if mode is not None:
+        cmd += ["--config-settings", f"editable_mode={mode}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"pip install -e failed:\n{proc.stdout}\n{proc.stderr}"
 
 
 T = TypeVar("T")

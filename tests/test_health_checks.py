@@ -111,3 +111,12 @@ def test_polling_watcher_degrades() -> None:
     checks = health.checks(facts(watcher="polling"))
     assert not checks["file_watcher"].ok
     assert health.verdict(checks) is p.HealthVerdict.DEGRADED
+
+
+def test_a_warm_process_that_stopped_answering_is_unhealthy() -> None:
+    checks = health.checks(facts(unresponsive="it is stopped (process state stopped)"))
+    check = checks["warm_process_responsive"]
+    assert not check.ok and check.severity == "unhealthy"
+    assert "it is stopped" in check.detail and "being replaced" in check.detail
+    assert health.verdict(checks) is p.HealthVerdict.UNHEALTHY
+    assert health.checks(facts())["warm_process_responsive"].ok

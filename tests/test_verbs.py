@@ -108,6 +108,7 @@ HEALTHY = """
       - socket_alive: True
       - running: True
       - warm_process_alive: {warm}
+      - warm_process_responsive: True
       - warm_process_fork_safe: True (1 OS thread)
       - request_error_rate: 0.00 (0%)
       - memory_rss_bytes: {f} MiB
@@ -257,6 +258,7 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
           - socket_alive: True
           - running: True
           - warm_process_alive: {warm}
+          - warm_process_responsive: True
           - warm_process_fork_safe: True (1 OS thread)
           - request_error_rate: 1.00 (100%)  <- degraded  [3 of 3 requests failed; limit 10%]
           - memory_rss_bytes: {f} MiB

@@ -43,5 +43,9 @@ class DaemonError(FastCollectError):
     exit_code = Exit.DAEMON_ERROR
 
 
+class DaemonBusy(DaemonError):
+    """The daemon answered ``busy`` (every slot taken) for as long as we retried."""
+
+
 class DaemonConnectionError(NoDaemon, ConnectionError):
     """No daemon answers on the socket (the seed document's ``ConnectionError``)."""

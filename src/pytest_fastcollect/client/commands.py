@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect import fingerprint, settings
-from pytest_fastcollect.client import ui
+from pytest_fastcollect import fingerprint, processes, settings
+from pytest_fastcollect.client import discovery, ui
 from pytest_fastcollect.client.connect import (
     DaemonClient,
     lock_is_free,
@@ -96,6 +96,9 @@ def _files(config: pytest.Config, create: bool = False) -> ProjectFiles:
 
 
 def _client(files: ProjectFiles) -> DaemonClient:
+    if not os.path.exists(files.socket):
+        # A live daemon makes a removed socket again within a second.
+        discovery.wait_for_socket(files)
     return DaemonClient(files.socket)
 
 
@@ -157,9 +160,8 @@ def spawn_supervisor(
     cmd = [
         sys.executable,
         "-m",
-        "pytest_fastcollect.supervisor",
-        "--root",
-        str(files.root),
+        processes.SUPERVISOR_MODULE,
+        *processes.supervisor_args(str(files.root), str(files.directory)),
         "--cwd",
         str(config.invocation_params.dir),
         "--settings",
@@ -268,7 +270,14 @@ def stop_files(files: ProjectFiles) -> int:
 
     client = _client(files)
     try:
-        pid = int(client.stop()["pid"])
+        answer = client.stop()
+        pid = int(answer["pid"])
+        if answer.get("runs"):
+            sys.stdout.write(
+                f"pytest-fastcollect: {answer['runs']} run(s) in progress may finish within "
+                f"{answer['grace']:g}s (pytest --daemon-stop again stops them now)\n"
+            )
+            sys.stdout.flush()
     except DaemonConnectionError:
         pid = 0
     except DaemonError:
@@ -286,6 +295,13 @@ def stop_files(files: ProjectFiles) -> int:
         sys.stdout.write(
             f"pytest-fastcollect: killed the unresponsive daemon (pid {record.pid}) "
             f"for {files.root}\n"
+        )
+        return int(Exit.OK)
+    stopped = discovery.stop_orphans(files)
+    if stopped:
+        sys.stdout.write(
+            f"pytest-fastcollect: stopped the daemon (pid {', '.join(map(str, stopped))}) for "
+            f"{files.root}, which ran without its files\n"
         )
         return int(Exit.OK)
     raise _no_daemon(files)

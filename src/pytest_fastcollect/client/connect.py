@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,20 @@ from pytest_fastcollect.client.transport import (
     lock_is_free,
     remove_stale_files,
 )
-from pytest_fastcollect.errors import DaemonConnectionError, DaemonError, FastCollectError
+from pytest_fastcollect.errors import (
+    DaemonBusy,
+    DaemonConnectionError,
+    DaemonError,
+    FastCollectError,
+)
 from pytest_fastcollect.paths import ProjectFiles, project_files
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 RESPONSE_LIMIT = 256 * 1024 * 1024
+# A busy daemon (every run slot taken, or a burst of connections) is asked
+# again for this long before the caller hears it.
+BUSY_RETRY_FOR = 5.0
 
 __all__ = [
     "DaemonClient",
@@ -77,16 +86,28 @@ class DaemonClient:
         answers and ``DaemonError`` when the daemon answers with an error.
         """
         t = self.timeout if timeout is None else timeout
-        with connect(self.socket_path, t) as sock:
+        deadline = time.monotonic() + min(BUSY_RETRY_FOR, t or BUSY_RETRY_FOR)
+        delay = 0.01
+        while True:
+            response = self._exchange(req, t)
+            if not isinstance(response, p.ErrorResponse):
+                return response
+            if response.code is not p.ErrorCode.BUSY:
+                raise DaemonError(f"{response.code.value}: {response.message}")
+            if time.monotonic() + delay > deadline:
+                raise DaemonBusy(f"{response.message}; try again in a moment")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _exchange(self, req: pydantic.BaseModel, timeout: float | None) -> p.Response:
+        with connect(self.socket_path, timeout) as sock:
             try:
                 send_frame(sock, p.dump(req))
             except OSError as exc:
                 raise DaemonConnectionError(
                     f"Cannot send to daemon at {self.socket_path}: {exc}"
                 ) from exc
-            response: p.Response = read_response(sock, t)
-        if isinstance(response, p.ErrorResponse):
-            raise DaemonError(f"{response.code.value}: {response.message}")
+            response: p.Response = read_response(sock, timeout)
         return response
 
     def is_daemon_running(self) -> bool:

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
@@ -29,8 +30,12 @@ if TYPE_CHECKING:
 
     import pytest
 
+    from pytest_fastcollect.paths import ProjectFiles
+
 
 def notice(message: str) -> None:
+    if sys.stderr is None:  # started with stderr closed, as a cold run would be
+        return
     sys.stderr.write(f"pytest-fastcollect: {message}\n")
     sys.stderr.flush()
 
@@ -66,7 +71,7 @@ def try_handoff(
         files = project_files(config.rootpath)
     except FastCollectError:
         return None
-    if not os.path.exists(files.socket):
+    if not os.path.exists(files.socket) and not _socket_coming_back(files):
         return None
     interpreter_options = fingerprint.interpreter_options()
     if interpreter_options:
@@ -126,15 +131,49 @@ def _declined_at_startup() -> bool:
     return bool(getattr(state, "declined", False))
 
 
-def _stdio_fds() -> tuple[int, int, int]:
+# A live daemon makes a removed socket again within its self-check interval.
+SOCKET_BACK_WITHIN = 1.5
+
+
+def _socket_coming_back(files: ProjectFiles) -> bool:
+    """No socket: True if a live daemon (its lock held) has just made it again."""
+    if not os.path.exists(files.lock) or lock_is_free(files):
+        return False
+    deadline = time.monotonic() + SOCKET_BACK_WITHIN
+    while time.monotonic() < deadline:
+        if os.path.exists(files.socket):
+            return True
+        time.sleep(0.01)
+    notice(
+        "the daemon holds its lock but has no socket; running without it "
+        "(pytest --daemon-stop stops it)"
+    )
+    return False
+
+
+def _stdio_fds() -> tuple[tuple[int, int, int], list[int]]:
+    """The descriptors to hand the run as its stdin, stdout and stderr, and those of
+    them this process was started without.
+
+    A stream closed at start-up is ``None`` in ``sys.__stdin__`` and the like (the
+    number may hold something else by now: never send that). ``/dev/null`` travels
+    in its place and the run closes it again, so it starts as a cold one would.
+    """
     fds = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
+    closed = []
+    for fd, stream in enumerate((sys.__stdin__, sys.__stdout__, sys.__stderr__)):
+        usable = stream is not None
+        if usable:
+            try:
+                os.fstat(fd)
+            except OSError:
+                usable = False
+        if usable:
             fds.append(fd)
-        except OSError:
-            fds.append(os.open(os.devnull, os.O_RDWR))
-    return (fds[0], fds[1], fds[2])
+        else:
+            closed.append(fd)
+            fds.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+    return (fds[0], fds[1], fds[2]), closed
 
 
 def _umask() -> int:
@@ -196,19 +235,7 @@ def run_through(
 
     ``env``: the run's environment (default: this process's).
     """
-    payload = lite.encode_run(
-        args,
-        cwd,
-        dict(os.environ) if env is None else env,
-        _umask(),
-        sys.executable,
-        sys_path,
-        argv0,
-    )
-    try:
-        send_frame(sock, payload, fds=_stdio_fds())
-    except OSError as exc:
-        notice(f"could not reach the daemon ({exc}); running without it")
+    if not _send_run(sock, args, cwd, sys_path, argv0, env):
         return None
     started = False
     forwarder = _Forwarder(sock)
@@ -232,7 +259,7 @@ def run_through(
                 notice(f"{response.reason}; running without the daemon")
                 return None
             elif isinstance(response, lite.Error):
-                notice(f"the daemon refused the run ({response.message}); running without it")
+                notice(_refusal(response))
                 return None
             else:
                 started = False
@@ -240,6 +267,35 @@ def run_through(
     finally:
         if started:
             forwarder.__exit__()
+
+
+def _send_run(
+    sock: socket.socket,
+    args: Sequence[str],
+    cwd: str,
+    sys_path: list[str],
+    argv0: str,
+    env: dict[str, str] | None,
+) -> bool:
+    stdio, closed = _stdio_fds()
+    run_env = dict(os.environ) if env is None else env
+    payload = lite.encode_run(args, cwd, run_env, _umask(), sys.executable, sys_path, argv0, closed)
+    try:
+        send_frame(sock, payload, fds=stdio)
+    except OSError as exc:
+        notice(f"could not reach the daemon ({exc}); running without it")
+        return False
+    finally:
+        for fd in closed:
+            os.close(stdio[fd])
+    return True
+
+
+def _refusal(error: lite.Error) -> str:
+    if error.code == "busy":
+        # Every run slot is taken: a cold run now beats waiting for one.
+        return f"{error.message}; running without it"
+    return f"the daemon refused the run ({error.message}); running without it"
 
 
 def _finished(response: lite.Finished, forwarder: _Forwarder) -> int:
@@ -254,7 +310,8 @@ def _finished(response: lite.Finished, forwarder: _Forwarder) -> int:
     forwarder.__exit__()
     if die_with is not None:
         # Die the way the run died, so the shell sees the same status.
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         if die_with not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(die_with, signal.SIG_DFL)
         os.kill(os.getpid(), die_with)

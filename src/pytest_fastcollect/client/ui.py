@@ -66,6 +66,7 @@ def render_status(s: p.StatusResponse) -> str:
         f"(error rate {m.error_rate:.1%}); runs {m.runs}, collects {m.collects}",
         f"  watcher:        {r.watcher} ({', '.join(s.watched_paths) or 'nothing watched'}; "
         f"inotify watches: {s.inotify_watches if s.inotify_watches is not None else '-'})",
+        *(f"  not watched:    {path} ({why})" for path, why in sorted(s.unwatched_paths.items())),
         f"  reloads:        {r.reloads} ({r.modules_reloaded} modules; mean "
         f"{'-' if r.mean_ms is None else f'{r.mean_ms:.1f} ms'}, p95 "
         f"{'-' if r.p95_ms is None else f'{r.p95_ms:.1f} ms'}); pending changes: {r.pending_changes}",

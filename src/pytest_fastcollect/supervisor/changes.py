@@ -66,6 +66,7 @@ class Replace(str, enum.Enum):
     ALIVE = "alive"
     MANUAL = "manual"
     CRASH = "crash"
+    UNRESPONSIVE = "unresponsive"  # stopped, or did not answer a ping in time
     TAINTED = "tainted"
     RETRY = "retry"  # a change after a failed warm-up (perhaps the fix): warm again
 

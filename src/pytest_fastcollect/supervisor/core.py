@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
     from pytest_fastcollect.supervisor.watcher import Watcher
 
 log = logging.getLogger("pytest_fastcollect.daemon")
+
+# --daemon-stop lets runs in progress finish for this long, then stops them.
+STOP_GRACE = 5.0
+# A replaced warm process that still does not answer is killed after this long:
+# runs in progress on it get their result if it answers again before.
+UNRESPONSIVE_KILL_AFTER = 30.0
 
 
 class Incoming:
@@ -108,19 +115,29 @@ class Supervisor:
         self.root = os.path.realpath(config.root)
         self.started = time.time()
         self.stop_event = threading.Event()
+        # A second stop (or SIGTERM) while runs drain: end them now.
+        self.force_stop = threading.Event()
         self.watcher_kind = "none"
         self._watcher: Watcher | None = None
+        # The server's figures, once a server serves this supervisor.
+        self.connection_stats: Callable[[], p.ConnectionStats] = p.ConnectionStats
         self.stats = Stats()
         self.records = Freshness(
             self.root,
             config.settings.debounce,
             on_quiet=self._changes_quiet,
             site_dirs=config.site_dirs,
+            on_outside=self._watch_outside,
         )
 
         self.layers = layers(self._base_died)
         self.slot = WarmSlot(self.root, self.layers, config.env, self.records, self.stats)
         self.idle = IdleWork(self.slot, config.settings.learn_imports)
+        # Hears of every warm process that starts serving (the record names it).
+        self.on_adopted: Callable[[int | None], None] | None = None
+        self.slot.listener = _Adoptions(self.idle, self._adopted)
+        # Warm processes that stopped answering, and since when (``check_warm``).
+        self._unresponsive: dict[int, tuple[WarmHandle, float]] = {}
         self.runs = Runs(
             self.slot,
             self.idle,
@@ -131,6 +148,10 @@ class Supervisor:
 
     def start(self) -> WarmHandle:
         return self.slot.start()
+
+    def _adopted(self, wp: WarmHandle) -> None:
+        if self.on_adopted is not None:
+            self.on_adopted(wp.pid)
 
     def _changes_quiet(self) -> None:
         self.slot.apply_when_quiet()
@@ -150,6 +171,52 @@ class Supervisor:
             log.warning("No file watcher (%s); relying on the per-run stat sweep", exc)
             return
         self._watcher = watcher
+
+    def _watch_outside(self, dirs: dict[str, bool]) -> None:
+        """Loaded project code outside the rootdir (``outside.py``): watch it too."""
+        if self._watcher is not None:
+            self._watcher.watch_outside(dirs)
+
+    def watched(self) -> tuple[list[str], dict[str, str]]:
+        """(watched paths, paths only the stat sweep covers, with why)."""
+        if self._watcher is None:
+            reason = "no file watcher: only the per-run stat sweep sees changes"
+            return [], {d: reason for d in self.records.outside_dirs()}
+        watched, unwatched = self._watcher.outside_state()
+        return [self.root, *watched], unwatched
+
+    def check_warm(self) -> None:
+        """Self-check: replace a warm process that stopped answering, and kill it once it
+        has had ``UNRESPONSIVE_KILL_AFTER`` to answer again for the runs it still holds."""
+        wp = self.slot.current
+        reason = wp.check_responsive() if wp is not None else None
+        if wp is not None and reason is not None and id(wp) not in self._unresponsive:
+            self._unresponsive[id(wp)] = (wp, time.monotonic())
+            threading.Thread(
+                target=self._replace_unresponsive, args=(wp, reason), name="replace", daemon=True
+            ).start()
+        base = self.layers.base_for_runs()
+        if base is not None and base.check_responsive() is not None:
+            # Killed outright: its death replaces it and its layers (``layers.py``).
+            log.warning("Killing the base process %d: it does not answer", base.pid)
+            try:
+                os.kill(base.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for key, (old, since) in list(self._unresponsive.items()):
+            if not old.alive():
+                del self._unresponsive[key]
+            elif (
+                old is not self.slot.current and time.monotonic() - since > UNRESPONSIVE_KILL_AFTER
+            ):
+                log.warning("Killing warm process %d: it still does not answer", old.pid)
+                old.kill()
+                del self._unresponsive[key]
+
+    def _replace_unresponsive(self, wp: WarmHandle, reason: str) -> None:
+        with self.slot.hold() as held:
+            if held.current is wp and not self.slot.stopping.is_set():
+                held.replace(changes.Replace.UNRESPONSIVE, f"it does not answer: {reason}", None)
 
     def note_changes(self, paths: set[str]) -> None:
         """The watcher's sink (its thread)."""
@@ -214,7 +281,22 @@ class Supervisor:
 
     def handle_stop(self, req: p.StopRequest, _in: Incoming) -> p.StopResponse:
         # The server sets stop_event once this answer is sent.
-        return p.StopResponse(request_id=req.request_id, pid=os.getpid())
+        if self.slot.stopping.is_set():
+            self.force_stop.set()
+        else:
+            # No new run from now on; those in progress may finish (``stop_runs``).
+            self.slot.stopping.set()
+        return p.StopResponse(
+            request_id=req.request_id,
+            pid=os.getpid(),
+            runs=0 if self.force_stop.is_set() else self.runs.active(),
+            grace=STOP_GRACE,
+        )
+
+    def stop_runs(self) -> None:
+        """Once stopping: runs in progress finish within ``STOP_GRACE``, or are stopped."""
+        self.slot.stopping.set()
+        self.runs.drain(STOP_GRACE, self.force_stop)
 
     # -- status and health ----------------------------------------------------------------
 
@@ -265,6 +347,7 @@ class Supervisor:
     def status(self, full: bool = True) -> p.StatusResponse:
         wp = self.slot.current
         limits = self.config.settings
+        watched, unwatched = self.watched()
         return p.StatusResponse(
             pid=os.getpid(),
             state=self.slot.state,
@@ -283,11 +366,13 @@ class Supervisor:
             warm_paths=list(wp.ready.warm_paths) if wp is not None and wp.ready else [],
             cached_modules=wp.cached_modules if wp is not None else 0,
             project_modules=len(wp.modules) if wp is not None else 0,
-            watched_paths=[self.root] if self.watcher_kind != "none" else [],
+            watched_paths=watched,
+            unwatched_paths=unwatched,
             inotify_watches=health.inotify_watches(os.getpid()),
             metrics=self.stats.metrics(),
             warmup=self.warmup(),
             reload=self.reload_stats(),
+            connections=self.connection_stats(),
             processes=self.processes(full),
             limits={
                 "max_connections": limits.max_connections,
@@ -312,6 +397,7 @@ class Supervisor:
             processes=self.processes(full=False),
             metrics=self.stats.metrics(),
             pending_age=self.records.pending_age(),
+            unresponsive=wp.unresponsive if wp is not None else None,
             watcher=self.watcher_kind,
             import_failures=len(self.slot.warmup.failures),
         )
@@ -339,6 +425,21 @@ class Supervisor:
         if wp is not None:
             wp.kill()
         self.layers.kill()
+
+
+class _Adoptions:
+    """The slot's one listener: idle work first, then whoever wants to know."""
+
+    def __init__(self, idle: IdleWork, adopted: Callable[[WarmHandle], None]) -> None:
+        self.idle = idle
+        self._adopted = adopted
+
+    def adopted(self, wp: WarmHandle) -> None:
+        self.idle.adopted(wp)
+        self._adopted(wp)
+
+    def reloaded(self, wp: WarmHandle, purged_tests: list[str]) -> None:
+        self.idle.reloaded(wp, purged_tests)
 
 
 def _fork_detail(fork: wm.ForkVerdict | None) -> str:

@@ -46,6 +46,7 @@ class Facts:
     pending_age: float
     watcher: str
     import_failures: int
+    unresponsive: str | None = None  # why the warm process stopped answering
 
 
 def _mib(n: int) -> str:
@@ -63,6 +64,11 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
         "socket_alive": HealthCheck(ok=True, value=True, detail=facts.socket_path),
         "running": HealthCheck(ok=ready, value=ready, detail=facts.state_detail),
         "warm_process_alive": HealthCheck(ok=warm is not None, value=facts.warm_pid),
+        "warm_process_responsive": HealthCheck(
+            ok=facts.unresponsive is None,
+            value=facts.unresponsive is None,
+            detail=f"{facts.unresponsive}; it is being replaced" if facts.unresponsive else "",
+        ),
         "warm_process_fork_safe": HealthCheck(
             ok=facts.fork_safe is not False,
             value=facts.fork_safe,

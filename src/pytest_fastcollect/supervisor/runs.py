@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
 
 import pydantic
@@ -34,6 +35,12 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 COLLECT_RESULT = pydantic.TypeAdapter(wm.CollectResult)
 SIGNAL_FRAME_LIMIT = 4096
+# A fork order is answered in milliseconds; past this the warm process is not answering.
+FORK_ANSWER_TIMEOUT = 10.0
+# How often a run waiting on the warm process looks whether it stopped answering.
+WAIT_POLL = 0.5
+# After SIGTERM, a run stopped by --daemon-stop has this long before SIGKILL.
+STOP_KILL_AFTER = 2.0
 
 
 class Isolated(Refused):
@@ -69,6 +76,10 @@ class Runs:
         self.root = root
         self.cache_dir = cache_dir
         self.request_timeout = request_timeout
+        self._active = 0  # runs being served (connection threads inside ``run``)
+        self._idle = threading.Condition()
+        # Set once --daemon-stop ends the runs still going: what their clients hear.
+        self.stopped_by: str | None = None
         self.collects = CollectCache(root, ignore=(cache_dir,))
         self.workers = RunWorkers(cache_dir)  # parallel runs' xdist processes
 
@@ -78,7 +89,20 @@ class Runs:
         self, conn: socket.socket, req: p.RunRequest, fds: list[int]
     ) -> p.RunFinished | p.RunRefused:
         """Serve one run; RunStarted and Notice frames are sent from here."""
+        if self.slot.stopping.is_set():
+            return p.RunRefused(request_id=req.request_id, reason="the daemon is stopping")
+        with self._idle:
+            self._active += 1
+        try:
+            return self._run(conn, req, fds)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
+    def _run(
+        self, conn: socket.socket, req: p.RunRequest, fds: list[int]
+    ) -> p.RunFinished | p.RunRefused:
         def notify(message: str) -> None:
             send_frame(conn, p.dump(p.Notice(message=message)))
 
@@ -146,6 +170,7 @@ class Runs:
             env=req.env,
             umask=req.umask,
             argv0=req.argv0,
+            closed_fds=sorted(set(req.closed_fds)),
             stamps={"received": received, "ordered": time.monotonic()},
         )
 
@@ -173,8 +198,16 @@ class Runs:
     def _follow(
         self, conn: socket.socket, req: p.RunRequest, fork: RunFork, status_r: int
     ) -> p.RunFinished | p.RunRefused:
-        box = fork.box
-        event = box.get()
+        box, source = fork.box, fork.source
+        event = self._fork_answer(source, box)
+        if source.unresponsive is not None and event is None:
+            # The supervisor's self-check replaces it (``Supervisor.check_warm``).
+            _abandon(source)
+            return p.RunRefused(
+                request_id=req.request_id,
+                reason=f"the warm process is not answering ({source.unresponsive}); "
+                "it is being replaced",
+            )
         if isinstance(event, wm.Tainted):
             self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
             return p.RunRefused(
@@ -195,11 +228,19 @@ class Runs:
         started = p.RunStarted(request_id=req.request_id, pid=pid, generation=fork.generation)
         send_frame(conn, p.dump(started))
         client_gone = False
+        told_unresponsive = False
         while True:
             waiting: list[Mailbox | socket.socket] = [box] if client_gone else [box, conn]
-            readable, _, _ = select.select(waiting, [], [])
+            readable, _, _ = select.select(waiting, [], [], WAIT_POLL)
+            if source.unresponsive is not None and not told_unresponsive and not client_gone:
+                told_unresponsive = True
+                _notice(
+                    conn,
+                    f"the warm process stopped answering ({source.unresponsive}); this run's "
+                    "result arrives if it answers again",
+                )
             if box in readable:
-                done = self._finished(req, fork.learner, box.get(), pid, status_r)
+                done = self._finished(req, fork, box.get(), pid, status_r)
                 if done is not None:
                     return done
             if not client_gone and conn in readable:
@@ -208,22 +249,27 @@ class Runs:
     def _finished(
         self,
         req: p.RunRequest,
-        learner: WarmHandle | None,
+        fork: RunFork,
         event: wm.Event | None,
         pid: int,
         status_r: int,
     ) -> p.RunFinished | p.RunRefused | None:
+        if self.stopped_by is not None and (event is None or _killed(event)):
+            return p.RunFinished(request_id=req.request_id, exit_code=3, message=self.stopped_by)
         if event is None:
             _killpg(pid, signal.SIGKILL)
-            return p.RunFinished(
-                request_id=req.request_id,
-                exit_code=3,
-                message="the warm process died during the run",
+            lost = fork.source.unresponsive
+            died = (
+                f"the warm process stopped answering ({lost}) and was killed; "
+                "this run's result is lost"
+                if lost is not None
+                else "the warm process died during the run"
             )
+            return p.RunFinished(request_id=req.request_id, exit_code=3, message=died)
         if not isinstance(event, wm.Exited):
             return None
-        if event.imports and learner is not None:
-            self.idle.want_imports(learner, event.imports)
+        if event.imports and fork.learner is not None:
+            self.idle.want_imports(fork.learner, event.imports)
         if event.code == fingerprint.REFUSED_EXIT:
             reason = _read_available(status_r).decode(errors="replace").strip()
             if reason:
@@ -233,6 +279,24 @@ class Runs:
                 request_id=req.request_id, exit_code=128 - event.code, signal=-event.code
             )
         return p.RunFinished(request_id=req.request_id, exit_code=event.code)
+
+    def _fork_answer(self, source: WarmHandle | BaseProcess, box: Mailbox) -> wm.Event | None:
+        """The first answer to a fork order; None if the process died or stopped answering."""
+        deadline = time.monotonic() + FORK_ANSWER_TIMEOUT
+        while True:
+            try:
+                return box.get(WAIT_POLL)
+            except TimeoutError:
+                if source.unresponsive is not None:
+                    return None
+                if time.monotonic() > deadline:
+                    source.unresponsive = (
+                        f"it did not answer a fork order within {FORK_ANSWER_TIMEOUT:g}s"
+                    )
+                    log.warning(
+                        "Warm process %d does not answer: %s", source.pid, source.unresponsive
+                    )
+                    return None
 
     def _client_message(self, conn: socket.socket, pid: int) -> bool:
         """A signal to forward, or the client went away (True: its run goes with it)."""
@@ -325,11 +389,15 @@ class Runs:
         finally:
             os.close(w)
         try:
-            raw = read_to_eof(r)
-            while True:
+            event = self._fork_answer(wp, box)
+            if event is None and wp.unresponsive is not None:
+                _abandon(wp)
+                raise Refused(
+                    f"the warm process is not answering ({wp.unresponsive}); it is being replaced"
+                )
+            raw = read_to_eof(r) if isinstance(event, wm.Forked) else b""
+            while event is not None and not isinstance(event, (wm.Exited, wm.Tainted)):
                 event = box.get()
-                if event is None or isinstance(event, (wm.Exited, wm.Tainted)):
-                    break
         finally:
             os.close(r)
             wp.done(order.id)
@@ -345,11 +413,57 @@ class Runs:
         real = os.path.realpath(path)
         return real == self.root or real.startswith(self.root + os.sep)
 
-    def kill_all(self) -> None:
-        wp = self.slot.current
-        if wp is not None:
-            for pid in list(wp.running.values()):
-                _killpg(pid, signal.SIGKILL)
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        base = self.slot.layers.base_for_runs()
+        for source in (self.slot.current, base):
+            if source is not None:
+                for pid in list(source.running.values()):
+                    _killpg(pid, sig)
+
+    def active(self) -> int:
+        with self._idle:
+            return self._active
+
+    def _wait_idle(self, timeout: float, force: threading.Event | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0 or (force is not None and force.is_set()):
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
+
+    def drain(self, grace: float, force: threading.Event) -> None:
+        """--daemon-stop: runs in progress may finish within ``grace`` (a second stop
+        ends them at once); then they are stopped, and their clients told so."""
+        if self._wait_idle(grace, force):
+            return
+        self.stopped_by = "the run was stopped by pytest --daemon-stop"
+        log.info("Stopping %d runs still in progress", self.active())
+        self.kill_all(signal.SIGTERM)
+        if not self._wait_idle(STOP_KILL_AFTER):
+            self.kill_all(signal.SIGKILL)
+            self._wait_idle(STOP_KILL_AFTER)
+
+
+def _killed(event: wm.Event) -> bool:
+    return isinstance(event, wm.Exited) and event.code < 0
+
+
+def _abandon(source: WarmHandle | BaseProcess) -> None:
+    """It holds a fork order it never answered: were it to wake up, it would run that
+    run a second time (the client has gone cold), and the client's descriptors queued
+    with the order keep its pipes open. Kill it; runs in progress on it are lost."""
+    log.warning("Killing warm process %d: it holds a fork order it did not answer", source.pid)
+    source.kill()
+
+
+def _notice(conn: socket.socket, message: str) -> None:
+    try:
+        send_frame(conn, p.dump(p.Notice(message=message)))
+    except OSError:
+        pass
 
 
 def _read_available(fd: int) -> bytes:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from pytest_fastcollect import fingerprint, role, settings
+from pytest_fastcollect import fingerprint, processes, role, settings
 from pytest_fastcollect.warm import envtrack, metadata_cache, threads
 from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
 from pytest_fastcollect.warm.standby import StandbySlot
@@ -135,6 +135,9 @@ def _become_layer(base: Base, ctl: socket.socket, env: dict[str, str]) -> None:
             os.environ.update(env)
         from pytest_fastcollect.warm.zygote import Zygote
 
+        # Its command line is the base's: say in `ps` that this one is the layer.
+        processes.set_title(processes.title("warm process", base.root))
+
         layer = Zygote(ctl, base.root, base.warm_args, base.cache_dir)
         layer.warm_up()
         layer.standby = StandbySlot(base.standby_mode, base.warm_args)
@@ -179,6 +182,8 @@ def _import_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-fastcollect-warm")
+    # What `ps` shows, so `pgrep -f pytest-fastcollect` finds it (processes.py).
+    parser.add_argument("--title", default="")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--sys-path0", default=None)

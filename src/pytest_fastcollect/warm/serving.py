@@ -71,6 +71,7 @@ class OrderLoop:
             "trial": self.trial,
             "learn": self.learn,
             "exit": self.exit,
+            "ping": self.ping,
         }
 
     def send(self, event: Any) -> None:
@@ -230,6 +231,11 @@ class OrderLoop:
                 **self.report(),
             )
         )
+        return True
+
+    def ping(self, order: wm.PingOrder, _fds: list[int]) -> bool:
+        """The supervisor checks that this process still answers."""
+        self.send(wm.Pong(id=order.id))
         return True
 
     def exit(self, _order: wm.ExitOrder, _fds: list[int]) -> bool:

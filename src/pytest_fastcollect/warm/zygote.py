@@ -29,6 +29,7 @@ from pytest_fastcollect import fingerprint, role
 from pytest_fastcollect.warm import (
     envtrack,
     learn,
+    loaded,
     metadata_cache,
     registrants,
     reload,
@@ -270,19 +271,10 @@ class Zygote(OrderLoop):
         )
 
     def report(self) -> dict[str, Any]:
-        """The fields of ``wm.ModuleReport``: the project modules held now."""
-        project: list[tuple[str, str]] = []
-        prefix = self.root + os.sep
-        for name, mod in list(sys.modules.items()):
-            f = getattr(mod, "__file__", None)
-            if not f:
-                continue
-            real = os.path.realpath(f)
-            if real.startswith(prefix) and "site-packages" not in real:
-                project.append((name, real))
+        """The fields of ``wm.ModuleReport``: the project modules held now (``loaded.py``)."""
         return {
             "cached_modules": len(sys.modules),
-            "modules": project,
+            "modules": loaded.project_modules(self.root),
             "env_keys": sorted(envtrack.recorded),
             "test_files": sorted(self.test_files),
             "conftests": sorted(self.conftests),

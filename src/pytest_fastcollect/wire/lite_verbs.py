@@ -238,6 +238,22 @@ PROCESS = Schema(
         "zombies": (INT, R),
     },
 )
+CONNECTIONS = Schema(
+    "ConnectionStats",
+    {
+        "open": (INT, 0),
+        "reading": (INT, 0),
+        "max_reading": (INT, 0),
+        "running": (INT, 0),
+        "max_running": (INT, 0),
+        "slot_waits": (INT, 0),
+        "max_slot_wait_ms": (FLOAT, 0.0),
+        "busy": (INT, 0),
+        "evicted": (INT, 0),
+        "max_handover_ms": (FLOAT, 0.0),
+        "late_handovers": (INT, 0),
+    },
+)
 VERSIONS = Schema(
     "Versions",
     {"plugin": (STR, R), "protocol": (INT, R), "python": (STR, R), "pytest": (STR, R)},
@@ -261,10 +277,13 @@ STATUS = Schema(
         "cached_modules": (INT, R),
         "project_modules": (INT, R),
         "watched_paths": (ListOf(STR), R),
+        "unwatched_paths": (DictOf(STR), dict),
         "inotify_watches": (OPT_INT, None),
         "metrics": (METRICS, R),
         "warmup": (WARMUP, R),
         "reload": (RELOAD, R),
+        # An answer without it reads as the model's default: every count 0.
+        "connections": (CONNECTIONS, lambda: CONNECTIONS.decode({})),
         "processes": (ListOf(PROCESS), R),
         "limits": (DictOf(FLOAT), R),
     },

@@ -28,9 +28,18 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+# What a process turns into a log line, a file name or a path must be
+# checked here: ids are a strict pattern (no newline can forge a log line),
+# and no string that becomes a path, an argument or an environment entry
+# may hold a NUL byte (the OS refuses it with ValueError, deep inside).
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+NoNul = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+EnvName = Annotated[str, Field(pattern=r"^[^\x00=]+$")]
+
+
 class _Request(_Model):
     protocol_version: int = PROTOCOL_VERSION
-    request_id: str = Field(default_factory=new_request_id, max_length=64)
+    request_id: str = Field(default_factory=new_request_id, pattern=REQUEST_ID_PATTERN)
 
 
 # --- requests ---------------------------------------------------------------
@@ -49,30 +58,33 @@ class HealthRequest(_Request):
 class CollectFilters(_Model):
     """What ``DaemonClient.collect(root, filters=...)`` accepts."""
 
-    keyword: str | None = Field(default=None, alias="-k")
-    markers: str | None = Field(default=None, alias="-m")
-    paths: list[str] = Field(default_factory=list)
+    keyword: NoNul | None = Field(default=None, alias="-k")
+    markers: NoNul | None = Field(default=None, alias="-m")
+    paths: list[NoNul] = Field(default_factory=list)
 
 
 class CollectRequest(_Request):
     command: Literal["collect"] = "collect"
-    root: str
+    root: NoNul
     filters: CollectFilters = Field(default_factory=CollectFilters)
 
 
 class RunRequest(_Request):
     command: Literal["run"] = "run"
-    args: list[str]
-    cwd: str
-    env: dict[str, str]
+    args: list[NoNul]
+    cwd: Annotated[str, Field(pattern=r"^/[^\x00]*$")]  # absolute
+    env: dict[EnvName, NoNul]
     umask: int = Field(ge=0, le=0o777)
-    python: str
-    sys_path: list[str]
+    python: NoNul
+    sys_path: list[NoNul]
     # The client's sys.argv[0]: pytest names itself after it in usage errors
     # ("python -m pytest"), and tests may read it.
-    argv0: str = Field(default="pytest", max_length=4096)
+    argv0: NoNul = Field(default="pytest", max_length=4096)
     # Sent with SCM_RIGHTS: the client's stdin, stdout and stderr.
     fd_count: int = Field(default=3, ge=0, le=3)
+    # Standard streams the client was started without (``2>&-``): the run
+    # gets them closed too (``/dev/null`` travels in their place).
+    closed_fds: list[Annotated[int, Field(ge=0, le=2)]] = Field(default_factory=list, max_length=3)
 
 
 class SignalRequest(_Request):
@@ -119,6 +131,7 @@ class ErrorCode(str, enum.Enum):
     OUTSIDE_ROOT = "outside_root"
     NOT_READY = "not_ready"
     BUSY = "busy"
+    DUPLICATE_ID = "duplicate_id"  # a request with this id is still in progress
     INTERNAL = "internal"
 
 
@@ -186,6 +199,24 @@ class ReloadStats(_Model):
     watcher: str = "none"
 
 
+class ConnectionStats(_Model):
+    """Connections now, and how runs fared for a slot since the daemon started."""
+
+    open: int = 0  # connections being served, whatever they wait for
+    reading: int = 0  # still sending their request (they hold no slot)
+    max_reading: int = 0  # beyond it the longest idle reader is closed, else busy
+    running: int = 0  # runs, collects and reloads holding a slot
+    max_running: int = 0  # daemon_max_connections
+    slot_waits: int = 0  # requests that found every slot taken and waited
+    max_slot_wait_ms: float = 0.0
+    busy: int = 0  # answered busy (no slot within the bounded wait, or too many readers)
+    evicted: int = 0  # idle readers closed to make room for a new connection
+    # A slot freed while a request waited is handed to it at once; these
+    # measure that hand-over (a late one would be a run waiting beside a free slot).
+    max_handover_ms: float = 0.0
+    late_handovers: int = 0  # hand-overs that took longer than 1 s
+
+
 class ProcessInfo(_Model):
     role: str
     pid: int
@@ -222,10 +253,14 @@ class StatusResponse(_Model):
     cached_modules: int
     project_modules: int
     watched_paths: list[str]
+    # Directories of loaded project code that only the per-run stat sweep
+    # covers (a network file system, too many directories), with why.
+    unwatched_paths: dict[str, str] = Field(default_factory=dict)
     inotify_watches: int | None = None
     metrics: Metrics
     warmup: WarmupStats
     reload: ReloadStats
+    connections: ConnectionStats = Field(default_factory=ConnectionStats)
     processes: list[ProcessInfo]
     limits: dict[str, float]
 
@@ -312,6 +347,8 @@ class StopResponse(_Model):
     kind: Literal["stop"] = "stop"
     request_id: str | None = None
     pid: int
+    runs: int = 0  # runs in progress, given ``grace`` seconds to finish
+    grace: float = 0.0
 
 
 Response = Annotated[

@@ -47,6 +47,7 @@ class ForkOrder:
     env: dict[str, str]
     umask: int
     argv0: str = "pytest"
+    closed_fds: list[int] = dataclasses.field(default_factory=list)  # stdio the client lacks
     # When the supervisor received the request and ordered the fork (time.monotonic,
     # one clock for every process on the machine): for the run's timeline (timeline.py).
     stamps: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -115,6 +116,14 @@ class ExitOrder:
     id: str = ""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PingOrder:
+    """Answer at once (``Pong``): the supervisor checks that the process still answers."""
+
+    op: Literal["ping"] = "ping"
+    id: str
+
+
 Order = (
     ForkOrder
     | ReloadOrder
@@ -124,6 +133,7 @@ Order = (
     | ScanOrder
     | LayerOrder
     | ExitOrder
+    | PingOrder
 )
 ORDERS: dict[str, type[Order]] = {
     "fork": ForkOrder,
@@ -134,6 +144,7 @@ ORDERS: dict[str, type[Order]] = {
     "learn": LearnOrder,
     "scan": ScanOrder,
     "exit": ExitOrder,
+    "ping": PingOrder,
 }
 
 
@@ -271,6 +282,13 @@ class Learned(ModuleReport):
     duration_ms: float
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Pong:
+    __pydantic_config__ = _FORBID
+    ev: Literal["pong"] = "pong"
+    id: str
+
+
 # A trial verdict: not tried, because an earlier module failed its trial.
 NOT_TRIED = "not tried yet"
 
@@ -337,6 +355,7 @@ Event = (
     | BaseReady
     | LayerForked
     | LayerExited
+    | Pong
 )
 
 
