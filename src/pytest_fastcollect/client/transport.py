@@ -78,6 +78,6 @@ def remove_stale_files(files: ProjectFiles) -> list[str]:
         try:
             os.unlink(path)
             removed.append(str(path))
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, IsADirectoryError):
+            pass  # a directory in its place is not ours to remove: the verbs name it
     return removed

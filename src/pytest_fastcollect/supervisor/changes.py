@@ -13,6 +13,8 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
+from pytest_fastcollect.paths import IGNORED_DIRS as IGNORED_DIRS  # re-exported
+
 CONFIG_FILES = frozenset(
     {
         "pytest.toml",
@@ -25,31 +27,6 @@ CONFIG_FILES = frozenset(
     }
 )
 EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib")
-IGNORED_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        "__pycache__",
-        ".tox",
-        ".nox",
-        ".venv",
-        "venv",
-        "env",
-        ".env",
-        "site-packages",
-        "dist-packages",
-        "build",
-        "dist",
-        ".eggs",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".pytest_cache",
-        "node_modules",
-        ".idea",
-        ".vscode",
-    }
-)
 
 
 class Replace(str, enum.Enum):

@@ -122,6 +122,8 @@ class Supervisor:
 
         self.slot = WarmSlot(self.root, spawn, config.env, self.records, self.stats)
         self.idle = IdleWork(self.slot, config.settings.learn_imports)
+        self._log_lowered = False
+        self.slot.on_adopt.append(self._follow_log_level)
         self.runs = Runs(
             self.slot,
             self.idle,
@@ -135,6 +137,29 @@ class Supervisor:
 
     def _changes_quiet(self) -> None:
         self.slot.apply_when_quiet()
+
+    def _follow_log_level(self, wp: WarmHandle) -> None:
+        """A conftest that lowered the level of the daemon's loggers (as older
+        guides advise) gets that level here, while its warm process serves."""
+        configured = logging.getLevelName(self.config.settings.log_level)
+        requested = wp.ready.log_level if wp.ready is not None else None
+        logger = logging.getLogger("pytest_fastcollect")
+        if requested is None or requested >= configured:
+            if self._log_lowered:
+                self._log_lowered = False
+                logger.setLevel(configured)
+                log.info(
+                    "Log level back to %s (daemon_log_level)", logging.getLevelName(configured)
+                )
+            return
+        if logger.level != requested:
+            logger.setLevel(requested)
+            log.info(
+                "Log level %s, set by a conftest (daemon_log_level is %s)",
+                logging.getLevelName(requested),
+                logging.getLevelName(configured),
+            )
+        self._log_lowered = True
 
     def start_watching(self) -> None:
         """Watch the project for saves (else the per-run stat sweep finds them alone)."""
@@ -236,11 +261,18 @@ class Supervisor:
         learned, refused, pending = self.idle.counts()
         return self.slot.warmup.model_copy(
             update={
+                "failures": self.import_failures(),
                 "learned_imports": learned,
                 "unlearnable_imports": refused,
                 "pending_imports": pending,
             }
         )
+
+    def import_failures(self) -> list[p.ImportFailure]:
+        """The warm-up's import failures whose file has not changed since: an
+        edited file is imported afresh by the next run, which shows its error."""
+        since = self.slot.warmup_ns
+        return [f for f in self.slot.warmup.failures if not _changed_since(f.path, since)]
 
     def status(self) -> p.StatusResponse:
         wp = self.slot.current
@@ -293,7 +325,7 @@ class Supervisor:
             metrics=self.stats.metrics(),
             pending_age=self.records.pending_age(),
             watcher=self.watcher_kind,
-            import_failures=len(self.slot.warmup.failures),
+            import_failures=len(self.import_failures()),
         )
         checks = health.checks(facts, self.config.thresholds)
         return p.HealthResponse(
@@ -302,6 +334,7 @@ class Supervisor:
             generation=self.slot.generation,
             uptime=round(time.time() - self.started, 3),
             checks=checks,
+            reload=self.reload_stats(),
         )
 
     # -- shutdown -------------------------------------------------------------------------
@@ -317,6 +350,13 @@ class Supervisor:
         wp = self.slot.current
         if wp is not None:
             wp.kill()
+
+
+def _changed_since(path: str, since_ns: int) -> bool:
+    try:
+        return os.stat(path).st_mtime_ns >= since_ns
+    except OSError:
+        return True  # deleted: nothing left to fail
 
 
 def _fork_detail(fork: wm.ForkVerdict | None) -> str:

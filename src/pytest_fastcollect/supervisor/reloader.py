@@ -37,6 +37,36 @@ def _rel(paths: Iterable[str], root: str) -> str:
     return ", ".join(sorted(os.path.relpath(x, root) for x in paths))
 
 
+def _log_decision(paths: set[str], decision: changes.Decision, root: str) -> None:
+    """DEBUG: what a batch of changes leads to, and why."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    if decision.replace is not None:
+        what = f"replace the warm process ({decision.replace.value}: {decision.reason})"
+    elif not decision.changed:
+        what = "nothing to do (content unchanged, or files no warm process has loaded)"
+    else:
+        broken = f"; does not compile: {_rel(decision.broken, root)}" if decision.broken else ""
+        what = f"re-import the closure of {', '.join(sorted(decision.changed))}{broken}"
+    log.debug("Reload decision for %s: %s", _rel(paths, root), what)
+
+
+def _log_closure(decision: changes.Decision, closure: list[str], tests: set[str]) -> None:
+    """DEBUG: the reverse-dependency closure of the changed modules, and its size."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    shown = sorted(closure)[:12]
+    more = f" and {len(closure) - len(shown)} more" if len(closure) > len(shown) else ""
+    log.debug(
+        "Closure of %s: %d modules (%d test modules): %s%s",
+        ", ".join(sorted(decision.changed)),
+        len(closure),
+        len(tests),
+        ", ".join(shown),
+        more,
+    )
+
+
 def apply_pending(held: Held, notify: Callable[[str], None] | None) -> None:
     slot = held.slot
     paths = slot.records.take_pending()
@@ -51,9 +81,7 @@ def apply_pending(held: Held, notify: Callable[[str], None] | None) -> None:
             held.replace(changes.Replace.RETRY, reason, notify, changed=paths)
         return
     decision = changes.classify(paths, slot.root, wp.modules, slot.records.hashes())
-    log.debug(
-        "Changes %s: %s", _rel(paths, slot.root), decision.replace or "reload if content changed"
-    )
+    _log_decision(paths, decision, slot.root)
     if decision.replace is not None:
         held.replace(decision.replace, decision.reason, notify, changed=paths)
         return
@@ -63,7 +91,7 @@ def apply_pending(held: Held, notify: Callable[[str], None] | None) -> None:
         return
     by_name = {name: path for path, name in wp.modules.items()}
     closure = slot.graph.reverse_closure(decision.changed, by_name)
-    log.debug("Closure of %s: %d modules", sorted(decision.changed), len(closure))
+    _log_closure(decision, closure, {n for n in closure if by_name[n] in wp.test_files})
     if any(n == "conftest" or n.endswith(".conftest") for n in closure):
         held.replace(
             changes.Replace.CONFTEST, "a conftest imports a changed module", notify, changed=paths

@@ -59,6 +59,7 @@ class Runs:
             wp, box, order_id = self._fork_run(req, fds, status_w, notify)
         except Refused as exc:
             os.close(status_r)
+            log.debug("Run [%s] refused (the client runs it cold): %s", req.request_id, exc)
             return p.RunRefused(request_id=req.request_id, reason=str(exc))
         except BaseException:
             os.close(status_r)
@@ -78,13 +79,18 @@ class Runs:
     ) -> tuple[WarmHandle, Mailbox, str]:
         with self.slot.hold() as held:
             wp = held.fresh(notify)
-            reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path)
+            reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path, req.cwd)
             if reasons:
                 raise Refused(reasons[0])
             env_reasons = fingerprint.env_differences(wp.key.env, req.env)
             if env_reasons:
                 # Values read at import time changed (an export between runs):
                 # warm a process with the run's environment.
+                log.debug(
+                    "Run [%s]: %s; warming a process with its environment",
+                    req.request_id,
+                    env_reasons[0],
+                )
                 wp = held.use_environment(req.env, env_reasons[0], notify)
             order = wm.ForkOrder(
                 id=next_order_id(),
@@ -96,7 +102,14 @@ class Runs:
                 argv0=req.argv0,
             )
             box = wp.request(order, (*fds, status_w))
-        log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)
+        log.debug(
+            "Run [%s] served warm: order %s on warm process %d (generation %d), args %s",
+            req.request_id,
+            order.id,
+            wp.pid,
+            wp.generation,
+            req.args,
+        )
         return wp, box, order.id
 
     def _follow(
@@ -145,7 +158,9 @@ class Runs:
         if event.code == fingerprint.REFUSED_EXIT:
             reason = _read_available(status_r).decode(errors="replace").strip()
             if reason:
+                log.debug("Run [%s] refused by its worker (runs cold): %s", req.request_id, reason)
                 return p.RunRefused(request_id=req.request_id, reason=reason)
+        log.debug("Run [%s] finished: exit code %d", req.request_id, event.code)
         if event.code < 0:
             return p.RunFinished(
                 request_id=req.request_id, exit_code=128 - event.code, signal=-event.code

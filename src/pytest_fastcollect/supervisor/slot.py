@@ -59,6 +59,7 @@ class WarmSlot:
         self.stats = stats
         self.graph = graph or ImportGraph()
         self.listener: SlotListener | None = None
+        self.on_adopt: list[Callable[[WarmHandle], None]] = []  # called under the lock
         self._lock = threading.Lock()  # the reload lock
         self._current: WarmHandle | None = None
         self._adopted_once = False
@@ -68,6 +69,7 @@ class WarmSlot:
         self.warm_env = dict(env)
         self.warmup = p.WarmupStats()
         self.spawned_ns = 0
+        self.warmup_ns = 0  # when the adopted process's warm-up began (spawned_ns then)
         # Why the current warm process cannot serve (a failed warm-up, or it
         # cannot fork safely); None while it serves. Cleared by an adoption.
         self.failure: str | None = None
@@ -165,6 +167,7 @@ class Held:
         slot = self.slot
         assert wp.ready is not None
         ready = wp.ready
+        slot.warmup_ns = slot.spawned_ns
         slot.warmup = p.WarmupStats(
             imported=ready.imported,
             total=ready.total,
@@ -188,6 +191,8 @@ class Held:
         slot.failure = None
         if old is not None:
             old.retire()
+        for hook in slot.on_adopt:
+            hook(wp)
         if slot.listener is not None:
             slot.listener.adopted(wp)
 

@@ -67,6 +67,7 @@ class Stats:
                 error_rate=round(failed / total, 4) if total else 0.0,
                 by_command=dict(self._by_command),
                 runs=self._by_command["run"],
+                runs_refused=self._by_command["run_refused"],
                 collects=self._by_command["collect"],
             )
 

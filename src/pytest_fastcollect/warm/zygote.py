@@ -58,6 +58,22 @@ def fork_verdict() -> wm.ForkVerdict:
     )
 
 
+def requested_log_level() -> int | None:
+    """The level a conftest set on the daemon's loggers, as older guides advise
+    (``logging.getLogger("pytest_fastcollect.daemon").setLevel(logging.DEBUG)``).
+
+    Conftests run here, not in the supervisor that writes the log, so the
+    level is reported with ``Ready`` and the supervisor applies it.
+    """
+    import logging
+
+    levels = [
+        logging.getLogger(n).level for n in ("pytest_fastcollect", "pytest_fastcollect.daemon")
+    ]
+    chosen = [level for level in levels if level != logging.NOTSET]
+    return min(chosen) if chosen else None
+
+
 class WarmupPlugin:
     """Counts modules imported by collection and records the warm key."""
 
@@ -76,9 +92,10 @@ class WarmupPlugin:
     def pytest_load_initial_conftests(self, early_config: pytest.Config) -> Generator[None]:
         self.key = wm.WarmKey(
             python=sys.executable,
-            sys_path=fingerprint.base_sys_path(fingerprint.ini_pythonpath(early_config)),
+            sys_path=fingerprint.interpreter_sys_path(),
             options=fingerprint.option_key(early_config),
             env=fingerprint.fixed_env(),
+            ini_pythonpath=fingerprint.ini_pythonpath(early_config),
         )
         return (yield)
 
@@ -255,6 +272,7 @@ class Zygote:
                 failures=plugin.failures,
                 warm_paths=self.warm_paths,
                 fork=fork_verdict(),
+                log_level=requested_log_level(),
                 **self.module_report(),
             )
         )
@@ -445,8 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     warm_args = [a for a in ns.warm_args if a != "--"]
     ctl = socket.socket(fileno=ns.control_fd)
     zygote = Zygote(ctl, ns.root, warm_args, ns.cache_dir)
-    zygote.warm_up()
-    zygote.loop()
+    try:
+        zygote.warm_up()
+        zygote.loop()
+    except ConnectionError:
+        # The supervisor went away (stopped during a warm-up or an order):
+        # nobody is left to report to, and a traceback in the log would
+        # read as a failure. Take the running workers down and go.
+        zygote.shutdown()
     return 0
 
 

@@ -103,9 +103,10 @@ class WarmKey:
 
     __pydantic_config__ = _FORBID
     python: str
-    sys_path: list[str]
+    sys_path: list[str]  # as the interpreter set it up, absolute (fingerprint.py)
     options: dict[str, str]
     env: dict[str, str | None]  # None: the variable was not set
+    ini_pythonpath: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -156,6 +157,8 @@ class Ready(ModuleReport):
     failures: list[Failure]
     warm_paths: list[str]
     fork: ForkVerdict
+    # A level a conftest set on the daemon's loggers (logging.DEBUG = 10), or None.
+    log_level: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,94 @@
+"""No traceback reaches the user: one line that says what happened and what to do (issue 11.10).
+
+Cases found by probing: a directory where the socket should be, a
+``DaemonClient.collect`` that outlasts the client's timeout, and the warm
+process of a daemon stopped during a replacement (its traceback landed in
+the log after "Daemon N stopped").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from pytest_fastcollect.daemon_client import DaemonClient
+from pytest_fastcollect.errors import DaemonError
+
+from helpers import Project, files_of, log_text, record_of
+from transcript import expect
+
+TESTS = {"tests/test_a.py": "def test_a():\n    pass\n"}
+
+
+def test_a_directory_at_the_socket_path(project: Project) -> None:
+    project.write(TESTS)
+    socket_dir = files_of(project).socket
+    socket_dir.mkdir()
+    blocked = f"{socket_dir} is a directory, not a daemon's socket"
+    for verb in ("--daemon-status", "--daemon-health", "--daemon-stop", "--daemon-reload"):
+        expect(
+            project,
+            project.pytest(verb),
+            6,
+            stderr=(
+                f"pytest-fastcollect: error: no daemon running for {{root}}; {blocked}; "
+                f"remove it (rmdir {socket_dir})\n"
+            ),
+        )
+    expect(
+        project,
+        project.pytest("--daemon-start", "tests"),
+        8,
+        stderr=f"pytest-fastcollect: error: {blocked}; remove it (rmdir {socket_dir})\n",
+    )
+    run = project.pytest("-q", "-p", "no:cacheprovider", "tests")
+    assert run.returncode == 0 and "1 passed" in run.stdout, str(run)
+    assert run.stderr == (
+        f"pytest-fastcollect: {blocked}; running without the daemon (remove it to use one)\n"
+    ), str(run)
+    assert socket_dir.is_dir(), "a directory that is not ours was removed"
+
+
+SLOW = {"tests/test_slow.py": "import time\ntime.sleep(3)\n\ndef test_slow():\n    pass\n"}
+
+
+def test_collect_longer_than_the_client_timeout(project: Project) -> None:
+    """collect() waits as long as the collection takes unless given a timeout; a
+    timeout that expires says so (the client gave up) and names the parameter."""
+    project.write(TESTS)
+    assert project.start("tests").returncode == 0
+    project.write(SLOW)  # a new module: the collection imports it (3 s)
+    client = DaemonClient(files_of(project).socket, timeout=1.0)
+    result = client.collect(str(project.root))
+    assert result["count"] == 2, result
+    (project.root / "tests" / "test_slow.py").write_text(SLOW["tests/test_slow.py"] + "\n# 2\n")
+    started = time.monotonic()
+    with pytest.raises(DaemonError) as info:
+        client.collect(str(project.root), timeout=0.5)
+    assert time.monotonic() - started < 2.5
+    message = info.value.message
+    assert message.startswith("no answer from the daemon within 0.5s; "), message
+    assert "timeout=None" in message and "closed the connection" not in message, message
+    assert "Traceback" not in log_text(project)
+
+
+def test_restart_during_a_replacement_leaves_no_traceback(
+    example: Callable[[str], Project],
+) -> None:
+    """The ini file changes (a replacement starts), then --daemon-restart stops the daemon."""
+    proj = example("basic")
+    assert proj.start("tests").returncode == 0
+    ini = proj.root / "pytest.ini"
+    for i in range(4):
+        ini.write_text(ini.read_text() + f"# comment {i}\n")
+        result = proj.pytest("--daemon-restart")
+        assert result.returncode == 0, str(result)
+        record = record_of(proj)
+        assert record is not None
+        proj.started_pids.append(int(record["pid"]))
+    stopped = proj.stop()
+    assert stopped.returncode == 0, str(stopped)
+    text = log_text(proj)
+    assert text.count("stopped") >= 4 and "Traceback" not in text, text
