@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from pytest_fastcollect.wire import protocol as p
-from transcript import expect
 
 from helpers import Project, Result, files_of, frame, raw_exchange, record_of
+from transcript import expect
 
 FILES = {
     "tests/test_a.py": "def test_a():\n    pass\n",
