@@ -222,7 +222,8 @@ def deleted_test_file(c: Checker) -> None:
 @scenario
 def root_conftest_fixture_changed(c: Checker) -> None:
     edit(c.path("conftest.py"), "return 10", "return 11")
-    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_base",))
+    # A plain conftest (imports, definitions): no new warm process.
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_fixtures.py::test_base",))
 
 
 @scenario
@@ -230,6 +231,7 @@ def package_conftest_fixture_changed(c: Checker) -> None:
     edit(c.path("tests/conftest.py"), "return 1", "return 2")
     c.check(
         "tests",
+        ordinary=True,
         expect=(
             "FAILED tests/test_fixtures.py::test_offset",
             "FAILED tests/sub/test_sub.py::test_offset_in_sub",
@@ -245,6 +247,7 @@ def new_conftest(c: Checker) -> None:
     )
     c.check(
         "tests",
+        ordinary=True,
         expect=(
             "FAILED tests/sub/test_sub.py::test_offset_in_sub",
             "PASSED tests/test_fixtures.py::test_offset",
@@ -298,7 +301,45 @@ def pytest_ini_added_with_addopts(c: Checker) -> None:
 @scenario
 def fixture_module_imported_by_conftest_changed(c: Checker) -> None:
     edit(c.path("app/fixtures.py"), "return 3", "return 4")
-    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_factor",))
+    # The root conftest imports it and is plain: reloaded in place.
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_fixtures.py::test_factor",))
+
+
+FLAG_TEST = "import os\n\nFLAG = os.environ.get('STALE_FLAG')\n\n\ndef test_flag():\n    assert FLAG == 'on'\n"
+
+
+@scenario
+def conftest_gains_then_loses_an_import_effect(c: Checker) -> None:
+    # The effect of the old version stays in the warm process after a purge,
+    # so both edits must replace it, and every run must equal a cold one.
+    save(c.path("tests/test_flag.py"), FLAG_TEST)
+    c.check("tests", expect=("FAILED tests/test_flag.py::test_flag",))
+    conftest = c.path("conftest.py")
+    plain = conftest.read_text()
+    save(
+        conftest,
+        plain.replace(
+            "import pytest\n", "import os\n\nimport pytest\n\nos.environ['STALE_FLAG'] = 'on'\n", 1
+        ),
+    )
+    c.check("tests", expect=("PASSED tests/test_flag.py::test_flag",))
+    save(conftest, plain)
+    c.check("tests", expect=("FAILED tests/test_flag.py::test_flag",))
+
+
+@scenario
+def conftest_early_hook_added(c: Checker) -> None:
+    # pytest_configure runs before test modules are imported: the warm test
+    # modules were imported without it.
+    save(c.path("tests/test_flag.py"), FLAG_TEST)
+    c.check("tests", expect=("FAILED tests/test_flag.py::test_flag",))
+    conftest = c.path("tests/conftest.py")
+    save(
+        conftest,
+        conftest.read_text()
+        + "\n\ndef pytest_configure(config):\n    import os\n\n    os.environ['STALE_FLAG'] = 'on'\n",
+    )
+    c.check("tests", expect=("PASSED tests/test_flag.py::test_flag",))
 
 
 @scenario
@@ -413,11 +454,9 @@ def state_does_not_leak_between_runs(c: Checker) -> None:
 @scenario
 def run_of_one_file_sees_only_its_own_imports(c: Checker) -> None:
     # Cold, running this file alone never imports app.plugins, so nothing
-    # registers into app.registry. The warm process imported every test module
-    # under tests/ (test_registry.py imports app.plugins), and a run forked from
-    # it sees those import side effects: a run of one file is not isolated from
-    # the modules the warm process holds. Not a reload bug; a limit of warming
-    # with every test module (see the report to the lead).
+    # registers into app.registry. The layer imported every test module under
+    # tests/ (test_registry.py imports app.plugins, a registrant): this run
+    # must come from the base process, which imports only what it needs.
     save(
         c.path("tests/test_alone.py"),
         "from app.registry import REGISTRY\n\n\n"
@@ -428,9 +467,53 @@ def run_of_one_file_sees_only_its_own_imports(c: Checker) -> None:
         "tests/test_alone.py",
         ordinary=True,
         expect=("PASSED tests/test_alone.py::",),
-        known="the warm process imported every test module under tests/ at warm-up, and a "
-        "run forked from it sees their import side effects (app.plugins registered Alpha and "
-        "Beta into app.registry.REGISTRY); a cold run of this one file never imports app.plugins",
+    )
+    # A run that does import the registrant is served by the layer.
+    c.check("tests/test_registry.py", ordinary=True, expect=("PASSED tests/test_registry.py::",))
+
+
+@scenario
+def run_of_one_file_with_init_subclass_and_metaclass_registries(c: Checker) -> None:
+    # The shapes of SQLAlchemy's declarative Base.metadata (a metaclass that
+    # records every model) and of __init_subclass__ plugin registries.
+    save(
+        c.path("app/base.py"),
+        "class Meta(type):\n"
+        "    tables = {}\n\n"
+        "    def __init__(cls, name, bases, ns):\n"
+        "        super().__init__(name, bases, ns)\n"
+        "        if bases:\n"
+        "            Meta.tables[name] = cls\n\n\n"
+        "class Model(metaclass=Meta):\n    pass\n\n\n"
+        "class Hook:\n"
+        "    known = []\n\n"
+        "    def __init_subclass__(cls, **kw):\n"
+        "        super().__init_subclass__(**kw)\n"
+        "        Hook.known.append(cls.__name__)\n",
+    )
+    save(
+        c.path("app/orders.py"),
+        "from app.base import Hook, Model\n\n\nclass Order(Model):\n    pass\n\n\nclass Audit(Hook):\n    pass\n",
+    )
+    save(
+        c.path("tests/test_orders.py"),
+        "import app.orders\n\n\ndef test_order():\n    assert app.orders.Order\n",
+    )
+    save(
+        c.path("tests/test_tables.py"),
+        "from app.base import Hook, Meta\n\n\n"
+        "def test_tables_alone():\n    assert sorted(Meta.tables) == []\n\n\n"
+        "def test_hooks_alone():\n    assert Hook.known == []\n",
+    )
+    # The daemon warmed up before these files existed: a full run imports them.
+    c.check("tests", expect=("FAILED tests/test_tables.py::test_tables_alone",))
+    c.check(
+        "tests/test_tables.py",
+        ordinary=True,
+        expect=(
+            "PASSED tests/test_tables.py::test_tables_alone",
+            "PASSED tests/test_tables.py::test_hooks_alone",
+        ),
     )
 
 
@@ -586,12 +669,7 @@ for _style in Style:
 
 # Differences we know of and have not fixed: strict xfail, so a fix shows up
 # as an unexpected pass and the entry must then be removed.
-KNOWN_DIFFERENCES = {
-    "run_of_one_file_sees_only_its_own_imports": (
-        "a warm process holds every module its warm-up imported; a run of one file sees "
-        "the import side effects of project modules that only other test files import"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,8 @@ from pytest_fastcollect.settings import DaemonSettings
 from pytest_fastcollect.supervisor import changes, health
 from pytest_fastcollect.supervisor.freshness import Freshness
 from pytest_fastcollect.supervisor.idle import IdleWork
-from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmProcess, WarmSpec
+from pytest_fastcollect.supervisor.layers import Layers, LayerSource
+from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmSpec
 from pytest_fastcollect.supervisor.runs import Runs
 from pytest_fastcollect.supervisor.slot import WarmSlot
 from pytest_fastcollect.supervisor.stats import Stats
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from pytest_fastcollect.supervisor.watcher import Watcher
 
 log = logging.getLogger("pytest_fastcollect.daemon")
-
-Spawner = Callable[[int, dict[str, str], Callable[[WarmHandle], None]], WarmHandle]
 
 
 class Incoming:
@@ -79,15 +78,13 @@ class DaemonConfig:
     thresholds: health.Thresholds = dataclasses.field(default_factory=health.Thresholds)
 
 
-def process_spawner(
+def process_layers(
     config: DaemonConfig, log_fd: int, on_progress: Callable[[wm.Progress], None]
-) -> Spawner:
-    """Start real warm processes (unit tests pass a fake spawner instead)."""
+) -> Callable[[Callable[[], None]], LayerSource]:
+    """Real base processes and project layers (unit tests pass fake layers instead)."""
 
-    def spawn(
-        generation: int, env: dict[str, str], on_death: Callable[[WarmHandle], None]
-    ) -> WarmHandle:
-        spec = WarmSpec(
+    def spec(env: dict[str, str]) -> WarmSpec:
+        return WarmSpec(
             root=config.root,
             cwd=config.cwd,
             env=env,
@@ -96,13 +93,17 @@ def process_spawner(
             log_fd=log_fd,
             cache_dir=config.cache_dir,
         )
-        return WarmProcess(generation, spec, on_progress=on_progress, on_death=on_death)
 
-    return spawn
+    def make(on_base_death: Callable[[], None]) -> LayerSource:
+        return Layers(spec, on_progress, on_base_death)
+
+    return make
 
 
 class Supervisor:
-    def __init__(self, config: DaemonConfig, spawner: Spawner) -> None:
+    def __init__(
+        self, config: DaemonConfig, layers: Callable[[Callable[[], None]], LayerSource]
+    ) -> None:
         self.config = config
         self.root = os.path.realpath(config.root)
         self.started = time.time()
@@ -117,10 +118,8 @@ class Supervisor:
             site_dirs=config.site_dirs,
         )
 
-        def spawn(generation: int, env: dict[str, str]) -> WarmHandle:
-            return spawner(generation, env, self.slot.on_death)
-
-        self.slot = WarmSlot(self.root, spawn, config.env, self.records, self.stats)
+        self.layers = layers(self._base_died)
+        self.slot = WarmSlot(self.root, self.layers, config.env, self.records, self.stats)
         self.idle = IdleWork(self.slot, config.settings.learn_imports)
         self._log_lowered = False
         self.slot.on_adopt.append(self._follow_log_level)
@@ -160,6 +159,10 @@ class Supervisor:
                 logging.getLevelName(configured),
             )
         self._log_lowered = True
+
+    def _base_died(self) -> None:
+        if not self.stop_event.is_set():
+            self.slot.replace_soon(changes.Replace.CRASH, "the base process died")
 
     def start_watching(self) -> None:
         """Watch the project for saves (else the per-run stat sweep finds them alone)."""
@@ -245,12 +248,21 @@ class Supervisor:
         me = health.process_info("supervisor", os.getpid())
         if me is not None:
             out.append(me)
+        base = self.layers.base_for_runs()
+        if base is not None:
+            info = health.process_info("base", base.pid, exclude=self._layer_pids())
+            if info is not None:
+                out.append(info)
         wp = self.slot.current
         if wp is not None and wp.alive():
             info = health.process_info("warm", wp.pid)
             if info is not None:
                 out.append(info)
         return out
+
+    def _layer_pids(self) -> set[int]:
+        wp = self.slot.current
+        return {wp.pid} if wp is not None else set()
 
     def reload_stats(self) -> p.ReloadStats:
         return self.stats.reloads(
@@ -350,6 +362,7 @@ class Supervisor:
         wp = self.slot.current
         if wp is not None:
             wp.kill()
+        self.layers.kill()
 
 
 def _changed_since(path: str, since_ns: int) -> bool:

@@ -111,3 +111,21 @@ class ImportGraph:
             prefix = name + "."
             todo.extend(m for m in modules if m.startswith(prefix))
         return sorted(seen)
+
+    def forward_closure(self, start: Iterable[str], modules: dict[str, str]) -> set[str]:
+        """``start`` plus every loaded module they import, transitively (parents of a
+        dotted module included: importing ``a.b`` imports ``a``)."""
+        seen: set[str] = set()
+        todo = deque(n for n in start if n in modules)
+        while todo:
+            name = todo.popleft()
+            if name in seen:
+                continue
+            seen.add(name)
+            for target in self.imports_of(name, modules[name]):
+                if target in modules and target not in seen:
+                    todo.append(target)
+            for parent in _prefixes(name):
+                if parent in modules and parent not in seen:
+                    todo.append(parent)
+        return seen
