@@ -35,7 +35,7 @@ def test_debug_level_explains_reloads_and_hand_offs(example: Callable[[str], Pro
     assert proj.pytest("-q", "tests/test_money.py").returncode == 0
     wait_for_log(
         proj,
-        r"DEBUG .*Reload decision for tests/test_money\.py: re-import the closure of test_money$",
+        r"DEBUG .*Reload decision for tests/test_money\.py: re-import the closure of tests/test_money\.py$",
     )
     wait_for_log(proj, r"DEBUG .*Closure of test_money: 1 modules \(1 test modules\): test_money$")
     wait_for_log(
@@ -56,8 +56,17 @@ def test_debug_level_explains_reloads_and_hand_offs(example: Callable[[str], Pro
     assert proj.pytest("-q", "tests/test_money.py").returncode == 0
     wait_for_log(
         proj,
-        r"DEBUG .*Reload decision for tests/conftest\.py: replace the warm process "
-        r"\(conftest: tests/conftest\.py changed\)",
+        r"DEBUG .*Reload decision for tests/conftest\.py: re-import the closure of tests/conftest\.py$",
+    )
+    wait_for_log(proj, r"DEBUG .*Conftest \S+/tests/conftest\.py: reloadable$")
+
+    ini = proj.root / "pytest.ini"
+    ini.write_text(ini.read_text() + "# touched\n")
+    assert proj.pytest("-q", "tests/test_money.py").returncode == 0
+    wait_for_log(
+        proj,
+        r"DEBUG .*Reload decision for pytest\.ini: replace the warm process "
+        r"\(config: pytest\.ini changed\)$",
     )
 
 

@@ -8,6 +8,8 @@ the log after "Daemon N stopped").
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 
 import pytest
@@ -15,7 +17,16 @@ import pytest
 from pytest_fastcollect.daemon_client import DaemonClient
 from pytest_fastcollect.errors import DaemonError
 
-from helpers import Project, files_of, log_text, our_processes, wait_for_log, wait_until
+from helpers import (
+    Project,
+    command_pytest,
+    files_of,
+    log_text,
+    our_processes,
+    record_of,
+    wait_for_log,
+    wait_until,
+)
 from transcript import expect
 
 TESTS = {"tests/test_a.py": "def test_a():\n    pass\n"}
@@ -99,3 +110,27 @@ def test_stop_during_a_replacement_leaves_no_traceback(project: Project) -> None
     wait_until(lambda: not our_processes(project.root), 15, "the warm processes to exit")
     text = log_text(project)
     assert "stopped" in text and "Traceback" not in text, text
+
+
+def test_ctrl_c_during_start(project: Project) -> None:
+    """Ctrl-C while --daemon-start waits for the warm-up: one line, pytest's exit 2."""
+    project.write({**TESTS, "tests/conftest.py": SLOW_CONFTEST})
+    (project.root / "tests" / "slow-warmup").write_text("")
+    proc = subprocess.Popen(
+        [*command_pytest(), "--daemon-start", "tests"],
+        cwd=project.root,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_log(project, r"Daemon \d+ starting for ")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    record = wait_until(lambda: record_of(project), 15, "the daemon's record")
+    project.started_pids.append(int(record["pid"]))
+    assert proc.returncode == 2, (out, err)
+    assert err.strip().splitlines() == [
+        "pytest-fastcollect: interrupted; the daemon goes on warming up in the background "
+        "(pytest --daemon-stop stops it)"
+    ], err

@@ -49,7 +49,7 @@ HEALTHY = """
       - warm_process_alive: {warm}
       - warm_process_fork_safe: True (1 OS thread)
       - request_error_rate: 0.00 (0%)
-      - memory_rss_bytes: {f} MiB (supervisor {f} MiB, warm {f} MiB)
+      - memory_rss_bytes: {f} MiB (supervisor {f} MiB, base {f} MiB, warm {f} MiB)
       - zombies: 0
       - file_watcher: inotify
       - pending_changes_age_s: 0.0
@@ -138,6 +138,7 @@ STATUS = """
       processes:
         role        pid      RSS          PSS          CPU s   threads  fds   children  zombies
         supervisor  {pid}{*}
+        base        {n}{*}
         warm        {warm}{*}
 """
 
@@ -210,7 +211,7 @@ def test_health_shows_reload_statistics(project: Project) -> None:
           - warm_process_alive: {warm}
           - warm_process_fork_safe: True (1 OS thread)
           - request_error_rate: 0.00 (0%)
-          - memory_rss_bytes: {f} MiB (supervisor {f} MiB, warm {f} MiB)
+          - memory_rss_bytes: {f} MiB (supervisor {f} MiB, base {f} MiB, warm {f} MiB)
           - zombies: 0
           - file_watcher: inotify
           - pending_changes_age_s: 0.0
@@ -251,7 +252,7 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
           - warm_process_alive: {warm}
           - warm_process_fork_safe: True (1 OS thread)
           - request_error_rate: 1.00 (100%)  <- degraded  [3 of 3 requests failed; limit 10%]
-          - memory_rss_bytes: {f} MiB (supervisor {f} MiB, warm {f} MiB)
+          - memory_rss_bytes: {f} MiB (supervisor {f} MiB, base {f} MiB, warm {f} MiB)
           - zombies: 0
           - file_watcher: inotify
           - pending_changes_age_s: 0.0

@@ -30,7 +30,12 @@ from pytest_fastcollect.errors import (
     NoDaemon,
     UsageError,
 )
-from pytest_fastcollect.paths import ProjectFiles, ensure_runtime_dir, project_files
+from pytest_fastcollect.paths import (
+    ProjectFiles,
+    check_runtime_dir,
+    ensure_runtime_dir,
+    project_files,
+)
 from pytest_fastcollect.wire import protocol as p
 
 STOP_TIMEOUT = 10.0
@@ -43,6 +48,17 @@ def run_verb(function: Callable[[pytest.Config], int], config: pytest.Config) ->
     except FastCollectError as exc:
         sys.stderr.write(f"pytest-fastcollect: error: {exc.message}\n")
         return int(exc.exit_code)
+    except KeyboardInterrupt:
+        # A start that is interrupted leaves a daemon that goes on warming up
+        # (it is detached on purpose): say so, and how to stop it.
+        starting = function.__name__ in ("start", "restart")
+        hint = (
+            "; the daemon goes on warming up in the background (pytest --daemon-stop stops it)"
+            if starting
+            else ""
+        )
+        sys.stderr.write(f"\npytest-fastcollect: interrupted{hint}\n")
+        return int(Exit.INTERRUPTED)
 
 
 def _files(config: pytest.Config, create: bool = False) -> ProjectFiles:
@@ -57,6 +73,9 @@ def _client(files: ProjectFiles) -> DaemonClient:
 def _target(config: pytest.Config) -> ProjectFiles:
     """The daemon a verb acts on: the rootdir's, else the one started from here."""
     files = _files(config)
+    if os.path.lexists(files.directory):
+        # Its lock and records are read before any connection (which checks it too).
+        check_runtime_dir(files.directory)
     chosen, found = locate.choose(files, str(config.invocation_params.dir))
     if found is not None:
         _note(

@@ -46,9 +46,9 @@ def _log_decision(paths: set[str], decision: changes.Decision, root: str) -> Non
     elif not decision.changed and not decision.conftests:
         what = "nothing to do (content unchanged, or files no warm process has loaded)"
     else:
-        seeds = sorted(decision.changed) + [_rel([c], root) for c in sorted(decision.conftests)]
+        files = {*decision.changed.values(), *decision.conftests}
         broken = f"; does not compile: {_rel(decision.broken, root)}" if decision.broken else ""
-        what = f"re-import the closure of {', '.join(seeds)}{broken}"
+        what = f"re-import the closure of {_rel(files, root)}{broken}"
     log.debug("Reload decision for %s: %s", _rel(paths, root), what)
 
 
