@@ -23,6 +23,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pytest
 
     from pytest_fastcollect.wire.warm import WarmKey
@@ -69,10 +71,26 @@ def _norm(value: Any) -> str:
     return str(value)
 
 
-def interpreter_sys_path(cwd: str | None = None) -> list[str]:
-    """sys.path as it is now, absolute: call before pytest inserts anything
-    (its ``pythonpath`` entries, then the directories of conftests and tests)."""
-    return [_absolute(entry, cwd) for entry in sys.path]
+def interpreter_sys_path(ini_pythonpath: Sequence[str] = (), cwd: str | None = None) -> list[str]:
+    """sys.path as the interpreter set it up, absolute.
+
+    Call it before pytest imports a conftest or a test module (which insert
+    their directories). pytest 9 has already put the ini ``pythonpath``
+    entries in front by then (before loading plugins); pytest 8 puts them
+    there later, in its own ``pytest_load_initial_conftests``. Those copies
+    are left out here: the comparison adds them back in front.
+    """
+    entries = list(sys.path)
+    ini = list(ini_pythonpath)
+    if ini and entries[: len(ini)] == ini and _pythonpath_inserted_early():
+        entries = entries[len(ini) :]
+    return [_absolute(entry, cwd) for entry in entries]
+
+
+def _pythonpath_inserted_early() -> bool:
+    from _pytest.config import Config
+
+    return hasattr(Config, "_configure_python_path")
 
 
 def _absolute(entry: str, cwd: str | None) -> str:

@@ -62,7 +62,7 @@ def try_handoff(
     # Before pytest inserts its ini pythonpath and test directories: the
     # supervisor compares it with the warm process's, and an autostarted
     # daemon mirrors its first entry.
-    startup_sys_path = fingerprint.interpreter_sys_path()
+    startup_sys_path = fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(config))
     config.stash[_startup_sys_path_key()] = startup_sys_path
     if ns is None:
         ns = config.known_args_namespace

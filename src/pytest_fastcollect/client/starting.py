@@ -107,7 +107,7 @@ def spawn_supervisor(
         raise UsageError(str(exc)) from None
     files = _files(config)
     if sys_path is None:
-        sys_path = fingerprint.interpreter_sys_path()
+        sys_path = fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(config))
     cmd = [
         sys.executable,
         "-m",

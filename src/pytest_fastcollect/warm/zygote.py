@@ -69,7 +69,7 @@ class WarmupPlugin:
     def pytest_load_initial_conftests(self, early_config: pytest.Config) -> Generator[None]:
         self.key = wm.WarmKey(
             python=sys.executable,
-            sys_path=fingerprint.interpreter_sys_path(),
+            sys_path=fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(early_config)),
             options=fingerprint.option_key(early_config),
             env=fingerprint.fixed_env(),
             ini_pythonpath=fingerprint.ini_pythonpath(early_config),
