@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from pytest_fastcollect import fingerprint
 from pytest_fastcollect.wire import warm as wm
 
@@ -190,3 +192,16 @@ def test_pythonpath_with_modules_refuses(example: Callable[[str], Project]) -> N
     empty = proj.root / "empty"
     empty.mkdir()
     _served(proj, lambda: proj.pytest("-q", "tests/test_money.py", env={"PYTHONPATH": str(empty)}))
+
+
+def test_interpreter_sys_path_leaves_out_pytests_ini_copies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pytest 9 puts the ini pythonpath in front before plugins load; pytest 8 later."""
+    root, bin_dir = str(tmp_path / "root"), str(tmp_path / "bin")
+    monkeypatch.setattr(sys, "path", [root, root, bin_dir])  # python -m pytest in the rootdir
+    monkeypatch.setattr(fingerprint, "_pythonpath_inserted_early", lambda: True)
+    assert fingerprint.interpreter_sys_path([root]) == [root, bin_dir]
+    monkeypatch.setattr(fingerprint, "_pythonpath_inserted_early", lambda: False)
+    assert fingerprint.interpreter_sys_path([root]) == [root, root, bin_dir]
+    assert fingerprint.interpreter_sys_path([]) == [root, root, bin_dir]
