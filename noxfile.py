@@ -21,8 +21,8 @@ import nox
 ROOT = Path(__file__).resolve().parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 LINT_PATHS = ("src", "tests", "bench", "noxfile.py", "examples")
-BENCH_NEEDS = ("sympy",)
-BENCH_SCRIPTS = ("bench_daemon.py", "bench_runs.py", "bench_reload.py")
+BENCH_NEEDS = ("sympy", "numpy", "pandas")
+BENCH_SCRIPTS = ("bench_daemon.py", "bench_runs.py", "bench_reload.py", "bench_warm.py")
 
 nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]
 nox.options.reuse_venv = "yes"
@@ -114,7 +114,8 @@ def pytest8(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check; then the house rules (import directions, sizes)."""
-    session.install("ruff", "-e", ".", "pytest")
+    # The test configuration in pyproject.toml names these plugins' options.
+    session.install("ruff", "-e", ".", "pytest", "pytest-timeout", "pytest-asyncio")
     paths = [p for p in LINT_PATHS if (ROOT / p).exists()]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
@@ -139,7 +140,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks for issues 2-4: JSON in bench-results/, then one summary table.
+    """Benchmarks for issues 2-4 and 9: JSON in bench-results/, then one summary table.
 
     ``nox -s bench -- --quick`` for a short run. posargs go to every script,
     so use the options they share (--quick, --reps N, --bytecode MODE).

@@ -1,4 +1,4 @@
-"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload) in one table.
+"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -98,7 +98,21 @@ def rows_reload(mode: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-ROWS = {"daemon": rows_daemon, "runs": rows_runs, "reload": rows_reload}
+def rows_warm(mode: dict[str, Any]) -> list[list[str]]:
+    d = mode["derived"]
+    rows = [
+        ["steady warm ms", b.fmt(mode["steady"]["warm"]["median_ms"])],
+        ["cold / warm", b.fmt(d["cold_over_warm"], "x")],
+        ["cold / thin", b.fmt(d["cold_over_thin"], "x")],
+    ]
+    for kind, value in d["first_over_paired_cold"].items():
+        rows.append([f"first after {kind} / paired cold", b.fmt(value, "x")])
+    for target, ok in d["targets"].items():
+        rows.append([f"target: {target}", _mark(ok)])
+    return rows
+
+
+ROWS = {"daemon": rows_daemon, "runs": rows_runs, "reload": rows_reload, "warm": rows_warm}
 
 
 def _mark(ok: bool | None) -> str:
