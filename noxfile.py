@@ -20,9 +20,16 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
-LINT_PATHS = ("src", "tests", "bench", "noxfile.py", "examples")
-BENCH_NEEDS = ("sympy", "numpy", "pandas")
-BENCH_SCRIPTS = ("bench_daemon.py", "bench_runs.py", "bench_reload.py", "bench_warm.py")
+LINT_PATHS = ("src", "tests", "bench", "tools", "noxfile.py", "setup.py", "examples")
+BENCH_NEEDS = ("sympy", "numpy", "pandas", "pytest-xdist")
+BENCH_SCRIPTS = (
+    "bench_daemon.py",
+    "bench_runs.py",
+    "bench_reload.py",
+    "bench_warm.py",
+    "bench_early.py",
+    "bench_parallel.py",
+)
 
 nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]
 nox.options.reuse_venv = "yes"
@@ -140,7 +147,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks for issues 2-4 and 9: JSON in bench-results/, then one summary table.
+    """Benchmarks for issues 2-4, 9, 12 and 13: JSON in bench-results/, then one summary table.
 
     ``nox -s bench -- --quick`` for a short run. posargs go to every script,
     so use the options they share (--quick, --reps N, --bytecode MODE).

@@ -1,4 +1,5 @@
-"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm) in one table.
+"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm,
+bench_early, bench_parallel) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -112,7 +113,49 @@ def rows_warm(mode: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-ROWS = {"daemon": rows_daemon, "runs": rows_runs, "reload": rows_reload, "warm": rows_warm}
+def rows_early(mode: dict[str, Any]) -> list[list[str]]:
+    d = mode["derived"]
+    return [
+        ["pytest FILE, start-up hook", b.fmt(_median(mode, "early"), " ms")],
+        ["pytest FILE, plugin hand-off", b.fmt(_median(mode, "plugin"), " ms")],
+        ["pytest-fastcollect run FILE", b.fmt(_median(mode, "thin"), " ms")],
+        ["cold pytest --no-daemon FILE", b.fmt(_median(mode, "cold"), " ms")],
+        [
+            "  plugin / early, early / thin",
+            f"{b.fmt(d['plugin_over_early'], 'x')}, {b.fmt(d['early_over_thin'], 'x')}",
+        ],
+    ]
+
+
+def rows_parallel(mode: dict[str, Any]) -> list[list[str]]:
+    d, t, n = mode["derived"], mode["targets"], mode["workers"]
+    return [
+        [f"warm pytest -n {n} (forked workers)", b.fmt(_median(mode, "warm_parallel"), " ms")],
+        ["warm pytest (serial)", b.fmt(_median(mode, "warm_serial"), " ms")],
+        [f"cold pytest -n {n}", b.fmt(_median(mode, "cold_parallel"), " ms")],
+        ["cold pytest (serial)", b.fmt(_median(mode, "cold_serial"), " ms")],
+        ["test bodies, cold serial run (junitxml)", b.fmt(mode["body_ms"], " ms")],
+        [
+            f"  warm serial / warm -n {n} (>= 1.6x)",
+            f"{b.fmt(d['warm_serial_over_warm_parallel'], 'x')} "
+            f"{_mark(t['warm_parallel_1_6x_faster_than_warm_serial'])}",
+        ],
+        [
+            f"  cold -n {n} / warm -n {n} (>= 2x)",
+            f"{b.fmt(d['cold_parallel_over_warm_parallel'], 'x')} "
+            f"{_mark(t['warm_parallel_2x_faster_than_cold_parallel'])}",
+        ],
+    ]
+
+
+ROWS = {
+    "daemon": rows_daemon,
+    "runs": rows_runs,
+    "reload": rows_reload,
+    "warm": rows_warm,
+    "early": rows_early,
+    "parallel": rows_parallel,
+}
 
 
 def _mark(ok: bool | None) -> str:

@@ -54,6 +54,7 @@ HEALTHY = """
       - file_watcher: inotify
       - pending_changes_age_s: 0.0
       - import_failures: 0
+      - leaked_workers: 0
     Reloads:
       reloads:         0 (0 modules; mean -, p95 -)
       last reload:     none yet
@@ -257,6 +258,7 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
           - file_watcher: inotify
           - pending_changes_age_s: 0.0
           - import_failures: 0
+          - leaked_workers: 0
         Reloads:
           reloads:         0 (0 modules; mean -, p95 -)
           last reload:     none yet

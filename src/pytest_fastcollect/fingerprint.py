@@ -16,14 +16,15 @@ Three parts, checked where the facts are:
 
 from __future__ import annotations
 
-import importlib.machinery
 import os
 import stat
 import sys
-from typing import TYPE_CHECKING, Any
 
+# No typing at run time: the start-up hook (client/early.py) imports this.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     import pytest
 
@@ -111,8 +112,12 @@ def effective_sys_path(ini_pythonpath: list[str], interpreter_path: list[str]) -
     return out
 
 
-# What a sys.path directory must hold for an import to find something in it.
-_MODULE_SUFFIXES = tuple(importlib.machinery.all_suffixes())
+def _module_suffixes() -> tuple[str, ...]:
+    """What a sys.path directory must hold for an import to find something in it
+    (imported here: the start-up hook imports this module and never needs it)."""
+    import importlib.machinery
+
+    return tuple(importlib.machinery.all_suffixes())
 
 
 def provides_modules(entry: str) -> bool:
@@ -129,11 +134,12 @@ def provides_modules(entry: str) -> bool:
         return False
     if not stat.S_ISDIR(st.st_mode):
         return True  # a zip or egg file
+    suffixes = _module_suffixes()
     try:
         with os.scandir(entry) as it:
             for item in it:
                 name = item.name
-                if name.endswith(_MODULE_SUFFIXES):
+                if name.endswith(suffixes):
                     return True
                 # A directory is a package, or a namespace package portion,
                 # if its name could be a module name (``__pycache__`` is

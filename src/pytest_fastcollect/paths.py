@@ -8,7 +8,6 @@ bytes).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 
@@ -103,6 +102,10 @@ def ensure_runtime_dir(path: Path | None = None) -> Path:
 
 
 def project_key(root: str | os.PathLike[str]) -> str:
+    # Imported here: the start-up hook lists the runtime directory first and,
+    # with no daemon running, never needs a key (hashlib loads OpenSSL).
+    import hashlib
+
     real = os.path.realpath(os.fspath(root))
     return hashlib.sha256(real.encode()).hexdigest()[:16]
 
@@ -174,3 +177,9 @@ def socket_path(root: str) -> str:
     path = os.path.join(runtime_dir_name(), project_key(root) + ".sock")
     _check_socket_length(path)
     return path
+
+
+def xdist_record(cache_dir: str, run_id: str) -> str:
+    """Where a parallel run lists its fork server and xdist workers (written by the
+    run worker, read by the supervisor for status and health)."""
+    return os.path.join(cache_dir, f"xdist-{run_id}.json")
