@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect import errors, settings
+from pytest_fastcollect import configfiles, errors, paths, settings
 from pytest_fastcollect.daemon_client import DaemonClient
 from pytest_fastcollect.paths import ProjectFiles
 from pytest_fastcollect.supervisor import health
+from pytest_fastcollect.supervisor.run_workers import RunWorkers
 from pytest_fastcollect.wire import protocol as p
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +145,7 @@ def test_every_log_line_is_documented() -> None:
 # --- files, settings, fields, checks ---------------------------------------------------------
 
 
-def test_runtime_directory_files() -> None:
+def test_runtime_directory_files(monkeypatch: pytest.MonkeyPatch) -> None:
     documented = set()
     for row in table(REFERENCE, "## The runtime directory"):
         documented.update(code_spans(row[0]))
@@ -156,6 +157,12 @@ def test_runtime_directory_files() -> None:
     # Nothing documented that the code does not make.
     made = {getattr(files, x).name for x in ("socket", "lock", "state", "log")}
     made |= {f"{files.cache.name}/", *(f"KEY.log.{i}" for i in range(1, 6))}
+    made.add(paths.xdist_record(f"{files.cache.name}", "ORDER"))
+    # The TOML view cache: documented with HASH for the hex digest of the path.
+    monkeypatch.setattr(configfiles, "cache_dir", "/d")
+    toml = os.path.basename(configfiles._cache_file("/r/pyproject.toml") or "")
+    assert re.fullmatch(r"toml-[0-9a-f]{24}\.cache", toml), toml
+    made.add("toml-HASH.cache")
     assert documented <= made, documented - made
     assert "pytest-fastcollect-cache-" not in REFERENCE
 
@@ -200,6 +207,8 @@ def test_health_checks() -> None:
         import_failures=0,
     )
     checks = health.checks(facts)
+    # The core adds the parallel runs' check (supervisor/run_workers.py).
+    checks["leaked_workers"] = RunWorkers("/d").check()
     rows = {code_spans(row[0])[0]: row for row in table(REFERENCE, "## Health checks")}
     assert set(rows) == set(checks)
     for name, check in checks.items():

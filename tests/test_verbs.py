@@ -217,6 +217,7 @@ def test_health_shows_reload_statistics(project: Project) -> None:
           - file_watcher: inotify
           - pending_changes_age_s: 0.0
           - import_failures: 0
+          - leaked_workers: 0
         Reloads:
           reloads:         1 (1 modules; mean {f} ms, p95 {f} ms)
           last reload:     {n}:{n}:{n} ({n}:{n}:{n} ago), 1 modules in {f} ms (reimport; changed: tests/test_a.py)
