@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_fastcollect import settings
+from pytest_fastcollect.client import route
 
 from helpers import DEFAULT_INI, Project
 from transcript import expect
@@ -101,3 +102,21 @@ def test_help_shows_numeric_settings_typed(project: Project) -> None:
     for s in settings.INI_SETTINGS:
         if s.kind in ("int", "float", "bool"):
             assert f"{s.name} ({s.kind}):" in result.stdout, s.name
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["-o", "daemon_debounce_ms=-1"], True),
+        (["-odaemon_debounce_ms=-1"], True),
+        (["--override-ini=daemon_autostart=maybe"], True),
+        (["--override-ini", "daemon_log_level=DEBUG", "tests"], True),
+        (["-o", "addopts=-q", "-q"], False),
+        (["tests/daemon_x.py", "-q"], False),
+    ],
+)
+def test_the_start_up_hook_leaves_setting_overrides_to_the_plugin(
+    args: list[str], expected: bool
+) -> None:
+    """The hook would hand the run off unchecked; the plugin checks the value first."""
+    assert route._overrides_a_setting(args) is expected
