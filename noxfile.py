@@ -27,6 +27,7 @@ BENCH_SCRIPTS = (
     "bench_runs.py",
     "bench_reload.py",
     "bench_warm.py",
+    "bench_overhead.py",
     "bench_early.py",
     "bench_parallel.py",
 )
@@ -169,6 +170,44 @@ def bench(session: nox.Session) -> None:
             success_codes=[0, 1],
         )
     session.run("python", "bench/report.py", *results)
+
+
+@nox.session
+def standby(session: nox.Session) -> None:
+    """The equivalence suite through the standby worker and without it: every warm run
+    must go the forced way (tests/test_equivalence.py checks the status counters)."""
+    session.install("-e", ".[test]")
+    for mode in ("always", "off"):
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            "tests/test_equivalence.py",
+            *session.posargs,
+            env={"PYTEST_FASTCOLLECT_STANDBY": mode},
+        )
+
+
+@nox.session
+def overhead(session: nox.Session) -> None:
+    """Issue 12's figures: a warm one-file run split into phases, standby on vs off, the
+    repeated collect and --daemon-status, on examples/heavy and examples/scientific,
+    bytecode cached. posargs go to bench/bench_overhead.py (--reps N, --quick)."""
+    session.install("-e", ".", *BENCH_NEEDS)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    target = out / "overhead.json"
+    session.run(
+        "python",
+        "bench/bench_overhead.py",
+        "--bytecode",
+        "cached",
+        "--output",
+        str(target),
+        *session.posargs,
+        success_codes=[0, 1],
+    )
+    session.run("python", "bench/report.py", str(target))
 
 
 @nox.session

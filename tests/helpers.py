@@ -170,7 +170,47 @@ def make_project(tmp: Path) -> Project:
             "COLUMNS": "120",
         }
     )
+    # The daemon's standby mode (auto, off, always), to run the suite through each.
+    if STANDBY_ENV in os.environ:
+        env[STANDBY_ENV] = os.environ[STANDBY_ENV]
     return Project(root=tmp, runtime=runtime, env=env)
+
+
+STANDBY_ENV = "PYTEST_FASTCOLLECT_STANDBY"
+
+
+def standby_mode() -> str:
+    """The standby mode daemons started by these tests run with."""
+    from pytest_fastcollect.settings import standby_mode as mode
+
+    return mode()
+
+
+def _stderr_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/2")
+    except OSError:
+        return None
+
+
+def run_workers(warm_pid: int) -> list[psutil.Process]:
+    """The warm process's children but its standby worker, which, until a run takes it,
+    shares the warm process's standard error (the daemon's log); a run's has the client's."""
+    warm_err = _stderr_of(warm_pid)
+    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) != warm_err]
+
+
+def standby_workers(warm_pid: int) -> list[psutil.Process]:
+    warm_err = _stderr_of(warm_pid)
+    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) == warm_err]
+
+
+def daemon_metrics(proj: Project) -> dict[str, int]:
+    """The daemon's request counters (runs, standby_runs, fresh_runs, collect_cache_hits...)."""
+    status = daemon_status(proj)
+    metrics = status["metrics"]
+    assert isinstance(metrics, dict)
+    return {k: v for k, v in metrics.items() if isinstance(v, int)}
 
 
 # --- the equivalence fixture project (tests/data/equiv_project) ---------------------------

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 import psutil
 import pytest
 
-from helpers import Project, command_pytest, daemon_runs, daemon_status
+from helpers import Project, command_pytest, daemon_runs, daemon_status, run_workers
 
 # Makes the pty the controlling terminal of the new session, then becomes the command.
 # SIGINT back to its default first: a shell's background job (``cmd &``)
@@ -291,7 +291,7 @@ def test_ctrl_c_kills_a_run_with_default_sigint(
 def _workers(equiv_daemon: Project) -> list[psutil.Process]:
     warm_pid = daemon_status(equiv_daemon)["warm_pid"]
     assert isinstance(warm_pid, int)
-    return psutil.Process(warm_pid).children()
+    return run_workers(warm_pid)
 
 
 def test_second_ctrl_c_kills_the_run(equiv_daemon: Project, spawn: object) -> None:

@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 ENV_RUNTIME_DIR = "PYTEST_FASTCOLLECT_RUNTIME_DIR"  # where sockets, records and logs live
 ENV_DISABLE = "PYTEST_FASTCOLLECT_DISABLE"  # any true value: never use a daemon
 ENV_POLLING = "PYTEST_FASTCOLLECT_POLLING"  # any true value: poll instead of inotify
+# The standby worker (warm/standby.py), read by the daemon when it starts:
+# "auto" (default), "off", or "always" (every run through a standby: for tests).
+ENV_STANDBY = "PYTEST_FASTCOLLECT_STANDBY"
+# A file that each run handed to the daemon appends its timeline to (warm/timeline.py).
+ENV_TIMELINE = "PYTEST_FASTCOLLECT_TIMELINE"
+STANDBY_MODES = ("auto", "off", "always")
 
 _FALSE_WORDS = ("", "0", "false", "no", "off")
 _TRUE_WORDS = ("1", "true", "yes", "on", "y", "t")
@@ -38,6 +44,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
     value = (os.environ if environ is None else environ).get(name, "")
     return value.strip().lower() not in _FALSE_WORDS
+
+
+def standby_mode(environ: Mapping[str, str] | None = None) -> str:
+    """``ENV_STANDBY`` as one of ``STANDBY_MODES``; false words mean off, anything unknown auto."""
+    value = (os.environ if environ is None else environ).get(ENV_STANDBY, "auto").strip().lower()
+    if value in STANDBY_MODES:
+        return value
+    return "off" if value in _FALSE_WORDS and value else "auto"
 
 
 def disabled_by_env(environ: Mapping[str, str] | None = None) -> bool:

@@ -117,7 +117,7 @@ class DaemonClient:
         versions, generation, warm_pid, cached_modules, metrics{total_requests,
         successful_requests, failed_requests, error_rate, ...}, warmup, reload,
         processes[...] and limits."""
-        return self.request(p.StatusRequest()).model_dump(mode="json")
+        return self.request(p.StatusRequest(full=True)).model_dump(mode="json")
 
     def get_health(self) -> dict[str, Any]:
         """HealthResponse as a dict: status (healthy/degraded/unhealthy) and

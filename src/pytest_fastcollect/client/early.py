@@ -23,6 +23,11 @@ imports pytest as usual: the plugin's own hand-off still runs. If the
 daemon was asked and declined, ``State.declined`` tells the plugin not to ask
 again, and pytest runs in this process after the notice.
 
+``pytest --daemon-status`` and ``--daemon-health`` (alone, or with
+``--daemon-json``) are answered here too, by client/fastverbs.py, when a
+daemon serves the rootdir: they are asked for often and pytest's import
+would be most of their cost.
+
 ``PYTEST_FASTCOLLECT_EARLY=0`` turns this off (the plugin path remains).
 """
 
@@ -193,9 +198,14 @@ def _hand_off(args: list[str], argv0: str) -> None:
         from pytest_fastcollect import fingerprint
         from pytest_fastcollect.client import route as routing
 
+        cwd = os.getcwd()
+        verb = routing.quick_verb(args)
+        if verb is not None:
+            # Before the interpreter check: a verb runs no code in the daemon.
+            _quick_verb(*verb, cwd)
+            return
         if fingerprint.interpreter_options():
             return  # the plugin says why the daemon cannot honour them
-        cwd = os.getcwd()
         found = routing.route(args, cwd)
         if not isinstance(found, routing.Route):
             return
@@ -220,3 +230,21 @@ def _hand_off(args: list[str], argv0: str) -> None:
     from pytest_fastcollect import process_exit
 
     process_exit.exit_now(code)
+
+
+def _quick_verb(name: str, as_json: bool, cwd: str) -> None:
+    """``pytest --daemon-status`` or ``--daemon-health``: answered here, or by the plugin.
+
+    The rootdir is found as for a run with no arguments (the flags do not
+    change it); no daemon serving it, or anything pytest would decide (an
+    ini option that blocks the plugin, ...), returns to the plugin's verb.
+    """
+    from pytest_fastcollect.client import route as routing
+
+    found = routing.route([], cwd)
+    if not isinstance(found, routing.Route):
+        return
+    from pytest_fastcollect import process_exit
+    from pytest_fastcollect.client import fastverbs
+
+    process_exit.exit_now(fastverbs.serve(name, found.setup.rootdir, as_json))

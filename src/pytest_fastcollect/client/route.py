@@ -86,6 +86,24 @@ def route(args: Sequence[str], cwd: str) -> Route | Defer:
     return Route(path, setup)
 
 
+# The verbs the start-up hook answers itself (client/fastverbs.py), by flag.
+QUICK_VERBS = {"--daemon-status": "status", "--daemon-health": "health"}
+JSON_FLAG = "--daemon-json"
+
+
+def quick_verb(args: Sequence[str]) -> tuple[str, bool] | None:
+    """(verb, as JSON) when ``args`` are one quick verb and maybe ``--daemon-json``.
+
+    Nothing else may be on the command line: another option or a path could
+    change the rootdir or be an error pytest reports, so those go to pytest.
+    """
+    verbs = [QUICK_VERBS[arg] for arg in args if arg in QUICK_VERBS]
+    rest = [arg for arg in args if arg not in QUICK_VERBS]
+    if len(verbs) != 1 or rest not in ([], [JSON_FLAG]):
+        return None
+    return verbs[0], bool(rest)
+
+
 def run_here(setup: rootdir.Setup) -> str | None:
     """Why the plugin would not hand this command off (or might not), else None.
 

@@ -1,4 +1,8 @@
-"""Human rendering of daemon answers (``--daemon-json`` prints the models instead)."""
+"""Human rendering of daemon answers (``--daemon-json`` prints the models instead).
+
+Imports no pydantic at run time: the quick verbs (``fastverbs.py``) pass it
+records decoded by ``wire/lite_verbs.py``, which have the models' attributes.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import datetime
 import os
 import time
 
-from pytest_fastcollect.wire import protocol as p
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pytest_fastcollect.wire import protocol as p
 
 
 def _mib(n: int | None) -> str:

@@ -104,8 +104,16 @@ def modifiers_given(namespace: object) -> list[Modifier]:
     return [m for m in MODIFIERS if getattr(namespace, m.dest, False)]
 
 
+# Verbs served without pydantic (client/fastverbs.py): asked for often, answered quickly.
+QUICK = frozenset({"status", "health"})
+
+
 def run(verb: Verb, config: pytest.Config) -> int:
     """Run a verb; its function returns the exit code (errors print one line)."""
+    if verb.name in QUICK:
+        from pytest_fastcollect.client import fastverbs
+
+        return fastverbs.run(verb.name, config)
     from pytest_fastcollect.client import commands
 
     return commands.run_verb(getattr(commands, verb.function), config)

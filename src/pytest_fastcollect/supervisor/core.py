@@ -186,7 +186,7 @@ class Supervisor:
     # -- handlers, one per protocol command -----------------------------------------------
 
     def handle_status(self, req: p.StatusRequest, _in: Incoming) -> p.StatusResponse:
-        return self.status().model_copy(update={"request_id": req.request_id})
+        return self.status(full=req.full).model_copy(update={"request_id": req.request_id})
 
     def handle_health(self, req: p.HealthRequest, _in: Incoming) -> p.HealthResponse:
         return self.health().model_copy(update={"request_id": req.request_id})
@@ -243,25 +243,29 @@ class Supervisor:
 
     # -- status and health ----------------------------------------------------------------
 
-    def processes(self) -> list[p.ProcessInfo]:
+    def processes(self, full: bool = True) -> list[p.ProcessInfo]:
+        """``full``: with PSS (slow for large processes; status asks for it on request)."""
+        tree = health.process_tree()
         out = []
-        me = health.process_info("supervisor", os.getpid())
+        me = health.process_info("supervisor", os.getpid(), tree=tree, full=full)
         if me is not None:
             out.append(me)
         base = self.layers.base_for_runs()
         if base is not None:
-            info = health.process_info("base", base.pid, exclude=self._layer_pids())
+            info = health.process_info(
+                "base", base.pid, exclude=self._layer_pids(), tree=tree, full=full
+            )
             if info is not None:
                 out.append(info)
         wp = self.slot.current
         if wp is not None and wp.alive():
-            info = health.process_info("warm", wp.pid)
+            info = health.process_info("warm", wp.pid, tree=tree, full=full)
             if info is not None:
                 out.append(info)
         running = dict(base.running) if base is not None else {}
         if wp is not None:
             running.update(wp.running)
-        out.extend(self.runs.workers.live(running))
+        out.extend(self.runs.workers.live(running, tree=tree, full=full))
         return out
 
     def _layer_pids(self) -> set[int]:
@@ -290,7 +294,7 @@ class Supervisor:
         since = self.slot.warmup_ns
         return [f for f in self.slot.warmup.failures if not _changed_since(f.path, since)]
 
-    def status(self) -> p.StatusResponse:
+    def status(self, full: bool = True) -> p.StatusResponse:
         wp = self.slot.current
         limits = self.config.settings
         return p.StatusResponse(
@@ -316,7 +320,7 @@ class Supervisor:
             metrics=self.stats.metrics(),
             warmup=self.warmup(),
             reload=self.reload_stats(),
-            processes=self.processes(),
+            processes=self.processes(full),
             limits={
                 "max_connections": limits.max_connections,
                 "max_request_bytes": limits.max_request_bytes,
@@ -337,7 +341,7 @@ class Supervisor:
             warm_pid=wp.pid if wp is not None else None,
             fork_safe=fork.safe if fork is not None else None,
             fork_detail=_fork_detail(fork),
-            processes=self.processes(),
+            processes=self.processes(full=False),
             metrics=self.stats.metrics(),
             pending_age=self.records.pending_age(),
             watcher=self.watcher_kind,

@@ -82,6 +82,9 @@ class Freshness:
         self._pending_since: float | None = None
         self._timer: threading.Timer | None = None
         self.events_seen = 0
+        # Moves with every change noted (watcher or sweep), applied or not: what
+        # a cached collect result was made under (supervisor/collects.py).
+        self.stamp = 0
 
     # -- pending changes ---------------------------------------------------------------
 
@@ -101,6 +104,8 @@ class Freshness:
             self._timer.start()
 
     def _add_pending(self, paths: set[str]) -> None:
+        if paths:
+            self.stamp += 1
         self._pending |= paths
         if self._pending and self._pending_since is None:
             self._pending_since = time.monotonic()

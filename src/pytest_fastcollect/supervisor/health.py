@@ -114,25 +114,30 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
     }
 
 
-def process_info(role: str, pid: int, exclude: set[int] | None = None) -> ProcessInfo | None:
-    """``exclude``: children counted elsewhere (the base's project layer and its runs)."""
+def process_info(
+    role: str,
+    pid: int,
+    exclude: set[int] | None = None,
+    tree: Tree | None = None,
+    full: bool = True,
+) -> ProcessInfo | None:
+    """``exclude``: children counted elsewhere (the base's project layer and its runs).
+    ``tree``: the process table read once for every role (``process_tree``).
+    ``full``: also PSS, which makes the kernel walk every page table of the
+    process (milliseconds for a large warm process): only when asked for."""
+    tree = tree if tree is not None else process_tree()
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
             mem = proc.memory_info()
             cpu = proc.cpu_times()
-            children = _children(proc, exclude or set())
-            zombies = 0
-            for child in children:
+            children = tree.descendants(pid, exclude or set())
+            pss: int | None = None
+            if full:
                 try:
-                    if child.status() == psutil.STATUS_ZOMBIE:
-                        zombies += 1
-                except psutil.Error:
-                    pass
-            try:
-                pss: int | None = int(getattr(proc.memory_full_info(), "pss", 0)) or None
-            except (psutil.AccessDenied, AttributeError):
-                pss = None
+                    pss = int(getattr(proc.memory_full_info(), "pss", 0)) or None
+                except (psutil.AccessDenied, AttributeError):
+                    pss = None
             return ProcessInfo(
                 role=role,
                 pid=pid,
@@ -143,23 +148,59 @@ def process_info(role: str, pid: int, exclude: set[int] | None = None) -> Proces
                 threads=proc.num_threads(),
                 open_fds=proc.num_fds(),
                 children=len(children),
-                zombies=zombies,
+                zombies=sum(1 for c in children if tree.zombie(c)),
             )
     except psutil.Error:
         return None
 
 
-def _children(proc: psutil.Process, exclude: set[int]) -> list[psutil.Process]:
-    out = []
-    for child in proc.children():
-        if child.pid in exclude:
+class Tree:
+    """Parent and state of every process, read once (psutil's ``children()`` reads
+    the whole process table on every call, and status asks for several)."""
+
+    def __init__(self, parents: dict[int, int], zombies: set[int]) -> None:
+        self._kids: dict[int, list[int]] = {}
+        for pid, ppid in parents.items():
+            self._kids.setdefault(ppid, []).append(pid)
+        self._zombies = zombies
+
+    def descendants(self, pid: int, exclude: set[int]) -> list[int]:
+        out: list[int] = []
+        todo = [c for c in self._kids.get(pid, []) if c not in exclude]
+        while todo:
+            child = todo.pop()
+            out.append(child)
+            todo.extend(self._kids.get(child, []))
+        return out
+
+    def zombie(self, pid: int) -> bool:
+        return pid in self._zombies
+
+
+def process_tree() -> Tree:
+    """Linux: one pass over /proc/*/stat; elsewhere psutil's process table."""
+    parents: dict[int, int] = {}
+    zombies: set[int] = set()
+    if not os.path.isdir("/proc/self"):
+        for proc in psutil.process_iter(["ppid", "status"]):
+            parents[proc.pid] = proc.info["ppid"] or 0
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                zombies.add(proc.pid)
+        return Tree(parents, zombies)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
-        out.append(child)
         try:
-            out.extend(child.children(recursive=True))
-        except psutil.Error:
-            pass
-    return out
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                data = fh.read()
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            state, ppid = data[data.rindex(b")") + 2 :].split(b" ", 2)[:2]
+        except (OSError, ValueError):
+            continue
+        parents[int(name)] = int(ppid)
+        if state == b"Z":
+            zombies.add(int(name))
+    return Tree(parents, zombies)
 
 
 def inotify_watches(pid: int) -> int | None:

@@ -21,6 +21,7 @@ import pydantic
 
 from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
+from pytest_fastcollect.supervisor.collects import CollectCache
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
 from pytest_fastcollect.supervisor.run_workers import RunWorkers
@@ -68,6 +69,7 @@ class Runs:
         self.root = root
         self.cache_dir = cache_dir
         self.request_timeout = request_timeout
+        self.collects = CollectCache(root, ignore=(cache_dir,))
         self.workers = RunWorkers(cache_dir)  # parallel runs' xdist processes
 
     # -- runs ---------------------------------------------------------------------------
@@ -80,9 +82,10 @@ class Runs:
         def notify(message: str) -> None:
             send_frame(conn, p.dump(p.Notice(message=message)))
 
+        received = time.monotonic()
         status_r, status_w = os.pipe()
         try:
-            fork = self._fork_run(req, fds, status_w, notify)
+            fork = self._fork_run(req, fds, status_w, notify, received)
         except Refused as exc:
             os.close(status_r)
             log.debug("Run [%s] refused (the client runs it cold): %s", req.request_id, exc)
@@ -102,16 +105,16 @@ class Runs:
             self.workers.finished(fork.order_id, req.request_id)
 
     def _fork_run(
-        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify, received: float
     ) -> RunFork:
         try:
-            return self._fork_from_layer(req, fds, status_w, notify)
+            return self._fork_from_layer(req, fds, status_w, notify, received)
         except (Restarting, Isolated) as exc:
             # A new project layer warms up: waiting would be slower than cold.
             base = self.slot.layers.base_for_runs()
             if base is None:
                 raise Refused(str(exc)) from None
-            return self._fork_from_base(base, req, fds, status_w, notify, str(exc))
+            return self._fork_from_base(base, req, fds, status_w, notify, str(exc), received)
 
     def _fork_from_base(
         self,
@@ -121,6 +124,7 @@ class Runs:
         status_w: int,
         notify: Notify,
         why: str,
+        received: float,
     ) -> RunFork:
         """A run that imports the project itself, in a fork of the base process."""
         reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path, req.cwd)
@@ -128,7 +132,7 @@ class Runs:
         if reasons:
             raise Refused(why if reasons[0] in why else f"{why}; {reasons[0]}")
         notify(f"{why}; this run imports the project itself")
-        order = self._fork_order(req)
+        order = self._fork_order(req, received)
         box = base.request(order, (*fds, status_w))
         log.debug(
             "Run [%s] served from the base process: order %s on process %d (%s)",
@@ -140,7 +144,7 @@ class Runs:
         return RunFork(base, box, order.id, self.slot.generation, learner=None)
 
     @staticmethod
-    def _fork_order(req: p.RunRequest) -> wm.ForkOrder:
+    def _fork_order(req: p.RunRequest, received: float) -> wm.ForkOrder:
         return wm.ForkOrder(
             id=next_order_id(),
             mode="run",
@@ -149,10 +153,11 @@ class Runs:
             env=req.env,
             umask=req.umask,
             argv0=req.argv0,
+            stamps={"received": received, "ordered": time.monotonic()},
         )
 
     def _fork_from_layer(
-        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify, received: float
     ) -> RunFork:
         with self.slot.hold(for_run=True) as held:
             wp = held.fresh(notify)
@@ -172,7 +177,7 @@ class Runs:
             apart = self.slot.isolation.verdict(wp, req.args, req.cwd)
             if apart is not None:
                 raise Isolated(apart)
-            order = self._fork_order(req)
+            order = self._fork_order(req, received)
             box = wp.request(order, (*fds, status_w))
         log.debug(
             "Run [%s] served warm: order %s on warm process %d (generation %d), args %s",
@@ -199,6 +204,11 @@ class Runs:
                 request_id=req.request_id, reason="the warm process died before the run started"
             )
         pid = event.pid
+        if event.standby:
+            log.debug("Run [%s] took the standby worker %d", req.request_id, pid)
+        else:
+            log.debug("Run [%s] forked afresh as %d: %s", req.request_id, pid, event.why_fresh)
+        self.slot.stats.count_served("standby" if event.standby else "fresh")
         # The worker may still refuse the run (its option check comes first,
         # before it writes anything); the client then runs cold.
         started = p.RunStarted(request_id=req.request_id, pid=pid, generation=fork.generation)
@@ -282,18 +292,17 @@ class Runs:
         if req.filters.markers:
             args += ["-m", req.filters.markers]
         try:
-            wp, raw = self._collect_in_worker([*args, *targets])
+            wp, result, cached = self._collect_in_worker([*args, *targets], targets or [root])
         except Refused as exc:
             return p.ErrorResponse(
                 request_id=req.request_id, code=p.ErrorCode.NOT_READY, message=str(exc)
             )
-        if not raw:
+        if result is None:
             return p.ErrorResponse(
                 request_id=req.request_id,
                 code=p.ErrorCode.INTERNAL,
                 message="the collect worker produced no result (it crashed); see the daemon log",
             )
-        result = COLLECT_RESULT.validate_json(raw)
         return p.CollectResponse(
             request_id=req.request_id,
             node_ids=result.node_ids,
@@ -302,14 +311,26 @@ class Runs:
             exit_code=result.exit_code,
             collection_time=round(time.perf_counter() - started, 4),
             generation=wp.generation,
+            cached=cached,
         )
 
-    def _collect_in_worker(self, args: list[str]) -> tuple[WarmHandle, bytes]:
+    def _collect_in_worker(
+        self, args: list[str], targets: list[str]
+    ) -> tuple[WarmHandle, wm.CollectResult | None, bool]:
+        """The result, from the cache (True) or from a worker forked for it."""
         r, w = os.pipe()
         try:
             # The API has no cold collect to fall back on: it waits for a warm-up.
             with self.slot.hold() as held:
                 wp = held.fresh(lambda _m: None)
+                stamp = self.slot.records.stamp
+                hit = self.collects.get(args, wp.generation, stamp)
+                if hit is not None:
+                    os.close(r)
+                    self.slot.stats.count_served("collect_cache")
+                    log.debug("Collect %s answered from the cache", " ".join(args))
+                    return wp, hit, True
+                started_ns = time.time_ns()
                 order = wm.ForkOrder(
                     id=next_order_id(),
                     mode="collect",
@@ -335,7 +356,11 @@ class Runs:
             wp.done(order.id)
         if isinstance(event, wm.Tainted):
             self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
-        return wp, raw
+        result = COLLECT_RESULT.validate_json(raw) if raw else None
+        unchanged = self.slot.records.stamp == stamp and self.slot.generation == wp.generation
+        if result is not None and isinstance(event, wm.Exited) and unchanged:
+            self.collects.put(args, targets, result, wp.generation, stamp, started_ns)
+        return wp, result, False
 
     def inside_root(self, path: str) -> bool:
         real = os.path.realpath(path)

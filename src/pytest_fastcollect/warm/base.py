@@ -30,9 +30,10 @@ from typing import Any
 
 import pytest
 
-from pytest_fastcollect import fingerprint, role
+from pytest_fastcollect import fingerprint, role, settings
 from pytest_fastcollect.warm import envtrack, metadata_cache, threads
 from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
+from pytest_fastcollect.warm.standby import StandbySlot
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import send_frame
 
@@ -46,6 +47,8 @@ class Base(OrderLoop):
         self.layers: set[int] = set()
         self.key: wm.WarmKey | None = None
         self.handlers["layer"] = self.layer
+        # Read before envtrack starts recording: the daemon's own setting, not the project's.
+        self.standby_mode = settings.standby_mode()
 
     def start(self) -> None:
         started = time.monotonic()
@@ -134,6 +137,7 @@ def _become_layer(base: Base, ctl: socket.socket, env: dict[str, str]) -> None:
 
         layer = Zygote(ctl, base.root, base.warm_args, base.cache_dir)
         layer.warm_up()
+        layer.standby = StandbySlot(base.standby_mode, base.warm_args)
         layer.loop()
     except ConnectionError:
         # The supervisor went away during the warm-up (stopped meanwhile): a

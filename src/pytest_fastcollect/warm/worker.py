@@ -21,7 +21,14 @@ from typing import Any
 
 from pytest_fastcollect import fingerprint, process_exit, role
 from pytest_fastcollect.settings import plugin_disabled
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, xdist_fork
+from pytest_fastcollect.warm import (
+    collect_reads,
+    envtrack,
+    learn,
+    metadata_cache,
+    timeline,
+    xdist_fork,
+)
 from pytest_fastcollect.wire import warm as wm
 
 
@@ -159,6 +166,7 @@ def _run_pytest(
             hooks.append(_check_options(warm_options, fds[3]))
         else:
             os.close(fds[3])
+    hooks.extend(timeline.hooks())
     # Last, before any conftest: xdist's workers fork from this state.
     hooks.append(xdist_fork.start)
     role.set_worker_hooks(hooks)
@@ -183,6 +191,7 @@ def run_child(
     run imported.
     """
     code = 3
+    timeline.begin(order)
     try:
         if order.mode == "collect":
             code = _collect_child(order, fds, close)
@@ -203,6 +212,7 @@ def run_child(
             learn.record(known, learn_file)
         except BaseException:
             pass
+    timeline.finish(code)
     _finish(code)
 
 
@@ -239,9 +249,16 @@ def _collect_child(order: wm.ForkOrder, fds: list[int], close: list[int]) -> int
     collector = _Collector()
     role.set_worker_hooks([_uninstall_metadata_cache])
     metadata_cache.install()
+    reads = collect_reads.Reads(order.cwd)
     code = int(pytest.main(list(order.args), plugins=[collector]))
     payload = wm.encode(
-        wm.CollectResult(node_ids=collector.node_ids, errors=collector.errors, exit_code=code)
+        wm.CollectResult(
+            node_ids=collector.node_ids,
+            errors=collector.errors,
+            exit_code=code,
+            files=sorted(reads.files),
+            dirs=sorted(reads.dirs),
+        )
     )
     view = memoryview(payload)
     while view:

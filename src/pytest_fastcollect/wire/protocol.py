@@ -38,6 +38,8 @@ class _Request(_Model):
 
 class StatusRequest(_Request):
     command: Literal["status"] = "status"
+    # Also the figures that cost the daemon time (PSS: a walk of every page table).
+    full: bool = False
 
 
 class HealthRequest(_Request):
@@ -145,6 +147,9 @@ class Metrics(_Model):
     runs: int = 0  # run requests served warm
     runs_refused: int = 0  # run requests the daemon refused (the client ran them cold)
     collects: int = 0
+    standby_runs: int = 0  # runs handed to a prepared standby worker (warm/standby.py)
+    fresh_runs: int = 0  # runs forked afresh
+    collect_cache_hits: int = 0  # collects answered from the cache (supervisor/collects.py)
 
 
 class ImportFailure(_Model):
@@ -267,6 +272,7 @@ class CollectResponse(_Model):
     exit_code: int
     collection_time: float
     generation: int
+    cached: bool = False  # answered from the collect cache (nothing changed since)
 
 
 class Notice(_Model):

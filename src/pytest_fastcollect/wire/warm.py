@@ -47,6 +47,9 @@ class ForkOrder:
     env: dict[str, str]
     umask: int
     argv0: str = "pytest"
+    # When the supervisor received the request and ordered the fork (time.monotonic,
+    # one clock for every process on the machine): for the run's timeline (timeline.py).
+    stamps: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -224,6 +227,8 @@ class Forked:
     ev: Literal["forked"] = "forked"
     id: str
     pid: int
+    standby: bool = False  # handed to the prepared standby worker (warm/standby.py)
+    why_fresh: str = ""  # else why it was forked afresh ("" when no standby is kept)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -354,3 +359,7 @@ class CollectResult:
     node_ids: list[str]
     errors: list[CollectedError]
     exit_code: int
+    # What the collection read and listed (project paths, absolute): while they stay
+    # as they are, so does the result (supervisor/collects.py).
+    files: list[str] = dataclasses.field(default_factory=list)
+    dirs: list[str] = dataclasses.field(default_factory=list)
