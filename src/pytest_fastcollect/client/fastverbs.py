@@ -13,6 +13,7 @@ form leaves out what costs the daemon time.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from pytest_fastcollect.client import ui
@@ -66,6 +67,13 @@ def ask(files: ProjectFiles, command: str, **fields: Any) -> tuple[Any, dict[str
 def _no_daemon(files: ProjectFiles) -> NoDaemon:
     from pytest_fastcollect.client.transport import lock_is_free, remove_stale_files
 
+    path = files.socket
+    if os.path.isdir(path) and not os.path.islink(path):
+        # Not ours to remove: say what blocks the path (client/commands.py says the same).
+        return NoDaemon(
+            f"no daemon running for {files.root}; {path} is a directory, not a daemon's "
+            f"socket; remove it (rmdir {path})"
+        )
     removed = remove_stale_files(files) if lock_is_free(files) else []
     extra = " (removed its stale files)" if removed else ""
     return NoDaemon(
