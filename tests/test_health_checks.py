@@ -59,7 +59,7 @@ def test_a_ready_daemon_is_healthy() -> None:
     assert checks["socket_alive"].value is True
     assert checks["running"].value is True
     assert checks["request_error_rate"].display == "0.00 (0%)"
-    assert checks["memory_rss_bytes"].display == "100.0 MiB"
+    assert checks["memory_rss_bytes"].display == "100.0 MiB (supervisor 50.0 MiB, warm 50.0 MiB)"
 
 
 def test_error_rate_threshold_is_named_and_inclusive() -> None:

@@ -11,6 +11,7 @@ import enum
 
 class Exit(enum.IntEnum):
     OK = 0
+    INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED: Ctrl-C during a verb
     USAGE = 4  # pytest.ExitCode.USAGE_ERROR
     NO_DAEMON = 6
     NOT_HEALTHY = 7

@@ -16,8 +16,8 @@ import comes from the console script itself (its text must be a console
 script's and nothing more) or from runpy for ``python -m pytest``, asks
 client/route.py where the run goes, and hands it off with the payload the
 plugin path sends (arguments, working directory, environment with
-``PYTEST_VERSION``, umask, ``sys.executable``, ``sys.path`` without the
-ini ``pythonpath`` entries, ``argv[0]``). The run's exit code ends the
+``PYTEST_VERSION``, umask, ``sys.executable``, ``sys.path`` as the
+interpreter set it up (pytest has inserted nothing yet), ``argv[0]``). The run's exit code ends the
 process. Anything else (an unexpected error included) returns, and Python
 imports pytest as usual: the plugin's own hand-off still runs. If the
 daemon was asked and declined, ``State.declined`` tells the plugin not to ask
@@ -213,7 +213,8 @@ def _hand_off(args: list[str], argv0: str) -> None:
         from pytest_fastcollect.client.transport import connect
         from pytest_fastcollect.errors import FastCollectError
 
-        sys_path = fingerprint.base_sys_path(found.setup.pythonpath)
+        # pytest has not inserted its ini pythonpath copies yet: nothing to leave out.
+        sys_path = fingerprint.interpreter_sys_path((), cwd)
         env = routing.run_env(found.setup)
         try:
             sock = connect(found.socket, timeout=None)

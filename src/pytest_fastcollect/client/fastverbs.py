@@ -13,6 +13,7 @@ form leaves out what costs the daemon time.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from pytest_fastcollect.client import ui
@@ -66,6 +67,13 @@ def ask(files: ProjectFiles, command: str, **fields: Any) -> tuple[Any, dict[str
 def _no_daemon(files: ProjectFiles) -> NoDaemon:
     from pytest_fastcollect.client.transport import lock_is_free, remove_stale_files
 
+    path = files.socket
+    if os.path.isdir(path) and not os.path.islink(path):
+        # Not ours to remove: say what blocks the path (client/commands.py says the same).
+        return NoDaemon(
+            f"no daemon running for {files.root}; {path} is a directory, not a daemon's "
+            f"socket; remove it (rmdir {path})"
+        )
     removed = remove_stale_files(files) if lock_is_free(files) else []
     extra = " (removed its stale files)" if removed else ""
     return NoDaemon(
@@ -92,9 +100,28 @@ def health(files: ProjectFiles, as_json: bool) -> int:
 
 
 def run(name: str, config: pytest.Config) -> int:
-    """The verb ``name`` for the ``pytest`` command, once pytest has found the rootdir."""
+    """The verb ``name`` for the ``pytest`` command, once pytest has found the rootdir.
+
+    Quick only when a daemon holds the rootdir's lock. Otherwise the full verb
+    (client/commands.py) looks for the daemon started from this directory and
+    says what blocks the socket path, at the cost of importing pydantic.
+    """
+    if not _rootdir_daemon_lives(str(config.rootpath)):
+        from pytest_fastcollect.client import commands
+
+        return commands.run_verb(getattr(commands, name), config)
     as_json = bool(getattr(config.known_args_namespace, "daemon_json", False))
     return serve(name, str(config.rootpath), as_json)
+
+
+def _rootdir_daemon_lives(rootdir: str) -> bool:
+    from pytest_fastcollect.client.transport import lock_is_free
+    from pytest_fastcollect.paths import project_files
+
+    try:
+        return not lock_is_free(project_files(rootdir))
+    except (FastCollectError, OSError):
+        return False  # the full verb says what is wrong, in one line
 
 
 def serve(name: str, rootdir: str, as_json: bool) -> int:

@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 
+from pytest_fastcollect import settings
 from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
 from pytest_fastcollect.settings import disabled_by_env
@@ -61,7 +62,10 @@ def try_handoff(
     from pytest_fastcollect import fingerprint
     from pytest_fastcollect.paths import project_files
 
-    startup_sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
+    # Before pytest inserts its ini pythonpath and test directories: the
+    # supervisor compares it with the warm process's, and an autostarted
+    # daemon mirrors its first entry.
+    startup_sys_path = fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(config))
     config.stash[_startup_sys_path_key()] = startup_sys_path
     if ns is None:
         ns = config.known_args_namespace
@@ -73,6 +77,9 @@ def try_handoff(
         return None
     if not os.path.exists(files.socket) and not _socket_coming_back(files):
         return None
+    # Bad daemon_* values fail the run as pytest's own bad ini values do
+    # (UsageError: one line, exit 4), before the daemon could start it.
+    settings.check_all(config)
     interpreter_options = fingerprint.interpreter_options()
     if interpreter_options:
         notice(
@@ -91,23 +98,30 @@ def try_handoff(
         notice(f"{exc.message}; running without the daemon")
         return None
     except DaemonConnectionError:
-        if lock_is_free(files):
-            remove_stale_files(files)
-            notice(f"removed stale daemon files for {files.root}; running without the daemon")
-        else:
-            notice(
-                "the daemon is not answering; running without it (pytest --daemon-stop cleans up)"
-            )
+        _not_answering(files)
         return None
-    sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
     with sock:
         return run_through(
             sock,
             config.invocation_params.args,
             str(config.invocation_params.dir),
-            sys_path,
+            startup_sys_path,
             sys.argv[0] if sys.argv else "pytest",
         )
+
+
+def _not_answering(files: ProjectFiles) -> None:
+    """The socket is there but refuses connections: say why, clean up if stale."""
+    if os.path.isdir(files.socket):
+        notice(
+            f"{files.socket} is a directory, not a daemon's socket; running without the "
+            "daemon (remove it to use one)"
+        )
+    elif lock_is_free(files):
+        remove_stale_files(files)
+        notice(f"removed stale daemon files for {files.root}; running without the daemon")
+    else:
+        notice("the daemon is not answering; running without it (pytest --daemon-stop cleans up)")
 
 
 def _stays_here(ns: argparse.Namespace) -> bool:
@@ -330,12 +344,12 @@ def autostart(config: pytest.Config) -> None:
         return
     if os.path.exists(files.socket) and not lock_is_free(files):
         return
-    from pytest_fastcollect.client import commands
+    from pytest_fastcollect.client import starting
 
     try:
-        commands.spawn_supervisor(
+        starting.spawn_supervisor(
             config,
-            commands.warm_args_from(config),
+            starting.warm_args_from(config),
             wait=False,
             sys_path=config.stash.get(_startup_sys_path_key(), None),
         )

@@ -93,8 +93,8 @@ def remove_stale_files(files: ProjectFiles) -> list[str]:
         try:
             os.unlink(path)
             removed.append(str(path))
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, IsADirectoryError):
+            pass  # a directory in its place is not ours to remove: the verbs name it
     if os.path.isdir(files.cache):
         # The warm process's pytest cache, left behind by a daemon that crashed.
         import shutil

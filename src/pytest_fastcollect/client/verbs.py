@@ -57,14 +57,51 @@ VERBS = (
 )
 BY_DEST = {v.dest: v for v in VERBS}
 
-# Options that change how a verb answers, not verbs themselves.
+
+class Modifier:
+    """An option that changes how some verbs answer; alone it is a usage error."""
+
+    __slots__ = ("goes_with", "help", "name")
+
+    def __init__(self, name: str, help: str, goes_with: tuple[str, ...]) -> None:
+        self.name = name  # "json" -> --daemon-json
+        self.help = help
+        self.goes_with = goes_with  # verb names
+
+    @property
+    def flag(self) -> str:
+        return f"--daemon-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"daemon_{self.name}"
+
+    def usage(self) -> str:
+        verbs = " or ".join(f"--daemon-{name}" for name in self.goes_with)
+        return f"{self.flag} goes with {verbs}"
+
+
+MODIFIERS = (
+    Modifier("json", "With --daemon-status or --daemon-health: print JSON.", ("status", "health")),
+    Modifier(
+        "confirm",
+        "With --daemon-start or --daemon-restart: start even though the rootdir has no "
+        "ini file and holds far more files than the paths to warm up.",
+        ("start", "restart"),
+    ),
+)
 JSON_FLAG = "--daemon-json"
+CONFIRM_FLAG = "--daemon-confirm"
 NO_DAEMON_FLAG = "--no-daemon"
 
 
 def given(namespace: object) -> list[Verb]:
     """The verbs set in a parsed argument namespace."""
     return [v for v in VERBS if getattr(namespace, v.dest, False)]
+
+
+def modifiers_given(namespace: object) -> list[Modifier]:
+    return [m for m in MODIFIERS if getattr(namespace, m.dest, False)]
 
 
 # Verbs served without pydantic (client/fastverbs.py): asked for often, answered quickly.

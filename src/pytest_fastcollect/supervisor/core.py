@@ -138,6 +138,7 @@ class Supervisor:
         self.slot.listener = _Adoptions(self.idle, self._adopted)
         # Warm processes that stopped answering, and since when (``check_warm``).
         self._unresponsive: dict[int, tuple[WarmHandle, float]] = {}
+        self._log_lowered = False
         self.runs = Runs(
             self.slot,
             self.idle,
@@ -150,11 +151,35 @@ class Supervisor:
         return self.slot.start()
 
     def _adopted(self, wp: WarmHandle) -> None:
+        self._follow_log_level(wp)
         if self.on_adopted is not None:
             self.on_adopted(wp.pid)
 
     def _changes_quiet(self) -> None:
         self.slot.apply_when_quiet()
+
+    def _follow_log_level(self, wp: WarmHandle) -> None:
+        """A conftest that lowered the level of the daemon's loggers (as older
+        guides advise) gets that level here, while its warm process serves."""
+        configured = logging.getLevelName(self.config.settings.log_level)
+        requested = wp.ready.log_level if wp.ready is not None else None
+        logger = logging.getLogger("pytest_fastcollect")
+        if requested is None or requested >= configured:
+            if self._log_lowered:
+                self._log_lowered = False
+                logger.setLevel(configured)
+                log.info(
+                    "Log level back to %s (daemon_log_level)", logging.getLevelName(configured)
+                )
+            return
+        if logger.level != requested:
+            logger.setLevel(requested)
+            log.info(
+                "Log level %s, set by a conftest (daemon_log_level is %s)",
+                logging.getLevelName(requested),
+                logging.getLevelName(configured),
+            )
+        self._log_lowered = True
 
     def _base_died(self) -> None:
         if not self.stop_event.is_set():
@@ -338,11 +363,18 @@ class Supervisor:
         learned, refused, pending = self.idle.counts()
         return self.slot.warmup.model_copy(
             update={
+                "failures": self.import_failures(),
                 "learned_imports": learned,
                 "unlearnable_imports": refused,
                 "pending_imports": pending,
             }
         )
+
+    def import_failures(self) -> list[p.ImportFailure]:
+        """The warm-up's import failures whose file has not changed since: an
+        edited file is imported afresh by the next run, which shows its error."""
+        since = self.slot.warmup_ns
+        return [f for f in self.slot.warmup.failures if not _changed_since(f.path, since)]
 
     def status(self, full: bool = True) -> p.StatusResponse:
         wp = self.slot.current
@@ -399,7 +431,7 @@ class Supervisor:
             pending_age=self.records.pending_age(),
             unresponsive=wp.unresponsive if wp is not None else None,
             watcher=self.watcher_kind,
-            import_failures=len(self.slot.warmup.failures),
+            import_failures=len(self.import_failures()),
         )
         checks = health.checks(facts, self.config.thresholds)
         checks["leaked_workers"] = self.runs.workers.check()
@@ -409,6 +441,7 @@ class Supervisor:
             generation=self.slot.generation,
             uptime=round(time.time() - self.started, 3),
             checks=checks,
+            reload=self.reload_stats(),
         )
 
     # -- shutdown -------------------------------------------------------------------------
@@ -440,6 +473,13 @@ class _Adoptions:
 
     def reloaded(self, wp: WarmHandle, purged_tests: list[str]) -> None:
         self.idle.reloaded(wp, purged_tests)
+
+
+def _changed_since(path: str, since_ns: int) -> bool:
+    try:
+        return os.stat(path).st_mtime_ns >= since_ns
+    except OSError:
+        return True  # deleted: nothing left to fail
 
 
 def _fork_detail(fork: wm.ForkVerdict | None) -> str:

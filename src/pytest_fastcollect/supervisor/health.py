@@ -53,6 +53,12 @@ def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB"
 
 
+def _memory(total: int, processes: list[ProcessInfo]) -> str:
+    """``82.1 MiB (supervisor 42.0 MiB, warm 40.1 MiB)``: the sum and who holds it."""
+    parts = ", ".join(f"{x.role} {_mib(x.rss_bytes)}" for x in processes)
+    return f"{_mib(total)} ({parts})" if parts else _mib(total)
+
+
 def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCheck]:
     t = limits or Thresholds()
     warm = next((x for x in facts.processes if x.role == "warm"), None)
@@ -88,7 +94,7 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
         "memory_rss_bytes": HealthCheck(
             ok=rss <= t.max_rss_bytes,
             value=rss,
-            display=_mib(rss),
+            display=_memory(rss, facts.processes),
             detail=f"limit {_mib(t.max_rss_bytes)}",
             severity="degraded",
         ),

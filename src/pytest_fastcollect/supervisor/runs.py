@@ -112,6 +112,7 @@ class Runs:
             fork = self._fork_run(req, fds, status_w, notify, received)
         except Refused as exc:
             os.close(status_r)
+            log.debug("Run [%s] refused (the client runs it cold): %s", req.request_id, exc)
             return p.RunRefused(request_id=req.request_id, reason=str(exc))
         except BaseException:
             os.close(status_r)
@@ -150,14 +151,20 @@ class Runs:
         received: float,
     ) -> RunFork:
         """A run that imports the project itself, in a fork of the base process."""
-        reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path)
+        reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path, req.cwd)
         reasons += fingerprint.env_differences(base.key.env, req.env)
         if reasons:
             raise Refused(why if reasons[0] in why else f"{why}; {reasons[0]}")
         notify(f"{why}; this run imports the project itself")
         order = self._fork_order(req, received)
         box = base.request(order, (*fds, status_w))
-        log.debug("Run [%s] is order %s on the base process %d", req.request_id, order.id, base.pid)
+        log.debug(
+            "Run [%s] served from the base process: order %s on process %d (%s)",
+            req.request_id,
+            order.id,
+            base.pid,
+            why,
+        )
         return RunFork(base, box, order.id, self.slot.generation, learner=None)
 
     @staticmethod
@@ -179,20 +186,32 @@ class Runs:
     ) -> RunFork:
         with self.slot.hold(for_run=True) as held:
             wp = held.fresh(notify)
-            reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path)
+            reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path, req.cwd)
             if reasons:
                 raise Refused(reasons[0])
             env_reasons = fingerprint.env_differences(wp.key.env, req.env)
             if env_reasons:
                 # Values read at import time changed (an export between runs):
                 # warm a process with the run's environment.
+                log.debug(
+                    "Run [%s]: %s; warming a process with its environment",
+                    req.request_id,
+                    env_reasons[0],
+                )
                 wp = held.use_environment(req.env, env_reasons[0], notify)
             apart = self.slot.isolation.verdict(wp, req.args, req.cwd)
             if apart is not None:
                 raise Isolated(apart)
             order = self._fork_order(req, received)
             box = wp.request(order, (*fds, status_w))
-        log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)
+        log.debug(
+            "Run [%s] served warm: order %s on warm process %d (generation %d), args %s",
+            req.request_id,
+            order.id,
+            wp.pid,
+            wp.generation,
+            req.args,
+        )
         return RunFork(wp, box, order.id, wp.generation, learner=wp)
 
     def _follow(
@@ -273,7 +292,9 @@ class Runs:
         if event.code == fingerprint.REFUSED_EXIT:
             reason = _read_available(status_r).decode(errors="replace").strip()
             if reason:
+                log.debug("Run [%s] refused by its worker (runs cold): %s", req.request_id, reason)
                 return p.RunRefused(request_id=req.request_id, reason=reason)
+        log.debug("Run [%s] finished: exit code %d", req.request_id, event.code)
         if event.code < 0:
             return p.RunFinished(
                 request_id=req.request_id, exit_code=128 - event.code, signal=-event.code

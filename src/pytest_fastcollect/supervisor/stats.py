@@ -72,6 +72,7 @@ class Stats:
                 error_rate=round(failed / total, 4) if total else 0.0,
                 by_command=dict(self._by_command),
                 runs=self._by_command["run"],
+                runs_refused=self._by_command["run_refused"],
                 collects=self._by_command["collect"],
                 standby_runs=self._served["standby"],
                 fresh_runs=self._served["fresh"],

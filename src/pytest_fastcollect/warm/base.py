@@ -60,7 +60,7 @@ class Base(OrderLoop):
         role.become_worker()
         self.key = wm.WarmKey(
             python=sys.executable,
-            sys_path=fingerprint.base_sys_path(),
+            sys_path=fingerprint.interpreter_sys_path(),
             options={},
             env={**fingerprint.fixed_env(), **envtrack.recorded},
         )
@@ -142,6 +142,10 @@ def _become_layer(base: Base, ctl: socket.socket, env: dict[str, str]) -> None:
         layer.warm_up()
         layer.standby = StandbySlot(base.standby_mode, base.warm_args)
         layer.loop()
+    except ConnectionError:
+        # The supervisor went away during the warm-up (stopped meanwhile): a
+        # traceback in the log would read as a failure.
+        code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -197,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     warm_args = [a for a in ns.warm_args if a != "--"]
     ctl = socket.socket(fileno=ns.control_fd)
     base = Base(ctl, ns.root, warm_args, ns.cache_dir)
-    base.start()
-    base.loop()
+    try:
+        base.start()
+        base.loop()
+    except ConnectionError:
+        base.shutdown()  # the supervisor went away: take the layers down, quietly
     assert pytest  # imported above for the layers to inherit
     return 0

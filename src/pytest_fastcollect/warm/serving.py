@@ -114,7 +114,9 @@ class OrderLoop:
             if self.ctl in readable:
                 try:
                     raw, fds = recv_frame(self.ctl, CONTROL_FRAME_LIMIT, want_fds=True)
-                except PeerClosed:
+                except (PeerClosed, ConnectionError):
+                    # The supervisor went away (a reset when it left unread
+                    # events behind): nobody to serve, nothing to report.
                     self.shutdown()
                     return
                 order = wm.decode_order(raw)

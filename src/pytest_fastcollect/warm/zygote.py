@@ -43,6 +43,22 @@ from pytest_fastcollect.wire import warm as wm
 PROGRESS_INTERVAL = 0.1
 
 
+def requested_log_level() -> int | None:
+    """The level a conftest set on the daemon's loggers, as older guides advise
+    (``logging.getLogger("pytest_fastcollect.daemon").setLevel(logging.DEBUG)``).
+
+    Conftests run here, not in the supervisor that writes the log, so the
+    level is reported with ``Ready`` and the supervisor applies it.
+    """
+    import logging
+
+    levels = [
+        logging.getLogger(n).level for n in ("pytest_fastcollect", "pytest_fastcollect.daemon")
+    ]
+    chosen = [level for level in levels if level != logging.NOTSET]
+    return min(chosen) if chosen else None
+
+
 class WarmupPlugin:
     """Counts modules imported by collection and records the warm key."""
 
@@ -62,9 +78,10 @@ class WarmupPlugin:
     def pytest_load_initial_conftests(self, early_config: pytest.Config) -> Generator[None]:
         self.key = wm.WarmKey(
             python=sys.executable,
-            sys_path=fingerprint.base_sys_path(fingerprint.ini_pythonpath(early_config)),
+            sys_path=fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(early_config)),
             options=fingerprint.option_key(early_config),
             env=fingerprint.fixed_env(),
+            ini_pythonpath=fingerprint.ini_pythonpath(early_config),
         )
         return (yield)
 
@@ -266,6 +283,7 @@ class Zygote(OrderLoop):
                 failures=plugin.failures,
                 warm_paths=self.warm_paths,
                 fork=fork_verdict(),
+                log_level=requested_log_level(),
                 **self.report(),
             )
         )

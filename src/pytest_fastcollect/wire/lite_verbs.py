@@ -179,6 +179,7 @@ METRICS = Schema(
         "error_rate": (FLOAT, 0.0),
         "by_command": (DictOf(INT), dict),
         "runs": (INT, 0),
+        "runs_refused": (INT, 0),
         "collects": (INT, 0),
         "standby_runs": (INT, 0),
         "fresh_runs": (INT, 0),
@@ -308,6 +309,8 @@ HEALTH = Schema(
         "generation": (INT, R),
         "uptime": (FLOAT, R),
         "checks": (DictOf(CHECK), R),
+        # Optional, as in the model: the figures of a daemon that has not reloaded.
+        "reload": (RELOAD, lambda: RELOAD.decode({}, "reload")),
     },
 )
 ERROR = Schema(

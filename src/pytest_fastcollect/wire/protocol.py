@@ -157,7 +157,8 @@ class Metrics(_Model):
     failed_requests: int = 0
     error_rate: float = 0.0
     by_command: dict[str, int] = Field(default_factory=dict)
-    runs: int = 0
+    runs: int = 0  # run requests served warm
+    runs_refused: int = 0  # run requests the daemon refused (the client ran them cold)
     collects: int = 0
     standby_runs: int = 0  # runs handed to a prepared standby worker (warm/standby.py)
     fresh_runs: int = 0  # runs forked afresh
@@ -262,7 +263,8 @@ class StatusResponse(_Model):
     reload: ReloadStats
     connections: ConnectionStats = Field(default_factory=ConnectionStats)
     processes: list[ProcessInfo]
-    limits: dict[str, float]
+    # Counts stay ints (max_connections 10, not 10.0); durations are floats.
+    limits: dict[str, int | float]
 
 
 class HealthVerdict(str, enum.Enum):
@@ -287,6 +289,8 @@ class HealthResponse(_Model):
     generation: int
     uptime: float
     checks: dict[str, HealthCheck]
+    # The same reload statistics as status: health is where people look for them.
+    reload: ReloadStats = Field(default_factory=ReloadStats)
 
 
 class CollectError(_Model):

@@ -162,9 +162,10 @@ class WarmKey:
 
     __pydantic_config__ = _FORBID
     python: str
-    sys_path: list[str]
+    sys_path: list[str]  # as the interpreter set it up, absolute (fingerprint.py)
     options: dict[str, str]
     env: dict[str, str | None]  # None: the variable was not set
+    ini_pythonpath: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -220,6 +221,8 @@ class Ready(ModuleReport):
     # the base learns them, so the next project layer finds them warm.
     libraries: list[tuple[str, str]]
     env_written: list[str]  # environment variables set while the project was imported
+    # A level a conftest set on the daemon's loggers (logging.DEBUG = 10), or None.
+    log_level: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
