@@ -303,7 +303,6 @@ def test_multiple_projects_side_by_side(example: Callable[[str], Project]) -> No
     ok(second.stop())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 4: process names (another branch)")
 def test_ps_and_pgrep_find_the_daemon(example: Callable[[str], Project]) -> None:
     proj = example("basic")
     ok(proj.pytest("--daemon-start", "tests/"))
@@ -315,7 +314,6 @@ def test_ps_and_pgrep_find_the_daemon(example: Callable[[str], Project]) -> None
     assert str(record["pid"]) in pgrep.stdout.split(), str(pgrep)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 item 3: a socket removed by hand (another branch)")
 def test_removing_the_socket_by_hand(example: Callable[[str], Project]) -> None:
     proj = example("basic")
     ok(proj.pytest("--daemon-start", "tests/"))

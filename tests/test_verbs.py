@@ -211,6 +211,7 @@ def test_health_shows_reload_statistics(project: Project) -> None:
           - socket_alive: True
           - running: True
           - warm_process_alive: {warm}
+          - warm_process_responsive: True
           - warm_process_fork_safe: True (1 OS thread)
           - request_error_rate: 0.00 (0%)
           - memory_rss_bytes: {f} MiB (supervisor {f} MiB, base {f} MiB, warm {f} MiB)

@@ -38,6 +38,15 @@ def supervisor_args(root: str, runtime_dir: str) -> list[str]:
     return ["--title", title("supervisor", root), "--root", root, "--runtime-dir", runtime_dir]
 
 
+def supervisor_cmdline(root: str, runtime_dir: str) -> str:
+    """What a running supervisor shows as its command line (``set_title``): its
+    title first, so a narrow ``ps`` still shows it, then the arguments that
+    ``is_supervisor_of`` and a stop look for, NUL-separated as the kernel
+    separates arguments."""
+    named = [title("supervisor", root), "-m", SUPERVISOR_MODULE]
+    return "\0".join([*named, "--root", root, "--runtime-dir", runtime_dir])
+
+
 def worker_title(warm_argv: list[str], argv0: str, args: list[str]) -> str:
     """A run worker's title; the warm process's command line names the project."""
     root = _value(warm_argv, "--root") or "?"

@@ -302,6 +302,8 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse(sys.argv[1:] if argv is None else argv)
+    if argv is None and ns.title and ns.root and ns.runtime_dir:
+        processes.set_title(processes.supervisor_cmdline(ns.root, ns.runtime_dir))
     progress = ProgressPipe(ns.progress_fd)
     claimed = claim(ns, progress)
     if claimed is None:

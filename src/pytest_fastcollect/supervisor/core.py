@@ -25,6 +25,7 @@ import pytest
 from pytest_fastcollect import __version__
 from pytest_fastcollect.settings import DaemonSettings
 from pytest_fastcollect.supervisor import changes, health
+from pytest_fastcollect.supervisor.collecting import Collects
 from pytest_fastcollect.supervisor.freshness import Freshness
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.layers import Layers, LayerSource
@@ -146,6 +147,7 @@ class Supervisor:
             config.cache_dir,
             config.settings.request_timeout,
         )
+        self.collecting = Collects(self.slot, self.root, config.cache_dir)
 
     def start(self) -> WarmHandle:
         return self.slot.start()
@@ -261,7 +263,7 @@ class Supervisor:
     def handle_collect(
         self, req: p.CollectRequest, _in: Incoming
     ) -> p.CollectResponse | p.ErrorResponse:
-        return self.runs.collect(req)
+        return self.collecting.collect(req)
 
     def handle_run(
         self, req: p.RunRequest, incoming: Incoming

@@ -153,13 +153,18 @@ class Isolation:
         self._unverified: dict[str, int] = {}  # file re-imported -> reload number
         self._reloads = 0
         self._scan_from = 0
+        # Test file -> module name, as the layer imported it: a reload purges
+        # test modules until the next run or re-warm imports them again, and
+        # what they import is still known from their source.
+        self._test_names: dict[str, str] = {}
 
     # -- what the layer holds ---------------------------------------------------------------
 
-    def adopted(self) -> None:
+    def adopted(self, wp: WarmHandle) -> None:
         """A new layer: nothing is known of it until it is scanned."""
         self.registrants = None
         self._unverified.clear()
+        self._test_names = {f: n for f, n in wp.modules.items() if f in wp.test_files}
 
     def reloaded(self, files: list[str]) -> None:
         """Re-imported modules may register differently now, until the next scan."""
@@ -214,14 +219,21 @@ class Isolation:
         by_name = {name: path for path, name in wp.modules.items()}
         by_path = dict(wp.modules)
         seeds: set[str] = set()
+        purged: list[str] = []  # test modules a reload purged: known by their source
         for path in paths:
-            if os.path.isdir(path):
-                seeds.update(by_path[f] for f in wp.test_files if _under(f, path) and f in by_path)
-            elif path in by_path:
-                seeds.add(by_path[path])
+            selected = (
+                [f for f in wp.test_files if _under(f, path)] if os.path.isdir(path) else [path]
+            )
+            for f in selected:
+                if f in by_path:
+                    seeds.add(by_path[f])
+                elif f in self._test_names:
+                    purged.append(f)
             for conftest in wp.conftests:
                 if _under(path, os.path.dirname(conftest)) and conftest in by_path:
                     seeds.add(by_path[conftest])
+        for f in purged:
+            seeds.update(n for n in self.graph.imports_of(self._test_names[f], f) if n in by_name)
         closure = self.graph.forward_closure(seeds, by_name)
         certain = {by_name[n] for n in closure if n in by_name}
         # Conftests outside packages are not in sys.modules; what they import is.

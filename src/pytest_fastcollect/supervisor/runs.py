@@ -1,4 +1,4 @@
-"""Runs and collects: fork a worker from a fresh warm process and follow it.
+"""Runs: fork a worker from a fresh warm process and follow it.
 
 Runs in the supervisor, one thread per connection. A run is refused (the
 client runs it cold) whenever the warm process cannot serve it exactly:
@@ -18,22 +18,18 @@ import socket
 import threading
 import time
 
-import pydantic
-
 from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
-from pytest_fastcollect.supervisor.collects import CollectCache
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
 from pytest_fastcollect.supervisor.run_workers import RunWorkers
 from pytest_fastcollect.supervisor.slot import Notify, Refused, Restarting, WarmSlot
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
-from pytest_fastcollect.wire.framing import FrameError, read_to_eof, recv_frame, send_frame
+from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
-COLLECT_RESULT = pydantic.TypeAdapter(wm.CollectResult)
 SIGNAL_FRAME_LIMIT = 4096
 # A fork order is answered in milliseconds; past this the warm process is not answering.
 FORK_ANSWER_TIMEOUT = 10.0
@@ -80,7 +76,6 @@ class Runs:
         self._idle = threading.Condition()
         # Set once --daemon-stop ends the runs still going: what their clients hear.
         self.stopped_by: str | None = None
-        self.collects = CollectCache(root, ignore=(cache_dir,))
         self.workers = RunWorkers(cache_dir)  # parallel runs' xdist processes
 
     # -- runs ---------------------------------------------------------------------------
@@ -218,10 +213,10 @@ class Runs:
         self, conn: socket.socket, req: p.RunRequest, fork: RunFork, status_r: int
     ) -> p.RunFinished | p.RunRefused:
         box, source = fork.box, fork.source
-        event = self._fork_answer(source, box)
+        event = fork_answer(source, box)
         if source.unresponsive is not None and event is None:
             # The supervisor's self-check replaces it (``Supervisor.check_warm``).
-            _abandon(source)
+            abandon(source)
             return p.RunRefused(
                 request_id=req.request_id,
                 reason=f"the warm process is not answering ({source.unresponsive}); "
@@ -301,24 +296,6 @@ class Runs:
             )
         return p.RunFinished(request_id=req.request_id, exit_code=event.code)
 
-    def _fork_answer(self, source: WarmHandle | BaseProcess, box: Mailbox) -> wm.Event | None:
-        """The first answer to a fork order; None if the process died or stopped answering."""
-        deadline = time.monotonic() + FORK_ANSWER_TIMEOUT
-        while True:
-            try:
-                return box.get(WAIT_POLL)
-            except TimeoutError:
-                if source.unresponsive is not None:
-                    return None
-                if time.monotonic() > deadline:
-                    source.unresponsive = (
-                        f"it did not answer a fork order within {FORK_ANSWER_TIMEOUT:g}s"
-                    )
-                    log.warning(
-                        "Warm process %d does not answer: %s", source.pid, source.unresponsive
-                    )
-                    return None
-
     def _client_message(self, conn: socket.socket, pid: int) -> bool:
         """A signal to forward, or the client went away (True: its run goes with it)."""
         try:
@@ -330,109 +307,6 @@ class Runs:
         if isinstance(sig, p.SignalRequest):
             _killpg(pid, sig.signum)
         return False
-
-    # -- collects -----------------------------------------------------------------------
-
-    def collect(self, req: p.CollectRequest) -> p.CollectResponse | p.ErrorResponse:
-        root = req.root if os.path.isabs(req.root) else os.path.join(self.root, req.root)
-        targets = [
-            x if os.path.isabs(x) else os.path.join(self.root, x) for x in req.filters.paths
-        ] or [root]
-        for target in [root, *targets]:
-            if not self.inside_root(target.split("::", 1)[0]):
-                return p.ErrorResponse(
-                    request_id=req.request_id,
-                    code=p.ErrorCode.OUTSIDE_ROOT,
-                    message=f"{target} resolves outside the project root {self.root}",
-                )
-        if not req.filters.paths and os.path.realpath(root) == self.root:
-            # The project root itself: collect as `pytest --collect-only` there
-            # would, honouring testpaths.
-            targets = []
-        started = time.perf_counter()
-        args = ["--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}"]
-        if req.filters.keyword:
-            args += ["-k", req.filters.keyword]
-        if req.filters.markers:
-            args += ["-m", req.filters.markers]
-        try:
-            wp, result, cached = self._collect_in_worker([*args, *targets], targets or [root])
-        except Refused as exc:
-            return p.ErrorResponse(
-                request_id=req.request_id, code=p.ErrorCode.NOT_READY, message=str(exc)
-            )
-        if result is None:
-            return p.ErrorResponse(
-                request_id=req.request_id,
-                code=p.ErrorCode.INTERNAL,
-                message="the collect worker produced no result (it crashed); see the daemon log",
-            )
-        return p.CollectResponse(
-            request_id=req.request_id,
-            node_ids=result.node_ids,
-            count=len(result.node_ids),
-            errors=[p.CollectError(nodeid=e.nodeid, message=e.message) for e in result.errors],
-            exit_code=result.exit_code,
-            collection_time=round(time.perf_counter() - started, 4),
-            generation=wp.generation,
-            cached=cached,
-        )
-
-    def _collect_in_worker(
-        self, args: list[str], targets: list[str]
-    ) -> tuple[WarmHandle, wm.CollectResult | None, bool]:
-        """The result, from the cache (True) or from a worker forked for it."""
-        r, w = os.pipe()
-        try:
-            # The API has no cold collect to fall back on: it waits for a warm-up.
-            with self.slot.hold() as held:
-                wp = held.fresh(lambda _m: None)
-                stamp = self.slot.records.stamp
-                hit = self.collects.get(args, wp.generation, stamp)
-                if hit is not None:
-                    os.close(r)
-                    self.slot.stats.count_served("collect_cache")
-                    log.debug("Collect %s answered from the cache", " ".join(args))
-                    return wp, hit, True
-                started_ns = time.time_ns()
-                order = wm.ForkOrder(
-                    id=next_order_id(),
-                    mode="collect",
-                    args=args,
-                    cwd=self.root,
-                    env=self.slot.warm_env,
-                    umask=_umask(),
-                )
-                box = wp.request(order, (w,))
-        except Refused:
-            os.close(r)
-            raise
-        finally:
-            os.close(w)
-        try:
-            event = self._fork_answer(wp, box)
-            if event is None and wp.unresponsive is not None:
-                _abandon(wp)
-                raise Refused(
-                    f"the warm process is not answering ({wp.unresponsive}); it is being replaced"
-                )
-            raw = read_to_eof(r) if isinstance(event, wm.Forked) else b""
-            while event is not None and not isinstance(event, (wm.Exited, wm.Tainted)):
-                event = box.get()
-        finally:
-            os.close(r)
-            wp.done(order.id)
-        if isinstance(event, wm.Tainted):
-            self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
-        result = COLLECT_RESULT.validate_json(raw) if raw else None
-        unchanged = self.slot.records.stamp == stamp and self.slot.generation == wp.generation
-        if result is not None and isinstance(event, wm.Exited) and unchanged:
-            self.collects.put(args, targets, result, wp.generation, stamp, started_ns)
-        return wp, result, False
-
-    def inside_root(self, path: str) -> bool:
-        real = os.path.realpath(path)
-        return real == self.root or real.startswith(self.root + os.sep)
 
     def kill_all(self, sig: int = signal.SIGKILL) -> None:
         base = self.slot.layers.base_for_runs()
@@ -468,11 +342,28 @@ class Runs:
             self._wait_idle(STOP_KILL_AFTER)
 
 
+def fork_answer(source: WarmHandle | BaseProcess, box: Mailbox) -> wm.Event | None:
+    """The first answer to a fork order; None if the process died or stopped answering."""
+    deadline = time.monotonic() + FORK_ANSWER_TIMEOUT
+    while True:
+        try:
+            return box.get(WAIT_POLL)
+        except TimeoutError:
+            if source.unresponsive is not None:
+                return None
+            if time.monotonic() > deadline:
+                source.unresponsive = (
+                    f"it did not answer a fork order within {FORK_ANSWER_TIMEOUT:g}s"
+                )
+                log.warning("Warm process %d does not answer: %s", source.pid, source.unresponsive)
+                return None
+
+
 def _killed(event: wm.Event) -> bool:
     return isinstance(event, wm.Exited) and event.code < 0
 
 
-def _abandon(source: WarmHandle | BaseProcess) -> None:
+def abandon(source: WarmHandle | BaseProcess) -> None:
     """It holds a fork order it never answered: were it to wake up, it would run that
     run a second time (the client has gone cold), and the client's descriptors queued
     with the order keep its pipes open. Kill it; runs in progress on it are lost."""
@@ -505,7 +396,7 @@ def _killpg(pid: int, sig: int) -> None:
         pass
 
 
-def _umask() -> int:
+def umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current

@@ -260,7 +260,7 @@ class Held:
         slot._current = wp
         slot._adopted_once = True
         slot.failure = None
-        slot.isolation.adopted()
+        slot.isolation.adopted(wp)
         if old is not None:
             old.retire()
         if slot.listener is not None:

@@ -161,7 +161,9 @@ class Watcher:
                 continue
             self._outside[directory] = recursive
             log.info(
-                "Watching %s outside the rootdir%s", directory, "" if recursive else " (its files)"
+                "Watching %s outside the rootdir (%s)",
+                directory,
+                "with its subdirectories" if recursive else "its files only",
             )
 
     def outside_state(self) -> tuple[list[str], dict[str, str]]:
