@@ -43,6 +43,12 @@ def _add_options(parser: pytest.Parser) -> None:
         help="With --daemon-status or --daemon-health: print JSON.",
     )
     group.addoption(
+        verbs.CLEAR_FLAG,
+        action="store_true",
+        dest="daemon_clear",
+        help="With --daemon-watch: clear the screen before each run.",
+    )
+    group.addoption(
         verbs.NO_DAEMON_FLAG,
         action="store_true",
         dest="no_daemon",
@@ -67,6 +73,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
             raise SystemExit(verbs.run(given[0], early_config))
         if getattr(ns, "daemon_json", False):
             raise pytest.UsageError("--daemon-json goes with --daemon-status or --daemon-health")
+        if getattr(ns, "daemon_clear", False):
+            raise pytest.UsageError("--daemon-clear goes with --daemon-watch")
         # The daemon serves the pytest command. pytest.main() runs in its
         # caller's process: the plugin objects it may pass cannot travel.
         if not role.handoff_claimed() and _called_by_console(sys._getframe(0)):
@@ -102,7 +110,7 @@ def _early_handoff(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMana
     except (pytest.UsageError, SystemExit):
         # pytest reports the bad arguments itself, with every plugin loaded.
         return
-    if verbs.given(ns) or getattr(ns, "daemon_json", False):
+    if verbs.given(ns) or getattr(ns, "daemon_json", False) or getattr(ns, "daemon_clear", False):
         return  # commands and their usage errors come later, with every plugin loaded
     code = handoff.try_handoff(config, ns=ns, args=args)
     if code is not None:

@@ -128,14 +128,30 @@ def _umask() -> int:
     return current
 
 
+class Follow:
+    """How a caller that outlives its runs (watch mode) follows one.
+
+    The ``pytest`` command dies of the signal that killed its run, so the shell
+    sees what it would have seen; a caller passing a ``Follow`` gets the exit
+    code 128 + signal instead, and reads ``interrupts`` (the user's Ctrl-Cs
+    during the run) afterwards.
+    """
+
+    __slots__ = ("interrupts",)
+
+    def __init__(self) -> None:
+        self.interrupts = 0
+
+
 class _Forwarder:
     """Forwards signals to the run; a second Ctrl-C kills it."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, follow: Follow | None = None) -> None:
         self.sock = sock
         self.interrupts = 0
+        self.follow = follow
         self.saved: dict[int, object] = {}
 
     def __enter__(self) -> _Forwarder:
@@ -150,6 +166,8 @@ class _Forwarder:
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGINT:
             self.interrupts += 1
+            if self.follow is not None:
+                self.follow.interrupts = self.interrupts
             if self.interrupts > 1:
                 signum = signal.SIGKILL
         try:
@@ -170,7 +188,12 @@ def _read(sock: socket.socket) -> lite.RunResponse:
 
 
 def run_through(
-    sock: socket.socket, args: Sequence[str], cwd: str, sys_path: list[str], argv0: str = "pytest"
+    sock: socket.socket,
+    args: Sequence[str],
+    cwd: str,
+    sys_path: list[str],
+    argv0: str = "pytest",
+    follow: Follow | None = None,
 ) -> int | None:
     """Send a run over ``sock`` and follow it; None means: run it cold."""
     payload = lite.encode_run(
@@ -182,7 +205,7 @@ def run_through(
         notice(f"could not reach the daemon ({exc}); running without it")
         return None
     started = False
-    forwarder = _Forwarder(sock)
+    forwarder = _Forwarder(sock, follow)
     try:
         while True:
             try:
@@ -207,17 +230,17 @@ def run_through(
                 return None
             else:
                 started = False
-                return _finished(response, forwarder)
+                return _finished(response, forwarder, follow)
     finally:
         if started:
             forwarder.__exit__()
 
 
-def _finished(response: lite.Finished, forwarder: _Forwarder) -> int:
+def _finished(response: lite.Finished, forwarder: _Forwarder, follow: Follow | None) -> int:
     """The run's exit code; a run that died of a signal makes this process die of it."""
     if response.message:
         notice(response.message)
-    die_with = response.signal
+    die_with = response.signal if follow is None else None
     if die_with == signal.SIGKILL and forwarder.interrupts > 1:
         # Killed at the user's second Ctrl-C: die of SIGINT, as a shell
         # expects of a program stopped with Ctrl-C.

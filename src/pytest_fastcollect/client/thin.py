@@ -11,11 +11,15 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = "usage: pytest-fastcollect run [PYTEST ARGS...]"
+USAGE = (
+    "usage: pytest-fastcollect run [PYTEST ARGS...]\n"
+    "       pytest-fastcollect watch [--clear] [PYTEST ARGS...]"
+)
 COLD_ARGS = frozenset({"--no-daemon", "--help", "-h", "--version", "-V", "--cov"})
 
 
-def _find_daemon(start: str) -> str | None:
+def find_daemon(start: str) -> str | None:
+    """The socket of the daemon serving ``start`` or a directory above it."""
     from pytest_fastcollect.errors import FastCollectError
     from pytest_fastcollect.paths import socket_path
 
@@ -59,6 +63,10 @@ def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write(USAGE + "\n")
         return 0 if argv else 4
+    if argv[0] == "watch":
+        from pytest_fastcollect.client.watch import thin_main
+
+        return thin_main(argv[1:])
     if argv[0] != "run":
         sys.stderr.write(f"pytest-fastcollect: error: unknown command {argv[0]!r}\n{USAGE}\n")
         return 4
@@ -72,7 +80,7 @@ def _main(argv: list[str]) -> int:
         args, os.environ.get("PYTEST_ADDOPTS", "")
     ):
         return _exec_pytest(args, skip_daemon=False)
-    sock_path = _find_daemon(os.getcwd())
+    sock_path = find_daemon(os.getcwd())
     if sock_path is None or disabled_by_env():
         return _exec_pytest(args)
     from pytest_fastcollect.errors import DaemonConnectionError, RuntimeDirError

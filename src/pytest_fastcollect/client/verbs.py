@@ -54,11 +54,18 @@ VERBS = (
         "restart",
     ),
     Verb("reload", "Replace the daemon's warm process with a freshly warmed one.", "reload"),
+    Verb(
+        "watch",
+        "Run the tests, then after each save rerun those it can affect, warm "
+        "(keys: Enter rerun, a all, f failed, p file, t name, q quit).",
+        "watch",
+    ),
 )
 BY_DEST = {v.dest: v for v in VERBS}
 
 # Options that change how a verb answers, not verbs themselves.
 JSON_FLAG = "--daemon-json"
+CLEAR_FLAG = "--daemon-clear"  # with --daemon-watch
 NO_DAEMON_FLAG = "--no-daemon"
 
 

@@ -4,7 +4,7 @@ Runs in the supervisor (threads allowed, never imports user code). The
 rooms each own their data and lock: ``Freshness`` (what is on disk and what
 changed), ``WarmSlot`` (the warm process and the reload lock), ``IdleWork``
 (re-warm, learned imports), ``Runs`` (runs and collects), ``Stats``
-(counters). The server calls ``handle_<command>`` for each request; adding
+(counters), ``WatchRoom`` (watch mode's change log and selection). The server calls ``handle_<command>`` for each request; adding
 a command means adding its handler here.
 """
 
@@ -30,6 +30,7 @@ from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmProcess, War
 from pytest_fastcollect.supervisor.runs import Runs
 from pytest_fastcollect.supervisor.slot import WarmSlot
 from pytest_fastcollect.supervisor.stats import Stats
+from pytest_fastcollect.supervisor.watching import ChangeLog, WatchRoom
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
 
@@ -129,6 +130,12 @@ class Supervisor:
             config.cache_dir,
             config.settings.request_timeout,
         )
+        self.watching = WatchRoom(
+            self.slot,
+            self.records,
+            ChangeLog(self.root, config.settings.debounce),
+            self._node_ids,
+        )
 
     def start(self) -> WarmHandle:
         return self.slot.start()
@@ -151,6 +158,7 @@ class Supervisor:
     def note_changes(self, paths: set[str]) -> None:
         """The watcher's sink (its thread)."""
         self.records.note(paths)
+        self.watching.log.note(paths)
 
     def count(self, command: str, ok: bool) -> None:
         self.stats.count_request(command, ok)
@@ -208,6 +216,28 @@ class Supervisor:
             generation=self.slot.generation,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+    def handle_watch(self, req: p.WatchRequest, incoming: Incoming) -> p.WatchResponse:
+        return self.watching.watch(req, incoming.conn)
+
+    def handle_affected(
+        self, req: p.AffectedRequest, _in: Incoming
+    ) -> p.AffectedResponse | p.ErrorResponse:
+        return self.watching.affected(req)
+
+    def _node_ids(self, files: list[str]) -> dict[str, list[str]]:
+        """Node ids of these test files, by file, from a collect in the warm process."""
+        if not files:
+            return {}
+        found = self.runs.collect(
+            p.CollectRequest(root=self.root, filters=p.CollectFilters(paths=files))
+        )
+        out: dict[str, list[str]] = {}
+        if isinstance(found, p.CollectResponse):
+            for nodeid in found.node_ids:
+                path = os.path.realpath(os.path.join(self.root, nodeid.split("::", 1)[0]))
+                out.setdefault(path, []).append(nodeid)
+        return out
 
     def handle_stop(self, req: p.StopRequest, _in: Incoming) -> p.StopResponse:
         # The server sets stop_event once this answer is sent.
