@@ -83,7 +83,8 @@ class Knowledge:
     def learn(self, report: dict[str, Any], full: bool) -> None:
         self.rootdir = str(report["rootdir"])
         self.patterns = [str(x) for x in report["python_files"]]
-        self.default_roots = [str(x) for x in report["args"]]
+        if full:  # what pytest chose for the arguments alone (testpaths, the directory)
+            self.default_roots = [str(x) for x in report["args"]]
         collected, errors = list(report["collected"]), [e for e in report["errors"] if e]
         by_file: dict[str, list[str]] = {}
         for nodeid in collected:
@@ -117,8 +118,8 @@ class Knowledge:
         total = 0
         for f in files:
             ids = self.files.get(f)
-            if ids is None:
-                return None
+            if not ids:
+                return None  # not collected yet, or it failed to collect
             total += len(ids)
         return total
 

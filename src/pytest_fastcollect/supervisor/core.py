@@ -233,10 +233,12 @@ class Supervisor:
             p.CollectRequest(root=self.root, filters=p.CollectFilters(paths=files))
         )
         out: dict[str, list[str]] = {}
+        wanted = set(files)
         if isinstance(found, p.CollectResponse):
             for nodeid in found.node_ids:
                 path = os.path.realpath(os.path.join(self.root, nodeid.split("::", 1)[0]))
-                out.setdefault(path, []).append(nodeid)
+                if path in wanted:
+                    out.setdefault(path, []).append(nodeid)
         return out
 
     def handle_stop(self, req: p.StopRequest, _in: Incoming) -> p.StopResponse:
