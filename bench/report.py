@@ -1,4 +1,4 @@
-"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload) in one table.
+"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_watch) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -98,7 +98,27 @@ def rows_reload(mode: dict[str, Any]) -> list[list[str]]:
     ]
 
 
-ROWS = {"daemon": rows_daemon, "runs": rows_runs, "reload": rows_reload}
+def rows_watch(mode: dict[str, Any]) -> list[list[str]]:
+    d, t = mode["derived"], mode["targets"]
+    rows = []
+    for kind in ("test", "leaf"):
+        rows += [
+            [
+                f"watch: save to footer, {kind} edit (<= 300 ms + bodies)",
+                f"{b.fmt(_median(mode, f'watch_{kind}'), ' ms')} "
+                f"(bodies {b.fmt(mode['bodies_ms'][kind], ' ms')}) "
+                f"{_mark(t[f'{kind}_within_300ms_plus_bodies'])}",
+            ],
+            [
+                f"  cold rerun of the same selection, {kind} edit",
+                f"{b.fmt(_median(mode, f'cold_{kind}'), ' ms')} "
+                f"({b.fmt(d[f'cold_over_watch_{kind}'], 'x')} watch)",
+            ],
+        ]
+    return rows
+
+
+ROWS = {"daemon": rows_daemon, "runs": rows_runs, "reload": rows_reload, "watch": rows_watch}
 
 
 def _mark(ok: bool | None) -> str:

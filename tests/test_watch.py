@@ -294,3 +294,25 @@ def test_screen_clearing(session: Session) -> None:
     run.send(b"q")
     assert run.wait(timeout=30) == 0
     assert os.path.exists(session.project.root / "tests")
+
+
+def test_daemon_client_affected(example: Callable[[str], Project]) -> None:
+    from pytest_fastcollect.daemon_client import DaemonClient, DaemonError
+
+    proj = example("basic")
+    assert proj.start().returncode == 0
+    record = proj.record()
+    assert record is not None
+    client = DaemonClient(str(record["socket_path"]))
+    root = os.path.realpath(proj.root)
+    found = client.affected([proj.root / "shop" / "discounts.py"])
+    assert found["everything"] is False and found["node_ids"] == {}
+    assert found["test_files"] == [os.path.join(root, "tests", "test_discounts.py")]
+    # The conftest imports the shop package: every test under it.
+    found = client.affected([proj.root / "shop" / "money.py"], collect=True)
+    assert len(found["test_files"]) == 4
+    assert sum(len(ids) for ids in found["node_ids"].values()) == 40
+    found = client.affected([proj.root / "pytest.ini"])
+    assert found["everything"] and found["reasons"] == ["pytest.ini changed (configuration)"]
+    with pytest.raises(DaemonError, match="outside_root"):
+        client.affected(["/etc/hostname"])

@@ -245,3 +245,16 @@ def test_the_report_plugin(tmp_path: Path) -> None:
     }
     assert "test_one.py::test_ok" in data["collected"]  # deselected, but there
     assert data["exitstatus"] == 1
+
+
+def test_watch_mode_imports_neither_pytest_nor_pydantic() -> None:
+    """The thin client's watch runs this module: it must stay as light as the run path."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from pytest_fastcollect.client import thin, watch\n"
+        "print(sorted(m for m in ('pytest', '_pytest', 'pydantic', 'psutil', 'watchdog') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

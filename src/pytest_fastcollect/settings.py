@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 ENV_RUNTIME_DIR = "PYTEST_FASTCOLLECT_RUNTIME_DIR"  # where sockets, records and logs live
 ENV_DISABLE = "PYTEST_FASTCOLLECT_DISABLE"  # any true value: never use a daemon
 ENV_POLLING = "PYTEST_FASTCOLLECT_POLLING"  # any true value: poll instead of inotify
+# Set by watch mode for its runs: where client/watch_report.py writes what ran.
+ENV_WATCH_REPORT = "PYTEST_FASTCOLLECT_WATCH_REPORT"
 
 _FALSE_WORDS = ("", "0", "false", "no", "off")
 _TRUE_WORDS = ("1", "true", "yes", "on", "y", "t")

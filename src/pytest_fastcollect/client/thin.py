@@ -1,5 +1,8 @@
 """``pytest-fastcollect run ARGS...``: run through the daemon without importing pytest.
 
+``pytest-fastcollect watch ARGS...`` is watch mode (``client/watch.py``), the same
+way.
+
 For editors, scripts and the fastest path. Finds the daemon by walking up
 from the current directory; if none serves it, or the daemon refuses the run,
 it executes the ordinary ``pytest`` with the same arguments, so the outcome

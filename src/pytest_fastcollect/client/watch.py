@@ -36,9 +36,9 @@ import time
 from pytest_fastcollect.client import watch_args as wa
 from pytest_fastcollect.client.handoff import Follow, notice, run_through
 from pytest_fastcollect.client.transport import connect
-from pytest_fastcollect.client.watch_report import ENV as REPORT_ENV
 from pytest_fastcollect.client.watch_term import Terminal
 from pytest_fastcollect.errors import DaemonConnectionError, DaemonError, Exit, FastCollectError
+from pytest_fastcollect.settings import ENV_WATCH_REPORT as REPORT_ENV
 from pytest_fastcollect.wire import lite
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 

@@ -18,7 +18,7 @@ import os
 
 import pytest
 
-ENV = "PYTEST_FASTCOLLECT_WATCH_REPORT"
+from pytest_fastcollect.settings import ENV_WATCH_REPORT
 
 
 class Recorder:
@@ -73,7 +73,7 @@ class Recorder:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    path = os.environ.get(ENV)
+    path = os.environ.get(ENV_WATCH_REPORT)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return  # the controller reports for its workers
     if path and not config.pluginmanager.has_plugin("fastcollect-watch-report"):
