@@ -276,9 +276,40 @@ def test_thin_client_watch(session: Session) -> None:
     session.save("tests/test_other.py", "def test_name():\n    assert True\n")
     text, at = cycle(run, b"tests/test_other.py changed: 1 test file", at)
     assert "1 passed" in text, text
-    run.send(b"q")
-    assert run.wait(timeout=30) == 0, run.text()
+    run.send(b"\x03")  # Ctrl-C while waiting: quits as cleanly as q
+    assert run.wait(timeout=30) == 128 + signal.SIGINT, run.text()
+    assert "Traceback" not in run.text()
     assert keys_mode(run)
+
+
+def test_a_restarted_daemon_is_picked_up(session: Session) -> None:
+    proc = subprocess.Popen(
+        [*command_pytest(), "--daemon-watch", "tests"],
+        cwd=session.project.root,
+        env=session.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(_lines(proc)), daemon=True)
+    reader.start()
+    text: Callable[[], str] = lambda: "".join(lines)  # noqa: E731
+    try:
+        wait_until(lambda: "── run" in text(), 60, "the first run's footer")
+        restarted = session.project.pytest("--daemon-restart")
+        assert restarted.returncode == 0, str(restarted)
+        wait_until(lambda: "the daemon restarted" in text(), 60, "a run after the restart")
+        wait_until(lambda: text().count("exit 0") >= 2, 60, "its footer")
+        assert "lost the daemon; waiting for one to answer" in text()
+        session.save("app/other.py", "def name():\n    return 'changed'\n")
+        wait_until(lambda: "app/other.py changed: 1 test file" in text(), 60, "a save seen")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        reader.join(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 def test_daemon_clear_needs_watch(session: Session) -> None:

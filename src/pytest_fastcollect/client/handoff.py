@@ -133,14 +133,16 @@ class Follow:
 
     The ``pytest`` command dies of the signal that killed its run, so the shell
     sees what it would have seen; a caller passing a ``Follow`` gets the exit
-    code 128 + signal instead, and reads ``interrupts`` (the user's Ctrl-Cs
-    during the run) afterwards.
+    code 128 + signal instead, and reads afterwards ``interrupts`` (the
+    user's Ctrl-Cs during the run) and ``signal`` (the last other signal
+    forwarded to it: SIGTERM, SIGHUP, SIGQUIT).
     """
 
-    __slots__ = ("interrupts",)
+    __slots__ = ("interrupts", "signal")
 
     def __init__(self) -> None:
         self.interrupts = 0
+        self.signal: int | None = None
 
 
 class _Forwarder:
@@ -164,6 +166,8 @@ class _Forwarder:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.follow is not None and signum != signal.SIGINT:
+            self.follow.signal = signum
         if signum == signal.SIGINT:
             self.interrupts += 1
             if self.follow is not None:

@@ -53,6 +53,7 @@ REPORT_PLUGIN = "pytest_fastcollect.client.watch_report"
 POLL_TIMEOUT = 60.0  # a watch request answers at least this often (the daemon is alive)
 RESPONSE_LIMIT = 64 * 1024 * 1024
 INTERRUPTED = 130
+RECONNECT_S = 20.0  # how long a lost daemon may take to answer again (--daemon-restart)
 
 
 class Plan:
@@ -247,10 +248,9 @@ class Watch:
 
     def _wait(self) -> lite.Watched | str:
         """The daemon's next answer, or the action of a key typed meanwhile."""
-        if self.sock is None:
-            self._send()
-        assert self.sock is not None
         while True:
+            if self.sock is None:
+                self._send()
             waiting: list[Any] = [self.sock] + ([self.term.fd] if self.term.keys else [])
             readable, _, _ = select.select(waiting, [], [])
             if self.term.keys and self.term.fd in readable:
@@ -258,7 +258,26 @@ class Watch:
                 if action is not None:
                     return action
             if self.sock in readable:
-                return self._receive()
+                try:
+                    return self._receive()
+                except DaemonConnectionError:
+                    self._reconnect()
+
+    def _reconnect(self) -> None:
+        """The daemon went away (a restart, say): wait a while for one to answer again.
+
+        A new daemon answers our cursor as lost, so everything runs once more.
+        """
+        notice("lost the daemon; waiting for one to answer")
+        deadline = time.monotonic() + RECONNECT_S
+        while True:
+            try:
+                self._send()
+                return
+            except DaemonConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     # -- what to run ----------------------------------------------------------------------
 
@@ -286,7 +305,7 @@ class Watch:
     def change_plan(self, w: lite.Watched) -> Plan:
         names = [self._rel(x) for x in w.changed]
         what = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-        what = f"{what or 'a file'} changed"
+        what = f"{what} changed" if what else "the daemon restarted"
         if w.everything or w.lost or not self.k.complete:
             why = w.reasons[0] if w.reasons else "no complete run yet"
             return self.full_plan(f"{what}: all tests ({why})")
@@ -360,7 +379,7 @@ class Watch:
             self.k.learn(report, plan.full)
             self.roots.set_default(self.k.default_roots)
         parts = []
-        if isinstance(cause, lite.Watched):
+        if isinstance(cause, lite.Watched) and (cause.ready_ms is not None or cause.replaced):
             parts.append(_reload_text(cause))
         parts.append(f"run {elapsed:.2f} s")
         parts.append(f"exit {code}")
@@ -379,6 +398,8 @@ class Watch:
             return self._cold(full), False
         with sock:
             code = run_through(sock, full, self.cwd, self.sys_path, self.argv0, follow)
+        if follow.signal is not None:
+            raise SystemExit(128 + follow.signal)  # SIGTERM, SIGHUP: the run ended, so do we
         if code is None:
             code = self._cold(full)
         return code, follow.interrupts > 0

@@ -102,14 +102,34 @@ class _Graph:
     def __init__(self) -> None:
         self.importers: dict[str, set[str]] = {}  # name -> files importing it
         self.names: dict[str, set[str]] = {}  # file -> its module names
+        self.files: dict[str, set[str]] = {}  # name -> files with that name
+        self.imports: dict[str, frozenset[str]] = {}  # file -> names it imports
         self.dynamic: set[str] = set()  # files with an import the scan cannot follow
 
     def add(self, path: str, name: str, scan: Scan) -> None:
         self.names.setdefault(path, set()).add(name)
-        for target in scan.imports | scan.plugins:
+        self.files.setdefault(name, set()).add(path)
+        self.imports[path] = scan.imports | scan.plugins
+        for target in self.imports[path]:
             self.importers.setdefault(target, set()).add(path)
         if scan.dynamic:
             self.dynamic.add(path)
+
+    def imported_by(self, paths: Iterable[str]) -> set[str]:
+        """Every name in the import closure of these files (the forward closure)."""
+        seen: set[str] = set()
+        todo = deque(paths)
+        done: set[str] = set()
+        while todo:
+            path = todo.popleft()
+            if path in done:
+                continue
+            done.add(path)
+            for name in self.imports.get(path, ()):
+                if name not in seen:
+                    seen.add(name)
+                    todo.extend(self.files.get(name, ()))
+        return seen
 
     def reached_from_names(self, names: Iterable[str]) -> set[str]:
         """Every file whose closure contains one of ``names`` (the reverse closure)."""
@@ -319,15 +339,15 @@ class _Answer:
         return {os.path.join(d, CONFTEST) for d in out}
 
     def walk(self, graph: _Graph, facts: dict[str, Scan | _Absent]) -> set[str]:
-        known_tests = self.pool | self.tests | self.o._tests
-        reached = graph.reached_from_names(self.names) | self.tests
-        for name in sorted(self.names):
-            hit = graph.reached_from_names([name])
-            explained = any(p in known_tests or os.path.basename(p) == CONFTEST for p in hit)
-            if not explained and not self.is_test_module(name):
+        roots = self.pool | self.tests | self.o._tests
+        roots |= {p for p in graph.imports if os.path.basename(p) == CONFTEST}
+        explained = graph.imported_by(roots)
+        for name in sorted(self.names - explained):
+            if not self.is_test_module(name):
                 self.everything.append(
                     f"{self.rel_of_name(name)} changed, and no test or conftest imports it"
                 )
+        reached = graph.reached_from_names(self.names) | self.tests
         conftests = self.conftests | {p for p in reached if os.path.basename(p) == CONFTEST}
         dirs = set()
         for conftest in sorted(conftests):

@@ -31,7 +31,7 @@ from pytest_fastcollect.wire import protocol as p
 
 WAKE = 0.25  # how often a waiting watch checks that its client is still there
 SWEEP_EVERY = 1.0  # how often a waiting watch stats the loaded files
-HISTORY = 100_000  # entries kept; a client further behind selects everything
+HISTORY = 20_000  # entries kept; a client further behind selects everything
 
 Collect = Callable[[list[str]], dict[str, list[str]]]
 
@@ -195,7 +195,8 @@ class WatchRoom:
                 lost=lost,
                 generation=self.slot.generation,
                 selection=p.Selection(
-                    everything=True, reasons=["the daemon restarted: changes may have been missed"]
+                    everything=True,
+                    reasons=["another daemon answered before: changes may have been missed"],
                 )
                 if lost
                 else None,
