@@ -19,13 +19,18 @@ _pids = itertools.count(50_000)
 
 
 def module_table(root: Path) -> list[tuple[str, str]]:
-    """(module name, real path) of every .py file under ``root``, as the warm process reports."""
+    """(module name, real path) of every .py file under ``root``, as the warm process reports.
+
+    A conftest outside a package is not there: pytest drops it from sys.modules.
+    """
     out = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root).with_suffix("")
         parts = list(rel.parts)
         if parts[-1] == "__init__":
             parts.pop()
+        elif parts[-1] == "conftest" and not (path.parent / "__init__.py").exists():
+            continue
         out.append((".".join(parts), os.path.realpath(path)))
     return out
 
@@ -50,6 +55,7 @@ class FakeWarm:
         self.error: str | None = None
         self.modules: dict[str, str] = {}
         self.test_files: set[str] = set()
+        self.conftests: set[str] = set()
         self.cached_modules = 0
         self.running: dict[str, int] = {}
         self.orders: list[wm.Order] = []
@@ -60,6 +66,7 @@ class FakeWarm:
         # Scripted answers: None means "answer as a healthy warm process would".
         self.reload_answer: Callable[[wm.ReloadOrder], wm.Event | None] | None = None
         self.fork_events: Callable[[wm.ForkOrder], list[wm.Event | None]] | None = None
+        self.learn_gate: Callable[[wm.LearnOrder], None] | None = None  # called per step
 
     def report(self) -> dict[str, object]:
         table = module_table(self.root)
@@ -69,6 +76,7 @@ class FakeWarm:
             "modules": table,
             "env_keys": [],
             "test_files": tests,
+            "conftests": sorted(os.path.realpath(p) for p in self.root.rglob("conftest.py")),
         }
 
     @property
@@ -84,13 +92,18 @@ class FakeWarm:
         self.ready = wm.Ready(
             pid=self.pid,
             key=wm.WarmKey(
-                python="/bin/python", sys_path=["/x"], options={}, env={"APP_MODE": None}
+                python="/bin/python",
+                sys_path=["/x"],
+                options={},
+                env={"APP_MODE": self.env.get("APP_MODE")},  # read at import
             ),
             imported=1,
             total=1,
             seconds=0.01,
             failures=[],
             warm_paths=["tests"],
+            libraries=[],
+            env_written=[],
             fork=wm.ForkVerdict(
                 safe=self.unsafe is None, reason=self.unsafe or "", os_threads=1, native={}
             ),
@@ -108,6 +121,7 @@ class FakeWarm:
     def update_modules(self, report: wm.ModuleReport) -> None:
         self.modules = {path: name for name, path in report.modules}
         self.test_files = set(report.test_files)
+        self.conftests = set(report.conftests)
         self.cached_modules = report.cached_modules
 
     def request(self, order: wm.Order, fds: tuple[int, ...] = ()) -> Mailbox:
@@ -139,7 +153,11 @@ class FakeWarm:
             return self.reloaded(order.id)
         if isinstance(order, wm.RewarmOrder):
             return self.reloaded(order.id, reimported=len(order.files))
+        if isinstance(order, wm.TrialOrder):
+            return wm.Trialled(id=order.id, results=dict.fromkeys(order.modules))
         if isinstance(order, wm.LearnOrder):
+            if self.learn_gate is not None:
+                self.learn_gate(order)
             return wm.Learned(
                 id=order.id,
                 imported=list(order.modules),
@@ -165,6 +183,7 @@ class FakeWarm:
             reimported=reimported,
             failures=[],
             duration_ms=1.0,
+            conftests_imported=[],
             **self.report(),  # type: ignore[arg-type]
         )
 

@@ -235,7 +235,8 @@ def deleted_test_file(c: Checker) -> None:
 @scenario
 def root_conftest_fixture_changed(c: Checker) -> None:
     edit(c.path("conftest.py"), "return 10", "return 11")
-    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_base",))
+    # A plain conftest (imports, definitions): no new warm process.
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_fixtures.py::test_base",))
 
 
 @scenario
@@ -243,6 +244,7 @@ def package_conftest_fixture_changed(c: Checker) -> None:
     edit(c.path("tests/conftest.py"), "return 1", "return 2")
     c.check(
         "tests",
+        ordinary=True,
         expect=(
             "FAILED tests/test_fixtures.py::test_offset",
             "FAILED tests/sub/test_sub.py::test_offset_in_sub",
@@ -258,6 +260,7 @@ def new_conftest(c: Checker) -> None:
     )
     c.check(
         "tests",
+        ordinary=True,
         expect=(
             "FAILED tests/sub/test_sub.py::test_offset_in_sub",
             "PASSED tests/test_fixtures.py::test_offset",
@@ -311,7 +314,45 @@ def pytest_ini_added_with_addopts(c: Checker) -> None:
 @scenario
 def fixture_module_imported_by_conftest_changed(c: Checker) -> None:
     edit(c.path("app/fixtures.py"), "return 3", "return 4")
-    c.check("tests", expect=("FAILED tests/test_fixtures.py::test_factor",))
+    # The root conftest imports it and is plain: reloaded in place.
+    c.check("tests", ordinary=True, expect=("FAILED tests/test_fixtures.py::test_factor",))
+
+
+FLAG_TEST = "import os\n\nFLAG = os.environ.get('STALE_FLAG')\n\n\ndef test_flag():\n    assert FLAG == 'on'\n"
+
+
+@scenario
+def conftest_gains_then_loses_an_import_effect(c: Checker) -> None:
+    # The effect of the old version stays in the warm process after a purge,
+    # so both edits must replace it, and every run must equal a cold one.
+    save(c.path("tests/test_flag.py"), FLAG_TEST)
+    c.check("tests", expect=("FAILED tests/test_flag.py::test_flag",))
+    conftest = c.path("conftest.py")
+    plain = conftest.read_text()
+    save(
+        conftest,
+        plain.replace(
+            "import pytest\n", "import os\n\nimport pytest\n\nos.environ['STALE_FLAG'] = 'on'\n", 1
+        ),
+    )
+    c.check("tests", expect=("PASSED tests/test_flag.py::test_flag",))
+    save(conftest, plain)
+    c.check("tests", expect=("FAILED tests/test_flag.py::test_flag",))
+
+
+@scenario
+def conftest_early_hook_added(c: Checker) -> None:
+    # pytest_configure runs before test modules are imported: the warm test
+    # modules were imported without it.
+    save(c.path("tests/test_flag.py"), FLAG_TEST)
+    c.check("tests", expect=("FAILED tests/test_flag.py::test_flag",))
+    conftest = c.path("tests/conftest.py")
+    save(
+        conftest,
+        conftest.read_text()
+        + "\n\ndef pytest_configure(config):\n    import os\n\n    os.environ['STALE_FLAG'] = 'on'\n",
+    )
+    c.check("tests", expect=("PASSED tests/test_flag.py::test_flag",))
 
 
 @scenario

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect.supervisor import changes
+from pytest_fastcollect.supervisor import changes, effects
 from pytest_fastcollect.supervisor.changes import Replace, classify
 from pytest_fastcollect.supervisor.graph import ImportGraph, scan_imports
 
@@ -38,7 +38,8 @@ def loaded(root: Path) -> tuple[dict[str, str], dict[str, str | None]]:
 
 def decide(root: Path, *rels: str) -> changes.Decision:
     modules, hashes = loaded(root)
-    return classify({str(root / r) for r in rels}, str(root), modules, hashes)
+    conftests = {str(root / "conftest.py")}
+    return classify({str(root / r) for r in rels}, str(root), modules, hashes, conftests)
 
 
 # -- classify ----------------------------------------------------------------------
@@ -109,25 +110,45 @@ def test_config_files_replace(root: Path, name: str) -> None:
     assert decide(root, name).replace is Replace.CONFIG
 
 
-def test_conftest_edit_replaces(root: Path) -> None:
-    (root / "conftest.py").write_text("X = 1\n")
-    decision = decide(root, "conftest.py")
-    assert decision.replace is Replace.CONFTEST
-    assert "conftest.py" in decision.reason
+# Conftest edits are classified here (their new version, and the module to
+# purge); whether the warm process must be replaced is effects.reloadable's
+# decision, made by the reloader (tests/test_effects.py, test_supervisor_unit.py).
 
 
-def test_new_conftest_replaces(root: Path) -> None:
+def test_conftest_edit_is_passed_on_with_its_new_version(root: Path) -> None:
+    modules, hashes = loaded(root)
+    conftest = str(root / "conftest.py")
+    (root / "conftest.py").write_text("import os\nos.environ['A'] = '1'\n")
+    decision = classify({conftest}, str(root), modules, hashes, {conftest})
+    assert decision.replace is None
+    assert decision.changed == {"conftest": str(root / "conftest.py")}
+    profile = decision.conftests[str(root / "conftest.py")]
+    assert profile.effect == "line 2: an assignment to os.environ['A']"
+
+
+def test_new_conftest_is_passed_on(root: Path) -> None:
     (root / "tests" / "conftest.py").write_text("")
-    assert decide(root, "tests/conftest.py").replace is Replace.CONFTEST
+    decision = decide(root, "tests/conftest.py")
+    assert list(decision.conftests) == [str(root / "tests" / "conftest.py")]
+    assert decision.changed == {}  # nothing of it was loaded
 
 
-def test_deleted_conftest_that_was_loaded_replaces(root: Path) -> None:
+def test_deleted_conftest_that_was_loaded_is_an_empty_new_version(root: Path) -> None:
     (root / "conftest.py").unlink()
-    assert decide(root, "conftest.py").replace is Replace.CONFTEST
+    decision = decide(root, "conftest.py")
+    assert decision.conftests == {str(root / "conftest.py"): effects.EMPTY}
+    assert decision.changed == {"conftest": str(root / "conftest.py")}
+
+
+def test_conftest_saved_without_edits_is_no_change(root: Path) -> None:
+    (root / "conftest.py").write_text("")
+    decision = decide(root, "conftest.py")
+    assert not decision.conftests and not decision.changed
 
 
 def test_conftest_created_and_deleted_between_runs_needs_nothing(root: Path) -> None:
-    assert decide(root, "tests/conftest.py").replace is None
+    decision = decide(root, "tests/conftest.py")
+    assert decision.replace is None and not decision.conftests
 
 
 def test_deleted_module_replaces(root: Path) -> None:
@@ -165,9 +186,9 @@ def test_installed_packages_replace(root: Path, rel: str) -> None:
 def test_replacement_wins_over_reloads(root: Path) -> None:
     modules, hashes = loaded(root)
     (root / "pkg" / "core.py").write_text("X = 2\n")
-    (root / "conftest.py").write_text("Y = 1\n")
-    paths = {str(root / "pkg" / "core.py"), str(root / "conftest.py")}
-    assert classify(paths, str(root), modules, hashes).replace is Replace.CONFTEST
+    (root / "setup.cfg").write_text("[tool:pytest]\n")
+    paths = {str(root / "pkg" / "core.py"), str(root / "setup.cfg")}
+    assert classify(paths, str(root), modules, hashes).replace is Replace.CONFIG
 
 
 def test_non_python_files_are_ignored(root: Path) -> None:

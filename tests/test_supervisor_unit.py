@@ -62,9 +62,24 @@ class Harness:
             warm_args=["tests"],
             settings=DaemonSettings(debounce=30.0, learn_imports=False),
         )
-        self.sup = Supervisor(config, self.spawn)
+        self.renewals = 0
+        self.sup = Supervisor(config, lambda _on_base_death: self)
 
-    def spawn(
+    # -- LayerSource ---------------------------------------------------------------------
+
+    def renew_base(self) -> None:
+        self.renewals += 1
+
+    def base_for_runs(self) -> None:
+        return None
+
+    def learn_libraries(self, libraries: list[tuple[str, str]], env_written: list[str]) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def project(
         self, generation: int, env: dict[str, str], on_death: typing.Callable[[WarmHandle], None]
     ) -> WarmHandle:
         fake = FakeWarm(generation, env, self.root, self.fail_next, on_death)  # type: ignore[arg-type]
@@ -111,7 +126,7 @@ def test_start_adopts_the_warm_process(h: Harness) -> None:
     assert h.sup.slot.state is p.DaemonState.READY
     assert h.sup.slot.generation == 1
     assert len(h.spawned) == 1
-    assert set(h.sup.records.known_files()) == set(h.current.modules)
+    assert set(h.sup.records.known_files()) == set(h.current.modules) | h.current.conftests
     assert h.fresh() is h.current  # nothing changed: no order sent
     assert h.current.orders == []
 
@@ -139,12 +154,77 @@ def test_an_unchanged_save_reloads_nothing(h: Harness) -> None:
     assert h.sup.reload_stats().reloads == 0
 
 
-def test_a_conftest_edit_replaces_the_warm_process(h: Harness) -> None:
-    h.edit("tests/conftest.py", "import app.leaf\nimport app.core\n")
+def test_a_plain_conftest_edit_needs_no_new_warm_process(h: Harness) -> None:
+    # Imports, definitions and assignments only: pytest imports it afresh per run.
+    h.edit("tests/conftest.py", "import app.leaf\n\nLIMIT = 3\n")
+    wp = h.fresh()
+    assert wp is h.spawned[0] and len(h.spawned) == 1
+    assert h.sup.reload_stats().replacements == {}
+    assert h.sup.slot.generation == 2
+    # The new version is what the next edit is compared with.
+    h.edit("tests/conftest.py", "import app.leaf\n\nLIMIT = 4\n")
+    assert h.fresh() is wp
+
+
+def test_a_test_module_importing_from_a_conftest_is_purged_with_it(h: Harness) -> None:
+    h.edit("tests/test_leaf.py", "from conftest import LIMIT\n\ndef test_it():\n    assert LIMIT\n")
+    h.fresh()
+    h.edit("tests/conftest.py", "import app.leaf\n\nLIMIT = 5\n")
+    h.fresh()
+    orders = h.current.orders_of(wm.ReloadOrder)
+    assert isinstance(orders[-1], wm.ReloadOrder)
+    assert "tests.test_leaf" in orders[-1].modules
+    assert h.sup.reload_stats().replacements == {}
+
+
+@pytest.mark.parametrize(
+    "conftest,why",
+    [
+        ("import os\nos.environ['MODE'] = 'x'\n", "now runs code at import (line 2"),
+        ("import sys\nsys.path.insert(0, 'x')\n", "now runs code at import (line 2"),
+        ("def pytest_configure(config):\n    pass\n", "a hook that runs before test modules"),
+        ("pytest_plugins = ['x']\n", "pytest_plugins, changed"),
+    ],
+)
+def test_a_conftest_edit_that_cannot_be_reloaded_replaces_the_warm_process(
+    h: Harness, conftest: str, why: str
+) -> None:
+    h.edit("tests/conftest.py", conftest)
     wp = h.fresh()
     assert len(h.spawned) == 2 and wp is h.spawned[1]
     assert h.spawned[0].retired
     assert h.sup.reload_stats().replacements == {"conftest": 1}
+    assert any(why in n for n in h.notices), h.notices
+
+
+def test_a_conftest_whose_imported_version_had_effects_replaces(tmp_path: Path) -> None:
+    files = dict(FILES, **{"tests/conftest.py": "import app.leaf\nimport os\nos.getcwd()\n"})
+    root = tmp_path / "p2"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    saved_before_warm_up()
+    harness = Harness(root)
+    harness.sup.start()
+    try:
+        # Back to a plain conftest: the old effect stays in the warm process.
+        harness.edit("tests/conftest.py", "import app.leaf\n")
+        harness.fresh()
+        assert harness.sup.reload_stats().replacements == {"conftest": 1}
+        assert any("imported version runs code at import (line 3" in n for n in harness.notices)
+    finally:
+        harness.sup.shutdown()
+
+
+def test_an_edit_to_a_module_a_plain_conftest_imports_reloads_in_place(h: Harness) -> None:
+    h.edit("app/leaf.py", "X = 2\n")
+    wp = h.fresh()
+    assert wp is h.spawned[0]
+    (order,) = wp.orders_of(wm.ReloadOrder)
+    assert isinstance(order, wm.ReloadOrder)
+    assert order.modules == ["app.leaf", "tests.test_leaf"]
+    assert order.reimport == ["app.leaf"]
+    assert h.sup.reload_stats().replacements == {}
 
 
 @pytest.mark.parametrize(
@@ -161,13 +241,8 @@ def test_a_failed_reload_replaces_by_its_kind_not_its_text(
     first = h.current
     # The reason text says nothing the supervisor could parse.
     first.reload_answer = lambda order: first.reloaded(order.id, failure, "some text")
-    h.edit("app/leaf.py", "X = 2\n")
-    # app.leaf is imported by the conftest: today that replaces outright, so use util.
     h.edit("app/util.py", FILES["app/util.py"] + "\nY = 1\n")
-    with h.sup.slot.hold() as held:
-        h.sup.records.take_pending()
-        h.sup.records.note([str(h.root / "app/util.py")])
-        held.apply_pending(None)
+    h.fresh()
     assert h.sup.reload_stats().replacements == {counted: 1}
     assert h.current is not first
 
@@ -194,6 +269,14 @@ def test_a_dead_warm_process_is_replaced(h: Harness) -> None:
     first.state = first.state.DEAD
     assert h.fresh() is h.spawned[1]
     assert h.sup.reload_stats().replacements == {"crash": 1}
+
+
+def test_a_run_that_finds_the_warm_process_dead_goes_cold(h: Harness) -> None:
+    first = h.current
+    first.state = first.state.DEAD
+    result = _serve_run(h, _run_request({}))
+    assert isinstance(result, p.RunRefused) and "restarting" in result.reason
+    wait_for(lambda: h.sup.slot.current is not first and h.sup.slot.state is p.DaemonState.READY)
 
 
 def _run_request(env: dict[str, str]) -> p.RunRequest:
@@ -235,14 +318,59 @@ def test_a_run_with_another_interpreter_is_refused(h: Harness) -> None:
     assert h.current.orders_of(wm.ForkOrder) == []
 
 
+def wait_for(predicate: typing.Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
 def test_an_import_time_variable_that_differs_warms_a_process_with_the_runs_env(
     h: Harness,
 ) -> None:
+    # Waiting for a warm-up is slower than a cold run: this run goes cold.
     result = _serve_run(h, _run_request({"APP_MODE": "fast"}))
-    assert isinstance(result, p.RunFinished)
-    assert len(h.spawned) == 2
+    assert isinstance(result, p.RunRefused)
+    assert "restarting the warm process (environment variable APP_MODE" in result.reason
+    wait_for(lambda: len(h.spawned) == 2 and h.sup.slot.current is h.spawned[1])
     assert h.spawned[1].env == {"APP_MODE": "fast"}
     assert h.sup.reload_stats().replacements == {"env": 1}
+    assert isinstance(_serve_run(h, _run_request({"APP_MODE": "fast"})), p.RunFinished)
+
+
+def test_a_run_never_waits_for_a_warm_up(h: Harness) -> None:
+    release = threading.Event()
+    slow = threading.Event()
+
+    def spawn_slowly(gen: int, env: dict[str, str], on_death: typing.Any) -> WarmHandle:
+        fake = FakeWarm(gen, env, h.root, on_death=on_death)
+        original = fake.wait_ready
+
+        def wait_ready(timeout: float | None = None) -> bool:
+            slow.set()
+            release.wait(5)
+            return original(timeout)
+
+        fake.wait_ready = wait_ready  # type: ignore[method-assign]
+        h.spawned.append(fake)
+        return fake
+
+    h.project = spawn_slowly  # type: ignore[method-assign]
+    h.edit("pyproject.toml", "[tool.pytest.ini_options]\n")
+    h.sup.note_changes({str(h.root / "pyproject.toml")})  # as the watcher would
+    result = _serve_run(h, _run_request({}))
+    assert isinstance(result, p.RunRefused)
+    assert "restarting the warm process (pyproject.toml changed)" in result.reason
+    slow.wait(5)
+    # While the new process warms up, a run is refused at once.
+    started = time.monotonic()
+    again = _serve_run(h, _run_request({}))
+    assert time.monotonic() - started < 1.0
+    assert isinstance(again, p.RunRefused)
+    assert "the warm process is restarting (pyproject.toml changed)" in again.reason
+    release.set()
+    wait_for(lambda: h.sup.slot.current is h.spawned[1])
+    assert isinstance(_serve_run(h, _run_request({})), p.RunFinished)
 
 
 def test_a_tainted_warm_process_refuses_the_run_and_is_replaced(h: Harness) -> None:
@@ -284,6 +412,48 @@ def test_a_warm_process_that_cannot_fork_is_reported_once_not_replaced_in_a_loop
     h.unsafe_next = None
     h.edit("app/leaf.py", "X = 3\n")
     assert h.fresh() is h.spawned[2]
+
+
+def test_learned_imports_are_imported_a_module_a_step(h: Harness) -> None:
+    wp = h.current
+    h.sup.idle.learn_imports = True
+    h.sup.idle.want_imports(wp, ["json.tool", "xml.dom.minidom", "email.parser"])
+    h.sup.idle._learn(wp)
+    steps = [o.modules for o in wp.orders_of(wm.LearnOrder)]  # type: ignore[attr-defined]
+    assert steps == [["email.parser"], ["json.tool"], ["xml.dom.minidom"]]
+    assert len(wp.orders_of(wm.TrialOrder)) == 1
+    assert h.sup.warmup().learned_imports == 3
+
+
+def test_idle_work_gives_way_to_a_run_between_steps(h: Harness) -> None:
+    wp = h.current
+    in_step = threading.Event()
+    finish_step = threading.Event()
+
+    def gate(order: wm.LearnOrder) -> None:
+        if order.modules == ["a_mod"]:
+            in_step.set()
+            finish_step.wait(5)
+
+    wp.learn_gate = gate
+    h.sup.idle.learn_imports = True
+    h.sup.idle.want_imports(wp, ["a_mod", "b_mod", "c_mod"])
+    learner = threading.Thread(target=h.sup.idle._learn, args=(wp,))
+    learner.start()
+    assert in_step.wait(5)
+    served: list[p.BaseModel] = []
+    runner = threading.Thread(target=lambda: served.append(_serve_run(h, _run_request({}))))
+    runner.start()
+    wait_for(h.sup.slot.lock.urgent_waiting)
+    finish_step.set()  # the step in progress ends; the run goes before the next one
+    runner.join(5)
+    learner.join(5)
+    assert isinstance(served[0], p.RunFinished)
+    learned = [o.modules for o in wp.orders_of(wm.LearnOrder)]  # type: ignore[attr-defined]
+    assert learned == [["a_mod"]]  # b and c wait for the next quiet moment
+    assert wp.orders.index(wp.orders_of(wm.ForkOrder)[0]) > wp.orders.index(
+        wp.orders_of(wm.LearnOrder)[0]
+    )
 
 
 def test_collect_reads_the_workers_result(h: Harness) -> None:
@@ -347,7 +517,7 @@ def test_every_command_has_a_handler() -> None:
 def test_status_and_health_need_no_real_process(h: Harness) -> None:
     status = h.sup.status()
     assert status.state is p.DaemonState.READY
-    assert status.project_modules == len(FILES)
+    assert status.project_modules == len(FILES) - 1  # pytest drops tests/conftest.py
     verdict = h.sup.health()
     # The fake pid is no process: the warm process counts as missing.
     assert not verdict.checks["warm_process_alive"].ok

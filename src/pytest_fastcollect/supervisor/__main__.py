@@ -23,7 +23,7 @@ import psutil
 from pytest_fastcollect import __version__
 from pytest_fastcollect.paths import ProjectFiles, ensure_runtime_dir, project_files
 from pytest_fastcollect.settings import DaemonSettings
-from pytest_fastcollect.supervisor.core import DaemonConfig, Supervisor, process_spawner
+from pytest_fastcollect.supervisor.core import DaemonConfig, Supervisor, process_layers
 from pytest_fastcollect.supervisor.runtime import AlreadyRunning, Runtime
 from pytest_fastcollect.supervisor.server import Server
 from pytest_fastcollect.wire import protocol as p
@@ -170,12 +170,12 @@ def write_record(claimed: Claimed, config: DaemonConfig, warm_pid: int | None) -
 
 def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int:
     """Start the warm process, serve until stopped; the exit code."""
-    spawner = process_spawner(
+    layers = process_layers(
         config,
         claimed.log_fd,
         lambda ev: progress.emit(p.StartProgress(done=ev.done, total=ev.total)),
     )
-    sup = Supervisor(config, spawner)
+    sup = Supervisor(config, layers)
     log.info(
         "Daemon %d starting for %s (pytest-fastcollect %s)", os.getpid(), config.root, __version__
     )

@@ -13,6 +13,8 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
+from pytest_fastcollect.supervisor import effects
+
 CONFIG_FILES = frozenset(
     {
         "pytest.toml",
@@ -87,10 +89,22 @@ def is_relevant(path: str, root: str) -> bool:
     return False
 
 
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
+
+
+def digest(source: bytes) -> str:
+    return hashlib.blake2b(source, digest_size=16).hexdigest()
+
+
 def content_hash(path: str) -> str | None:
     try:
         with open(path, "rb") as fh:
-            return hashlib.blake2b(fh.read(), digest_size=16).hexdigest()
+            return digest(fh.read())
     except OSError:
         return None
 
@@ -120,6 +134,8 @@ class Decision:
     reason: str = ""
     changed: dict[str, str] = field(default_factory=dict)  # module name -> file
     broken: list[str] = field(default_factory=list)  # changed files that do not compile
+    # Conftests added, changed or deleted -> their new version (effects.EMPTY if deleted).
+    conftests: dict[str, effects.Profile] = field(default_factory=dict)
 
 
 def _outside_python(path: str, base: str, rel: str) -> Decision | None:
@@ -133,18 +149,46 @@ def _outside_python(path: str, base: str, rel: str) -> Decision | None:
     return None
 
 
+def _conftest(
+    decision: Decision,
+    path: str,
+    modules: dict[str, str],
+    conftests: frozenset[str] | set[str],
+    hashes: dict[str, str | None],
+) -> None:
+    """A conftest added, changed or deleted: its new version, for effects.reloadable."""
+    source = _read(path)
+    if source is None:
+        if path not in conftests:
+            return  # neither loaded nor there
+        decision.conftests[path] = effects.EMPTY
+    elif path in conftests and digest(source) == hashes.get(path):
+        return  # a save without edits
+    else:
+        decision.conftests[path] = effects.profile(source)
+    name = modules.get(path)
+    if name is not None:
+        # A conftest inside a package stays in sys.modules: purge it (and
+        # whatever imports it). pytest imports others afresh in every session.
+        decision.changed[name] = path
+
+
 def classify(
-    paths: set[str], root: str, modules: dict[str, str], hashes: dict[str, str | None]
+    paths: set[str],
+    root: str,
+    modules: dict[str, str],
+    hashes: dict[str, str | None],
+    conftests: frozenset[str] | set[str] = frozenset(),
 ) -> Decision:
-    """``modules`` maps file -> module name (loaded project modules)."""
+    """``modules`` maps file -> module name (loaded project modules); ``conftests``
+    are every conftest the warm process imported."""
     decision = Decision()
     for path in sorted(paths):
         base = os.path.basename(path)
         rel = os.path.relpath(path, root)
         exists = os.path.exists(path)
         if base == "conftest.py":
-            if exists or path in modules:
-                return Decision(Replace.CONFTEST, f"{rel} changed")
+            _conftest(decision, path, modules, conftests, hashes)
             continue
         if not base.endswith(".py") or ".dist-info" in path:
             outside = _outside_python(path, base, rel)

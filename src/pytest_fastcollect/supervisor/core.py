@@ -26,7 +26,8 @@ from pytest_fastcollect.settings import DaemonSettings
 from pytest_fastcollect.supervisor import changes, health
 from pytest_fastcollect.supervisor.freshness import Freshness
 from pytest_fastcollect.supervisor.idle import IdleWork
-from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmProcess, WarmSpec
+from pytest_fastcollect.supervisor.layers import Layers, LayerSource
+from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmSpec
 from pytest_fastcollect.supervisor.runs import Runs
 from pytest_fastcollect.supervisor.slot import WarmSlot
 from pytest_fastcollect.supervisor.stats import Stats
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from pytest_fastcollect.supervisor.watcher import Watcher
 
 log = logging.getLogger("pytest_fastcollect.daemon")
-
-Spawner = Callable[[int, dict[str, str], Callable[[WarmHandle], None]], WarmHandle]
 
 
 class Incoming:
@@ -80,15 +79,13 @@ class DaemonConfig:
     thresholds: health.Thresholds = dataclasses.field(default_factory=health.Thresholds)
 
 
-def process_spawner(
+def process_layers(
     config: DaemonConfig, log_fd: int, on_progress: Callable[[wm.Progress], None]
-) -> Spawner:
-    """Start real warm processes (unit tests pass a fake spawner instead)."""
+) -> Callable[[Callable[[], None]], LayerSource]:
+    """Real base processes and project layers (unit tests pass fake layers instead)."""
 
-    def spawn(
-        generation: int, env: dict[str, str], on_death: Callable[[WarmHandle], None]
-    ) -> WarmHandle:
-        spec = WarmSpec(
+    def spec(env: dict[str, str]) -> WarmSpec:
+        return WarmSpec(
             root=config.root,
             cwd=config.cwd,
             env=env,
@@ -97,13 +94,17 @@ def process_spawner(
             log_fd=log_fd,
             cache_dir=config.cache_dir,
         )
-        return WarmProcess(generation, spec, on_progress=on_progress, on_death=on_death)
 
-    return spawn
+    def make(on_base_death: Callable[[], None]) -> LayerSource:
+        return Layers(spec, on_progress, on_base_death)
+
+    return make
 
 
 class Supervisor:
-    def __init__(self, config: DaemonConfig, spawner: Spawner) -> None:
+    def __init__(
+        self, config: DaemonConfig, layers: Callable[[Callable[[], None]], LayerSource]
+    ) -> None:
         self.config = config
         self.root = os.path.realpath(config.root)
         self.started = time.time()
@@ -118,10 +119,8 @@ class Supervisor:
             site_dirs=config.site_dirs,
         )
 
-        def spawn(generation: int, env: dict[str, str]) -> WarmHandle:
-            return spawner(generation, env, self.slot.on_death)
-
-        self.slot = WarmSlot(self.root, spawn, config.env, self.records, self.stats)
+        self.layers = layers(self._base_died)
+        self.slot = WarmSlot(self.root, self.layers, config.env, self.records, self.stats)
         self.idle = IdleWork(self.slot, config.settings.learn_imports)
         self.runs = Runs(
             self.slot,
@@ -142,6 +141,10 @@ class Supervisor:
 
     def _changes_quiet(self) -> None:
         self.slot.apply_when_quiet()
+
+    def _base_died(self) -> None:
+        if not self.stop_event.is_set():
+            self.slot.replace_soon(changes.Replace.CRASH, "the base process died")
 
     def start_watching(self) -> None:
         """Watch the project for saves (else the per-run stat sweep finds them alone)."""
@@ -252,12 +255,21 @@ class Supervisor:
         me = health.process_info("supervisor", os.getpid())
         if me is not None:
             out.append(me)
+        base = self.layers.base_for_runs()
+        if base is not None:
+            info = health.process_info("base", base.pid, exclude=self._layer_pids())
+            if info is not None:
+                out.append(info)
         wp = self.slot.current
         if wp is not None and wp.alive():
             info = health.process_info("warm", wp.pid)
             if info is not None:
                 out.append(info)
         return out
+
+    def _layer_pids(self) -> set[int]:
+        wp = self.slot.current
+        return {wp.pid} if wp is not None else set()
 
     def reload_stats(self) -> p.ReloadStats:
         return self.stats.reloads(
@@ -349,6 +361,7 @@ class Supervisor:
         wp = self.slot.current
         if wp is not None:
             wp.kill()
+        self.layers.kill()
 
 
 def _fork_detail(fork: wm.ForkVerdict | None) -> str:

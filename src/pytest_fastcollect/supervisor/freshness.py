@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from pytest_fastcollect.supervisor import changes
+from pytest_fastcollect.supervisor import changes, effects
 
 log = logging.getLogger("pytest_fastcollect.daemon.freshness")
 
@@ -75,6 +75,7 @@ class Freshness:
         self._lock = threading.Lock()
         self._stats: dict[str, Signature | None] = {}
         self._hashes: dict[str, str | None] = {}
+        self._profiles: dict[str, effects.Profile | None] = {}  # conftests only
         self._dirs: dict[str, DirSignature] = {}
         self._site_mtimes: dict[str, int] = {}
         self._pending: set[str] = set()
@@ -168,6 +169,11 @@ class Freshness:
         with self._lock:
             return dict(self._hashes)
 
+    def conftest_profile(self, path: str) -> effects.Profile | None:
+        """The conftest as the warm process imported it (None: not known for sure)."""
+        with self._lock:
+            return self._profiles.get(path)
+
     def known_files(self) -> list[str]:
         with self._lock:
             return list(self._stats)
@@ -197,8 +203,15 @@ class Freshness:
         since_ns: int,
         reread: set[str] | None = None,
         force_changed: frozenset[str] | set[str] = frozenset(),
+        reprofile: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         """Record stat and content hash of the files the warm process has loaded.
+
+        Conftest profiles (``effects.py``) describe the version the warm
+        process executed: taken for every conftest of a new warm process, and
+        for ``reprofile`` (conftests a re-warm imported again); a file re-read
+        for another reason (an accepted edit the warm process did not run)
+        keeps the profile it had.
 
         ``reread`` None: a new warm process read every file since ``since_ns``.
         Else ``reread`` are the files a reload purged, and a file the warm
@@ -217,17 +230,26 @@ class Freshness:
                 stats = {f: s for f, s in self._stats.items() if f in loaded and f not in reread}
                 hashes = {f: self._hashes.get(f) for f in stats}
                 dirs = dict(self._dirs)
+            # A new warm process ran every conftest anew; else profiles stay.
+            profiles = (
+                {} if reread is None else {f: p for f, p in self._profiles.items() if f in loaded}
+            )
         suspects: set[str] = set()
         for path in loaded - stats.keys():
-            # Hash, then stat: a save between the two shows in the stat.
-            digest = changes.content_hash(path)
+            # Read, then stat: a save between the two shows in the stat.
+            source = _read(path)
             st = stat_signature(path)
             stats[path] = st
-            if path in force_changed or _modified_since(st, since_ns):
+            ran = os.path.basename(path) == "conftest.py" and (reread is None or path in reprofile)
+            if path in force_changed or _modified_since(st, since_ns) or source is None:
                 hashes[path] = None
                 suspects.add(path)
+                if ran:  # it may have run an earlier version: unknown
+                    profiles.pop(path, None)
             else:
-                hashes[path] = digest
+                hashes[path] = changes.digest(source)
+                if ran:
+                    profiles[path] = effects.profile(source)
             d = os.path.dirname(path)
             if d not in dirs:
                 dirs[d] = dir_signature(d)
@@ -237,6 +259,7 @@ class Freshness:
         site = {d: dir_signature(d)[0] for d in self.site_dirs}
         with self._lock:
             self._stats, self._hashes, self._dirs, self._site_mtimes = stats, hashes, dirs, site
+            self._profiles = profiles
         if suspects - force_changed:
             self.note(suspects - force_changed)
 
@@ -250,6 +273,14 @@ class Freshness:
                 d = os.path.dirname(path)
                 if d not in self._dirs:
                     self._dirs[d] = dir_signature(d)
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError:
+        return None
 
 
 def _modified_since(st: Signature | None, since_ns: int) -> bool:

@@ -108,13 +108,14 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
     }
 
 
-def process_info(role: str, pid: int) -> ProcessInfo | None:
+def process_info(role: str, pid: int, exclude: set[int] | None = None) -> ProcessInfo | None:
+    """``exclude``: children counted elsewhere (the base's project layer and its runs)."""
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
             mem = proc.memory_info()
             cpu = proc.cpu_times()
-            children = proc.children(recursive=True)
+            children = _children(proc, exclude or set())
             zombies = 0
             for child in children:
                 try:
@@ -140,6 +141,19 @@ def process_info(role: str, pid: int) -> ProcessInfo | None:
             )
     except psutil.Error:
         return None
+
+
+def _children(proc: psutil.Process, exclude: set[int]) -> list[psutil.Process]:
+    out = []
+    for child in proc.children():
+        if child.pid in exclude:
+            continue
+        out.append(child)
+        try:
+            out.extend(child.children(recursive=True))
+        except psutil.Error:
+            pass
+    return out
 
 
 def inotify_watches(pid: int) -> int | None:

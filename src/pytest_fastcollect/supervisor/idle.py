@@ -21,7 +21,12 @@ from collections.abc import Callable
 
 from pytest_fastcollect.supervisor import changes
 from pytest_fastcollect.supervisor.freshness import stat_signature
-from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState, next_order_id
+from pytest_fastcollect.supervisor.lifecycle import (
+    WarmHandle,
+    WarmState,
+    loaded_files,
+    next_order_id,
+)
 from pytest_fastcollect.supervisor.slot import WarmSlot
 from pytest_fastcollect.wire import warm as wm
 
@@ -29,6 +34,8 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 # Re-import purged test modules, and learn imports, once saves have been quiet this long.
 IDLE_DELAY = 1.0
+# Test files a re-warm step imports (one pytest session each): a run waits for one step.
+REWARM_STEP = 4
 
 
 class IdleWork:
@@ -69,8 +76,12 @@ class IdleWork:
     # -- SlotListener -------------------------------------------------------------------
 
     def adopted(self, wp: WarmHandle) -> None:
+        if wp.ready is not None:
+            self.slot.layers.learn_libraries(wp.ready.libraries, wp.ready.env_written)
         with self._lock:
-            relearn = bool(self._learned or self._wanted)
+            # A new warm process learns again what its predecessor learned.
+            self._wanted |= self._learned - self._blocked.keys()
+            relearn = bool(self._wanted)
         if relearn:
             self._when_idle("learn", self._learn, wp)
 
@@ -79,28 +90,52 @@ class IdleWork:
             self._rewarm_files |= set(files)
         self._when_idle("rewarm", self._rewarm, wp)
 
+    # -- steps ---------------------------------------------------------------------------
+
+    def _step(self, wp: WarmHandle, name: str, action: Callable[[WarmHandle], None]) -> bool:
+        """May idle work take one more step for ``wp`` now (we hold the lock)?
+
+        Not when the process was replaced, changes are pending or a run waits
+        for the lock: then try again once things are quiet.
+        """
+        slot = self.slot
+        if slot.current is not wp or slot.stopping.is_set() or wp.state is not WarmState.READY:
+            return False  # a replacement starts its own idle work once adopted
+        if slot.records.has_pending() or slot.lock.urgent_waiting():
+            self._when_idle(name, action, wp)
+            return False
+        return True
+
     # -- re-warm ------------------------------------------------------------------------
 
     def _rewarm(self, wp: WarmHandle) -> None:
-        """Import purged test modules again while nothing else is happening."""
-        slot = self.slot
-        with slot.hold():
+        """Import purged test modules again, a few files a step, while nothing else happens."""
+        while True:
             with self._lock:
-                files = sorted(f for f in self._rewarm_files if os.path.exists(f))
-                self._rewarm_files.clear()
-            busy = slot.records.has_pending() or slot.current is not wp or slot.stopping.is_set()
-            if busy or not files or wp.state is not WarmState.READY:
+                files = sorted(f for f in self._rewarm_files if os.path.exists(f))[:REWARM_STEP]
+            if not files:
                 return
-            since_ns = time.time_ns()
-            before = {f: stat_signature(f) for f in files}
-            event = wp.ask(wm.RewarmOrder(id=next_order_id(), files=files))
-            if not isinstance(event, wm.Reloaded):
-                return
-            wp.update_modules(event)
-            slot.records.record_rewarmed({f: before[f] for f in files if f in wp.modules})
-            # Project modules the test modules imported for the first time.
-            slot.records.record(wp.modules, wp.test_files, since_ns, reread=set())
-            log.info("Re-warmed %d test modules in %.1f ms", event.reimported, event.duration_ms)
+            with self.slot.hold():
+                if not self._step(wp, "rewarm", self._rewarm):
+                    return
+                with self._lock:
+                    self._rewarm_files.difference_update(files)
+                self._rewarm_files_now(wp, files)
+
+    def _rewarm_files_now(self, wp: WarmHandle, files: list[str]) -> None:
+        slot = self.slot
+        since_ns = time.time_ns()
+        before = {f: stat_signature(f) for f in files}
+        event = wp.ask(wm.RewarmOrder(id=next_order_id(), files=files))
+        if not isinstance(event, wm.Reloaded):
+            return
+        wp.update_modules(event)
+        slot.records.record_rewarmed({f: before[f] for f in files if f in wp.modules})
+        # Project modules the test modules imported for the first time; the
+        # conftests this session imported ran again in the warm process.
+        ran = set(event.conftests_imported)
+        slot.records.record(loaded_files(wp), wp.test_files, since_ns, reread=ran, reprofile=ran)
+        log.info("Re-warmed %d test modules in %.1f ms", event.reimported, event.duration_ms)
 
     # -- learned imports ----------------------------------------------------------------
 
@@ -116,32 +151,66 @@ class IdleWork:
         self._when_idle("learn", self._learn, wp)
 
     def _learn(self, wp: WarmHandle) -> None:
-        """Import, in the warm process, the library modules runs imported."""
-        slot = self.slot
-        with slot.hold():
+        """Trial-import the wanted modules in a child (the warm process serves meanwhile),
+        then import what passed one module a step."""
+        with self.slot.hold():
             with self._lock:
-                modules = sorted((self._wanted | self._learned) - self._blocked.keys())
-            current = slot.current is wp and not slot.stopping.is_set()
-            if not current or not modules or wp.state is not WarmState.READY:
-                return  # a replacement learns again once it is adopted
-            if slot.records.has_pending():
-                self._when_idle("learn", self._learn, wp)  # after the pending changes
+                modules = sorted(self._wanted - self._blocked.keys())
+            if not modules or not self._step(wp, "learn", self._learn):
                 return
-            event = wp.ask(wm.LearnOrder(id=next_order_id(), modules=modules))
-            if not isinstance(event, wm.Learned):
-                return
-            wp.update_modules(event)
-            with self._lock:
-                self._learned |= set(event.imported)
-                self._blocked.update(event.rejected)
-                self._wanted = set(event.deferred)
-        if event.imported:
-            log.info(
-                "Learned %d library imports in %.1f ms", len(event.imported), event.duration_ms
-            )
+            box = wp.request(wm.TrialOrder(id=(order_id := next_order_id()), modules=modules))
+        try:
+            trialled = box.get()
+        finally:
+            wp.done(order_id)
+        if not isinstance(trialled, wm.Trialled):
+            return
+        passed = self._note_trial(trialled.results)
+        learned, spent = 0, 0.0
+        try:
+            for name in passed:
+                with self.slot.hold():
+                    if not self._step(wp, "learn", self._learn):
+                        return
+                    event = wp.ask(wm.LearnOrder(id=next_order_id(), modules=[name]))
+                    if not isinstance(event, wm.Learned):
+                        return
+                    wp.update_modules(event)
+                    self._note_learned(event)
+                learned += len(event.imported)
+                spent += event.duration_ms
+                if event.tainted:
+                    self.slot.replace_soon(changes.Replace.TAINTED, event.tainted)
+                    return
+        finally:
+            if learned:
+                log.info("Learned %d library imports in %.1f ms", learned, spent)
+        with self._lock:
+            again = bool(self._wanted)
+        if again:
+            self._when_idle("learn", self._learn, wp)
+
+    def _note_trial(self, results: dict[str, str | None]) -> list[str]:
+        """Record refusals; the modules that passed (to import), in order."""
+        passed = []
+        with self._lock:
+            for name, reason in sorted(results.items()):
+                if reason is None:
+                    passed.append(name)
+                elif reason != wm.NOT_TRIED:
+                    self._blocked[name] = reason
+                    self._wanted.discard(name)
+                    log.info("Not learning the import of %s: it %s", name, reason)
+            for name in set(self._wanted) - results.keys():
+                self._wanted.discard(name)  # imported meanwhile (an earlier module brought it)
+                self._learned.add(name)
+        return passed
+
+    def _note_learned(self, event: wm.Learned) -> None:
+        with self._lock:
+            self._learned |= set(event.imported)
+            self._wanted -= set(event.imported)
+            self._blocked.update(event.rejected)
+            self._wanted -= event.rejected.keys()
         for name, reason in sorted(event.rejected.items()):
             log.info("Not learning the import of %s: it %s", name, reason)
-        if event.tainted:
-            slot.replace_soon(changes.Replace.TAINTED, event.tainted)
-        elif event.deferred:
-            self._when_idle("learn", self._learn, wp)

@@ -1,43 +1,33 @@
-"""One warm process as seen from the supervisor: spawn, events, orders.
+"""The warm processes as seen from the supervisor: the base and its project layers.
 
-The warm process is a fresh interpreter (never a fork of this threaded
-process). A reader thread validates its events (pydantic, against the
-dataclasses of ``wire/warm.py``) and routes them: start-up events to the
-supervisor, per-order events to that order's mailbox. Order ids are ours.
+The base process is a fresh interpreter (never a fork of this threaded
+process) holding pytest, the plugins and the project's libraries; it forks
+project layers, each connected to the supervisor by a control socket of its
+own (its end arrives with the ``layer_forked`` event). A project layer is
+what serves runs (``WarmHandle``); the base also forks runs that must not
+come from a layer (``supervisor/runs.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import itertools
 import logging
 import os
-import queue
-import select
+import signal
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from typing import Annotated, Protocol
+from typing import Protocol
 
-import pydantic
-
+from pytest_fastcollect.supervisor.channel import Channel, Mailbox, next_order_id
 from pytest_fastcollect.wire import warm as wm
-from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
+
+__all__ = ["Mailbox", "next_order_id"]
 
 log = logging.getLogger("pytest_fastcollect.daemon.lifecycle")
-
-EVENT_LIMIT = 256 * 1024 * 1024
-EVENT_ADAPTER: pydantic.TypeAdapter[wm.Event] = pydantic.TypeAdapter(
-    Annotated[wm.Event, pydantic.Field(discriminator="ev")]
-)
-_order_ids = itertools.count(1)
-
-
-def next_order_id() -> str:
-    return f"o{next(_order_ids)}"
 
 
 class WarmState(enum.Enum):
@@ -47,55 +37,9 @@ class WarmState(enum.Enum):
     DEAD = "dead"
 
 
-class Mailbox:
-    """A queue whose arrivals can also be waited on with select()."""
-
-    def __init__(self) -> None:
-        self._q: queue.Queue[wm.Event | None] = queue.Queue()
-        self._r, self._w = os.pipe()
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def fileno(self) -> int:
-        return self._r
-
-    def put(self, event: wm.Event | None) -> None:
-        # A closed box may still be registered (the reader broadcasts None on
-        # exit): its fd numbers may belong to another file by now, e.g. a new
-        # warm process's control socket, so never write after close.
-        with self._lock:
-            if self._closed:
-                return
-            self._q.put(event)
-            try:
-                os.write(self._w, b"x")
-            except OSError:
-                pass
-
-    def get(self, timeout: float | None = None) -> wm.Event | None:
-        """None means the warm process died."""
-        if timeout is not None:
-            ready, _, _ = select.select([self._r], [], [], timeout)
-            if not ready:
-                raise TimeoutError
-        os.read(self._r, 1)
-        return self._q.get_nowait()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            for fd in (self._r, self._w):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-
-
 @dataclasses.dataclass(frozen=True)
 class WarmSpec:
-    """How to start a warm process (the environment can change between spawns)."""
+    """How to start a base process (the environment can change between spawns)."""
 
     root: str
     cwd: str
@@ -107,7 +51,7 @@ class WarmSpec:
 
 
 class WarmHandle(Protocol):
-    """What the supervisor uses of a warm process (a fake one in unit tests)."""
+    """What the supervisor uses of a project layer (a fake one in unit tests)."""
 
     generation: int
     pid: int
@@ -117,6 +61,7 @@ class WarmHandle(Protocol):
     error: str | None
     modules: dict[str, str]  # file -> module name
     test_files: set[str]
+    conftests: set[str]
     cached_modules: int
     running: dict[str, int]  # order id -> worker pid
 
@@ -132,92 +77,42 @@ class WarmHandle(Protocol):
     def kill(self) -> None: ...
 
 
-class WarmProcess:
+def loaded_files(wp: WarmHandle) -> set[str]:
+    """Every project file whose content the warm process depends on: modules and conftests."""
+    return set(wp.modules) | wp.conftests
+
+
+class LayerProcess(Channel):
+    """A project layer: conftests, project and test modules imported; serves runs."""
+
     def __init__(
         self,
         generation: int,
-        spec: WarmSpec,
+        sock: socket.socket,
+        pid: int,
         on_progress: Callable[[wm.Progress], None],
-        on_death: Callable[[WarmProcess], None] | None = None,
+        on_death: Callable[[LayerProcess], None] | None = None,
     ) -> None:
-        self.on_death = on_death
-        self.retired = False
+        super().__init__(sock, f"layer-reader-{generation}")
         self.generation = generation
+        self.pid = pid
+        self.on_death = on_death
         self.state = WarmState.STARTING
         self.ready: wm.Ready | None = None
         self.fork: wm.ForkVerdict | None = None  # the last fork-safety verdict
         self.error: str | None = None
-        self.modules: dict[str, str] = {}  # file -> module name
+        self.exit_code: int | None = None  # told by the base process
+        self.modules: dict[str, str] = {}
         self.test_files: set[str] = set()
+        self.conftests: set[str] = set()
         self.cached_modules = 0
         self._on_progress = on_progress
         self._ready_event = threading.Event()
-        self._send_lock = threading.Lock()
-        self._mailboxes: dict[str, Mailbox] = {}
-        self._mailbox_lock = threading.Lock()
-        self.running: dict[str, int] = {}  # order id -> worker pid
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock = parent
-        cmd = [
-            sys.executable,
-            "-m",
-            "pytest_fastcollect.warm.zygote",
-            "--control-fd",
-            str(child.fileno()),
-            "--root",
-            spec.root,
-            "--cache-dir",
-            spec.cache_dir,
-        ]
-        if spec.sys_path0 is not None:
-            cmd += ["--sys-path0", spec.sys_path0]
-        cmd += ["--", *spec.warm_args]
-        self.proc = subprocess.Popen(
-            cmd,
-            pass_fds=(child.fileno(),),
-            cwd=spec.cwd,
-            env=spec.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=spec.log_fd,
-            start_new_session=True,
-        )
-        child.close()
-        self.pid = self.proc.pid
-        self._reader = threading.Thread(
-            target=self._read_loop, name=f"warm-reader-{generation}", daemon=True
-        )
-        self._reader.start()
+        self.start_reading()
 
-    # -- events ------------------------------------------------------------------
-
-    def _read_loop(self) -> None:
-        try:
-            while True:
-                raw, _ = recv_frame(self.sock, EVENT_LIMIT)
-                try:
-                    event = EVENT_ADAPTER.validate_json(raw)
-                except pydantic.ValidationError as exc:
-                    log.error("Invalid message from warm process %d: %s", self.pid, exc)
-                    continue
-                self._dispatch(event)
-        except (FrameError, OSError):
-            pass
-        finally:
-            was_starting = self.state is WarmState.STARTING
-            was_ready = self.state is WarmState.READY
-            self.state = WarmState.FAILED if was_starting else WarmState.DEAD
-            if was_starting and self.error is None:
-                self.error = f"the warm process exited during warm-up (exit code {self.proc.wait()}); see the log"
-            self._ready_event.set()
-            with self._mailbox_lock:
-                boxes = list(self._mailboxes.values())
-            for box in boxes:
-                box.put(None)
-            if was_ready and not self.retired and self.on_death is not None:
-                self.on_death(self)
-
-    def _dispatch(self, event: wm.Event) -> None:
+    def on_event(self, event: wm.Event, fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
         if isinstance(event, wm.Progress):
             self._on_progress(event)
         elif isinstance(event, wm.Ready):
@@ -236,23 +131,24 @@ class WarmProcess:
             self.error = event.error
             self.state = WarmState.FAILED
             self._ready_event.set()
-        else:
-            if isinstance(event, wm.Forked):
-                self.running[event.id] = event.pid
-            elif isinstance(event, wm.Tainted):
-                self.fork = wm.ForkVerdict(
-                    safe=False, reason=event.reason, os_threads=None, native={}
-                )
-            elif isinstance(event, wm.Exited):
-                self.running.pop(event.id, None)
-            with self._mailbox_lock:
-                box = self._mailboxes.get(event.id)
-            if box is not None:
-                box.put(event)
+        elif isinstance(event, wm.Tainted):
+            self.fork = wm.ForkVerdict(safe=False, reason=event.reason, os_threads=None, native={})
+
+    def on_close(self) -> None:
+        was_starting = self.state is WarmState.STARTING
+        was_ready = self.state is WarmState.READY
+        self.state = WarmState.FAILED if was_starting else WarmState.DEAD
+        if was_starting and self.error is None:
+            code = f" (exit code {self.exit_code})" if self.exit_code is not None else ""
+            self.error = f"the warm process exited during warm-up{code}; see the log"
+        self._ready_event.set()
+        if was_ready and not self.retired and self.on_death is not None:
+            self.on_death(self)
 
     def update_modules(self, report: wm.ModuleReport) -> None:
         self.modules = {path: name for name, path in report.modules}
         self.test_files = set(report.test_files)
+        self.conftests = set(report.conftests)
         self.cached_modules = report.cached_modules
 
     def wait_ready(self, timeout: float | None = None) -> bool:
@@ -264,55 +160,126 @@ class WarmProcess:
         assert self.ready is not None
         return self.ready.key
 
-    # -- orders --------------------------------------------------------------------
-
-    def request(self, order: wm.Order, fds: tuple[int, ...] = ()) -> Mailbox:
-        """Send an order (its id made by ``next_order_id``); its events arrive in the mailbox."""
-        box = Mailbox()
-        with self._mailbox_lock:
-            self._mailboxes[order.id] = box
-        try:
-            with self._send_lock:
-                send_frame(self.sock, wm.encode(order), fds)
-        except OSError:
-            box.put(None)
-        return box
-
-    def ask(self, order: wm.Order) -> wm.Event | None:
-        """Send an order and wait for its single answer (None: the process died)."""
-        box = self.request(order)
-        try:
-            return box.get()
-        finally:
-            self.done(order.id)
-
-    def done(self, order_id: str) -> None:
-        with self._mailbox_lock:
-            box = self._mailboxes.pop(order_id, None)
-        if box is not None:
-            box.close()
-
     def alive(self) -> bool:
-        return self.proc.poll() is None and self.state in (WarmState.STARTING, WarmState.READY)
+        return not self.closed() and self.state in (WarmState.STARTING, WarmState.READY)
 
     def retire(self) -> None:
-        """Ask the warm process to exit once its running workers finish."""
-        self.retired = True
-        try:
-            with self._send_lock:
-                send_frame(self.sock, wm.encode(wm.ExitOrder()))
-        except OSError:
-            pass
-        threading.Thread(
-            target=self.proc.wait, name=f"warm-reap-{self.generation}", daemon=True
-        ).start()
+        self.send_exit()
 
     def kill(self) -> None:
-        self.retired = True
+        # Only while its socket is open: once closed, the process exited and
+        # the base may have reaped it, so its pid may be someone else's.
+        if not self.closed():
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.close()
+
+
+class BaseProcess(Channel):
+    """The base: pytest, plugins and libraries; forks project layers and runs."""
+
+    def __init__(
+        self, spec: WarmSpec, on_death: Callable[[BaseProcess], None] | None = None
+    ) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        super().__init__(parent, "base-reader")
+        self.on_death = on_death
+        self.state = WarmState.STARTING
+        self.ready: wm.BaseReady | None = None
+        self.error: str | None = None
+        self.cached_modules = 0
+        self._layers: dict[int, LayerProcess] = {}
+        self._ready_event = threading.Event()
+        cmd = [sys.executable, "-m", "pytest_fastcollect.warm.zygote"]
+        cmd += ["--control-fd", str(child.fileno()), "--root", spec.root]
+        cmd += ["--cache-dir", spec.cache_dir]
+        if spec.sys_path0 is not None:
+            cmd += ["--sys-path0", spec.sys_path0]
+        cmd += ["--", *spec.warm_args]
+        self.proc = subprocess.Popen(
+            cmd,
+            pass_fds=(child.fileno(),),
+            cwd=spec.cwd,
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=spec.log_fd,
+            start_new_session=True,
+        )
+        child.close()
+        self.pid = self.proc.pid
+        self.start_reading()
+
+    def on_event(self, event: wm.Event, fds: list[int]) -> None:
+        for fd in fds:
+            os.close(fd)
+        if isinstance(event, wm.BaseReady):
+            self.ready = event
+            self.cached_modules = event.cached_modules
+            self.state = WarmState.READY if event.fork.safe else WarmState.FAILED
+            if not event.fork.safe:
+                self.error = f"it cannot fork safely: {event.fork.reason}"
+            self._ready_event.set()
+        elif isinstance(event, wm.LayerExited):
+            layer = self._layers.pop(event.pid, None)
+            if layer is not None:
+                layer.exit_code = event.code
+
+    def on_close(self) -> None:
+        was_ready = self.state is WarmState.READY
+        if self.state is WarmState.STARTING and self.error is None:
+            self.error = (
+                f"the base process exited during start-up (exit code {self.proc.wait()}); "
+                "see the log"
+            )
+        self.state = WarmState.DEAD if was_ready else WarmState.FAILED
+        self._ready_event.set()
+        for layer in list(self._layers.values()):
+            layer.close()  # the kernel kills them (PR_SET_PDEATHSIG); say so at once
+        if was_ready and not self.retired and self.on_death is not None:
+            self.on_death(self)
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        self._ready_event.wait(timeout)
+        return self.state is WarmState.READY
+
+    @property
+    def key(self) -> wm.WarmKey:
+        assert self.ready is not None
+        return self.ready.key
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.state is WarmState.READY
+
+    def new_layer(
+        self,
+        generation: int,
+        env: dict[str, str],
+        on_progress: Callable[[wm.Progress], None],
+        on_death: Callable[[LayerProcess], None] | None,
+    ) -> LayerProcess | None:
+        """Fork a project layer (None: the base process is gone)."""
+        order = wm.LayerOrder(id=next_order_id(), env=env)
+        box = self.request(order)
         try:
-            self.sock.close()
-        except OSError:
-            pass
+            event = box.get()
+            if not isinstance(event, wm.LayerForked) or len(box.fds) != 1:
+                return None
+            sock = socket.socket(fileno=os.dup(box.fds[0]))
+        finally:
+            self.done(order.id)
+        layer = LayerProcess(generation, sock, event.pid, on_progress, on_death)
+        self._layers[event.pid] = layer
+        return layer
+
+    def retire(self) -> None:
+        self.send_exit()
+        threading.Thread(target=self.proc.wait, name="base-reap", daemon=True).start()
+
+    def kill(self) -> None:
+        self.close()
         if self.proc.poll() is None:
             try:
                 self.proc.kill()

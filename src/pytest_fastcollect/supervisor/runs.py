@@ -22,8 +22,8 @@ import pydantic
 from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
 from pytest_fastcollect.supervisor.idle import IdleWork
-from pytest_fastcollect.supervisor.lifecycle import Mailbox, WarmHandle, next_order_id
-from pytest_fastcollect.supervisor.slot import Notify, Refused, WarmSlot
+from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
+from pytest_fastcollect.supervisor.slot import Notify, Refused, Restarting, WarmSlot
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import FrameError, read_to_eof, recv_frame, send_frame
@@ -32,6 +32,26 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 COLLECT_RESULT = pydantic.TypeAdapter(wm.CollectResult)
 SIGNAL_FRAME_LIMIT = 4096
+
+
+class RunFork:
+    """A run's worker as ordered: from which process, its mailbox and order."""
+
+    __slots__ = ("box", "generation", "learner", "order_id", "source")
+
+    def __init__(
+        self,
+        source: WarmHandle | BaseProcess,
+        box: Mailbox,
+        order_id: str,
+        generation: int,
+        learner: WarmHandle | None,
+    ) -> None:
+        self.source = source
+        self.box = box
+        self.order_id = order_id
+        self.generation = generation
+        self.learner = learner  # who learns the library modules it imports
 
 
 class Runs:
@@ -56,7 +76,7 @@ class Runs:
 
         status_r, status_w = os.pipe()
         try:
-            wp, box, order_id = self._fork_run(req, fds, status_w, notify)
+            fork = self._fork_run(req, fds, status_w, notify)
         except Refused as exc:
             os.close(status_r)
             return p.RunRefused(request_id=req.request_id, reason=str(exc))
@@ -68,15 +88,59 @@ class Runs:
             for fd in fds:
                 os.close(fd)
         try:
-            return self._follow(conn, req, wp, box, status_r)
+            return self._follow(conn, req, fork, status_r)
         finally:
             os.close(status_r)
-            wp.done(order_id)
+            fork.source.done(fork.order_id)
 
     def _fork_run(
         self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
-    ) -> tuple[WarmHandle, Mailbox, str]:
-        with self.slot.hold() as held:
+    ) -> RunFork:
+        try:
+            return self._fork_from_layer(req, fds, status_w, notify)
+        except Restarting as exc:
+            # A new project layer warms up: waiting would be slower than cold.
+            base = self.slot.layers.base_for_runs()
+            if base is None:
+                raise Refused(str(exc)) from None
+            return self._fork_from_base(base, req, fds, status_w, notify, str(exc))
+
+    def _fork_from_base(
+        self,
+        base: BaseProcess,
+        req: p.RunRequest,
+        fds: list[int],
+        status_w: int,
+        notify: Notify,
+        why: str,
+    ) -> RunFork:
+        """A run that imports the project itself, in a fork of the base process."""
+        reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path)
+        reasons += fingerprint.env_differences(base.key.env, req.env)
+        if reasons:
+            raise Refused(f"{why}; {reasons[0]}")
+        notify(f"{why}; this run imports the project itself")
+        order = self._fork_order(req)
+        box = base.request(order, (*fds, status_w))
+        log.debug("Run [%s] is order %s on the base process %d", req.request_id, order.id, base.pid)
+        return RunFork(base, box, order.id, self.slot.generation, learner=None)
+
+    @staticmethod
+    def _fork_order(req: p.RunRequest) -> wm.ForkOrder:
+        return wm.ForkOrder(
+            id=next_order_id(),
+            mode="run",
+            args=req.args,
+            cwd=req.cwd,
+            env=req.env,
+            umask=req.umask,
+            argv0=req.argv0,
+        )
+
+    def _fork_from_layer(
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+    ) -> RunFork:
+        with self.slot.hold(for_run=True) as held:
             wp = held.fresh(notify)
             reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path)
             if reasons:
@@ -86,22 +150,15 @@ class Runs:
                 # Values read at import time changed (an export between runs):
                 # warm a process with the run's environment.
                 wp = held.use_environment(req.env, env_reasons[0], notify)
-            order = wm.ForkOrder(
-                id=next_order_id(),
-                mode="run",
-                args=req.args,
-                cwd=req.cwd,
-                env=req.env,
-                umask=req.umask,
-                argv0=req.argv0,
-            )
+            order = self._fork_order(req)
             box = wp.request(order, (*fds, status_w))
         log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)
-        return wp, box, order.id
+        return RunFork(wp, box, order.id, wp.generation, learner=wp)
 
     def _follow(
-        self, conn: socket.socket, req: p.RunRequest, wp: WarmHandle, box: Mailbox, status_r: int
+        self, conn: socket.socket, req: p.RunRequest, fork: RunFork, status_r: int
     ) -> p.RunFinished | p.RunRefused:
+        box = fork.box
         event = box.get()
         if isinstance(event, wm.Tainted):
             self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
@@ -115,21 +172,26 @@ class Runs:
         pid = event.pid
         # The worker may still refuse the run (its option check comes first,
         # before it writes anything); the client then runs cold.
-        started = p.RunStarted(request_id=req.request_id, pid=pid, generation=wp.generation)
+        started = p.RunStarted(request_id=req.request_id, pid=pid, generation=fork.generation)
         send_frame(conn, p.dump(started))
         client_gone = False
         while True:
             waiting: list[Mailbox | socket.socket] = [box] if client_gone else [box, conn]
             readable, _, _ = select.select(waiting, [], [])
             if box in readable:
-                done = self._finished(req, wp, box.get(), pid, status_r)
+                done = self._finished(req, fork.learner, box.get(), pid, status_r)
                 if done is not None:
                     return done
             if not client_gone and conn in readable:
                 client_gone = self._client_message(conn, pid)
 
     def _finished(
-        self, req: p.RunRequest, wp: WarmHandle, event: wm.Event | None, pid: int, status_r: int
+        self,
+        req: p.RunRequest,
+        learner: WarmHandle | None,
+        event: wm.Event | None,
+        pid: int,
+        status_r: int,
     ) -> p.RunFinished | p.RunRefused | None:
         if event is None:
             _killpg(pid, signal.SIGKILL)
@@ -140,8 +202,8 @@ class Runs:
             )
         if not isinstance(event, wm.Exited):
             return None
-        if event.imports:
-            self.idle.want_imports(wp, event.imports)
+        if event.imports and learner is not None:
+            self.idle.want_imports(learner, event.imports)
         if event.code == fingerprint.REFUSED_EXIT:
             reason = _read_available(status_r).decode(errors="replace").strip()
             if reason:
@@ -214,6 +276,7 @@ class Runs:
     def _collect_in_worker(self, args: list[str]) -> tuple[WarmHandle, bytes]:
         r, w = os.pipe()
         try:
+            # The API has no cold collect to fall back on: it waits for a warm-up.
             with self.slot.hold() as held:
                 wp = held.fresh(lambda _m: None)
                 order = wm.ForkOrder(

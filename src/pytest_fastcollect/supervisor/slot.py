@@ -8,6 +8,12 @@ call them holds the lock; nothing else can.
 
 The daemon's reported state is derived, not stored twice: the current warm
 process's own state, plus what the slot is doing right now.
+
+A run never waits for a warm-up (never slower than cold): a run that needs
+a new warm process starts the replacement in the background and goes cold;
+runs that arrive while one warms up go cold at once, with a notice. Idle
+work holds the lock in short steps and gives way between them to a run
+that waits (``ReloadLock.urgent_waiting``).
 """
 
 from __future__ import annotations
@@ -22,18 +28,73 @@ from typing import Protocol
 from pytest_fastcollect.supervisor import changes, reloader
 from pytest_fastcollect.supervisor.freshness import Freshness
 from pytest_fastcollect.supervisor.graph import ImportGraph
-from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState
+from pytest_fastcollect.supervisor.layers import LayerSource
+from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState, loaded_files
 from pytest_fastcollect.supervisor.stats import Stats
 from pytest_fastcollect.wire import protocol as p
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
 Notify = Callable[[str], None]
-Spawn = Callable[[int, dict[str, str]], WarmHandle]  # (generation, environment) -> started
+
+# What a new base process is needed for: the libraries it holds may be stale.
+FULL_RENEWAL = frozenset(
+    {
+        changes.Replace.PACKAGES,
+        changes.Replace.EXTENSION,
+        changes.Replace.ENV,
+        changes.Replace.MANUAL,
+    }
+)
 
 
 class Refused(Exception):
     """The daemon cannot serve this request warm now (the message says why)."""
+
+
+class Restarting(Refused):
+    """A new project layer is warming up: a run can still come from the base process."""
+
+
+class ReloadLock:
+    """One holder at a time; a run (``urgent``) that would wait for a warm-up gives up."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent = 0
+        self._warming: str | None = None  # why a new warm process is being warmed
+
+    @contextlib.contextmanager
+    def acquire(self, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            self._urgent += urgent
+            try:
+                while True:
+                    if urgent and self._warming is not None:
+                        raise Restarting(f"the warm process is restarting ({self._warming})")
+                    if not self._held:
+                        break
+                    self._cond.wait()
+                self._held = True
+            finally:
+                self._urgent -= urgent
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+    def urgent_waiting(self) -> bool:
+        with self._cond:
+            return self._urgent > 0
+
+    def warming(self, reason: str | None) -> None:
+        """A replacement warms up (reason) or is over (None): waiting runs go cold now."""
+        with self._cond:
+            self._warming = reason
+            self._cond.notify_all()
 
 
 class SlotListener(Protocol):
@@ -47,19 +108,19 @@ class WarmSlot:
     def __init__(
         self,
         root: str,
-        spawn: Spawn,
+        layers: LayerSource,
         env: dict[str, str],
         records: Freshness,
         stats: Stats,
         graph: ImportGraph | None = None,
     ) -> None:
         self.root = root
-        self._spawn = spawn
+        self.layers = layers
         self.records = records
         self.stats = stats
         self.graph = graph or ImportGraph()
         self.listener: SlotListener | None = None
-        self._lock = threading.Lock()  # the reload lock
+        self.lock = ReloadLock()
         self._current: WarmHandle | None = None
         self._adopted_once = False
         self.generation = 0
@@ -91,9 +152,11 @@ class WarmSlot:
         return p.DaemonState.READY
 
     @contextlib.contextmanager
-    def hold(self) -> Iterator[Held]:
-        with self._lock:
-            yield Held(self)
+    def hold(self, for_run: bool = False) -> Iterator[Held]:
+        """The reload lock, and the operations that need it. ``for_run``: a run
+        that must not wait for a warm-up (Refused instead)."""
+        with self.lock.acquire(urgent=for_run):
+            yield Held(self, for_run)
 
     def start(self) -> WarmHandle:
         """The first warm process. Not under the lock: runs that arrive meanwhile
@@ -112,7 +175,7 @@ class WarmSlot:
     def _new_process(self) -> WarmHandle:
         self.generation += 1
         self.spawned_ns = time.time_ns()
-        return self._spawn(self.generation, self.warm_env)
+        return self.layers.project(self.generation, self.warm_env, self.on_death)
 
     def apply_when_quiet(self) -> None:
         """The debounce fired: apply pending changes now, ahead of the next run."""
@@ -130,9 +193,15 @@ class WarmSlot:
         self.replace_soon(changes.Replace.CRASH, "the warm process died")
 
     def replace_soon(self, kind: changes.Replace, reason: str) -> None:
+        # Runs that come before the thread holds the lock already go cold.
+        self.lock.warming(reason)
+
         def replace() -> None:
-            with self.hold() as held:
-                held.replace(kind, reason, None)
+            try:
+                with self.hold() as held:
+                    held.replace(kind, reason, None)
+            finally:
+                self.lock.warming(None)
 
         threading.Thread(target=replace, name="replace", daemon=True).start()
 
@@ -140,8 +209,9 @@ class WarmSlot:
 class Held:
     """The operations that change the warm process; exists only while the lock is held."""
 
-    def __init__(self, slot: WarmSlot) -> None:
+    def __init__(self, slot: WarmSlot, for_run: bool = False) -> None:
         self.slot = slot
+        self.for_run = for_run
 
     @property
     def current(self) -> WarmHandle | None:
@@ -180,7 +250,7 @@ class Held:
         for failure in ready.failures:
             log.warning("Failed to import %s: %s", failure.path, failure.error)
         slot.records.record(
-            wp.modules, wp.test_files, slot.spawned_ns, force_changed=slot.records.pending()
+            loaded_files(wp), wp.test_files, slot.spawned_ns, force_changed=slot.records.pending()
         )
         old = slot._current if slot._current is not wp else None
         slot._current = wp
@@ -198,24 +268,37 @@ class Held:
         notify: Notify | None,
         changed: set[str] | frozenset[str] = frozenset(),
     ) -> None:
-        """Warm a new process, switch to it, retire the old one."""
+        """Warm a new process, switch to it, retire the old one.
+
+        For a run: the warm-up goes on in the background and the run goes cold
+        (Refused), since waiting for it would be slower than a cold run.
+        """
         slot = self.slot
+        # The new process imports these from scratch: a save that kept size
+        # and mtime must not hand it (nor the cold run) the old pyc.
+        for path in slot.records.pending() | set(changed):
+            if path.endswith(".py"):
+                changes.remove_stale_bytecode(path)
+        if self.for_run:
+            slot.replace_soon(kind, reason)
+            raise Restarting(f"restarting the warm process ({reason})")
         log.info("Replacing warm process: %s", reason)
         if notify is not None:
             notify(f"restarting the warm process ({reason})")
         slot.stats.count_replacement(kind.value)
+        if kind in FULL_RENEWAL:
+            slot.layers.renew_base()
         with self.doing(p.DaemonState.REPLACING):
-            dropped = slot.records.take_pending() | set(changed)
-            # The new process imports these from scratch: a save that kept
-            # size and mtime must not hand it the old pyc.
-            for path in dropped:
-                if path.endswith(".py"):
-                    changes.remove_stale_bytecode(path)
-            started = time.perf_counter()
-            # Taken before the warm-up: a save during a failed warm-up still shows.
-            snapshot = slot.records.snapshot()
-            wp = slot._new_process()
-            ready = wp.wait_ready()
+            slot.lock.warming(reason)
+            try:
+                slot.records.take_pending()
+                started = time.perf_counter()
+                # Taken before the warm-up: a save during a failed warm-up still shows.
+                snapshot = slot.records.snapshot()
+                wp = slot._new_process()
+                ready = wp.wait_ready()
+            finally:
+                slot.lock.warming(None)
         if ready:
             self.adopt(wp)
             log.info(
@@ -255,7 +338,8 @@ class Held:
         return wp
 
     def use_environment(self, env: dict[str, str], reason: str, notify: Notify) -> WarmHandle:
-        """Values read at import time changed: warm a process with this environment."""
+        """Values read at import time changed: warm a process with this environment
+        (for a run: in the background, while the run goes cold)."""
         self.slot.warm_env = dict(env)
         self.replace(changes.Replace.ENV, reason, notify)
         wp = self.slot._current

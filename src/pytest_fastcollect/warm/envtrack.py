@@ -16,6 +16,7 @@ from typing import Any
 _BOOTSTRAP_FILES = ("<frozen importlib._bootstrap>", "<frozen importlib._bootstrap_external>")
 
 recorded: dict[str, str | None] = {}  # None: it was not set
+written: set[str] = set()  # set or deleted while a module was imported
 _originals: dict[str, Callable[..., Any]] = {}
 
 
@@ -42,6 +43,11 @@ def _record(key: object) -> None:
         recorded[key] = _peek(key)
 
 
+def _record_write(key: object) -> None:
+    if _State.enabled and isinstance(key, str) and _importing():
+        written.add(key)
+
+
 def _peek(key: str) -> str | None:
     try:
         value: str = _originals["__getitem__"](os.environ, key)
@@ -57,8 +63,20 @@ def install() -> None:
     cls = type(os.environ)
     orig_getitem = cls.__getitem__
     orig_contains = cls.__contains__
+    orig_setitem = cls.__setitem__
+    orig_delitem = cls.__delitem__
     _originals["__getitem__"] = orig_getitem
     _originals["__contains__"] = orig_contains
+    _originals["__setitem__"] = orig_setitem
+    _originals["__delitem__"] = orig_delitem
+
+    def __setitem__(self: Any, key: Any, value: Any) -> None:
+        _record_write(key)
+        orig_setitem(self, key, value)
+
+    def __delitem__(self: Any, key: Any) -> None:
+        _record_write(key)
+        orig_delitem(self, key)
 
     def __getitem__(self: Any, key: Any) -> Any:
         _record(key)
@@ -70,6 +88,8 @@ def install() -> None:
 
     cls.__getitem__ = __getitem__  # type: ignore[method-assign]
     cls.__contains__ = __contains__  # type: ignore[method-assign]
+    cls.__setitem__ = __setitem__  # type: ignore[method-assign]
+    cls.__delitem__ = __delitem__  # type: ignore[method-assign]
     _State.enabled = True
 
 
@@ -78,5 +98,5 @@ def uninstall() -> None:
     _State.enabled = False
     if _originals:
         cls = type(os.environ)
-        cls.__getitem__ = _originals.pop("__getitem__")  # type: ignore[method-assign]
-        cls.__contains__ = _originals.pop("__contains__")  # type: ignore[method-assign]
+        for name in ("__getitem__", "__contains__", "__setitem__", "__delitem__"):
+            setattr(cls, name, _originals.pop(name))

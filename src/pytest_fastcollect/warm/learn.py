@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.metadata
 import json
 import os
 import site
@@ -28,11 +29,10 @@ import warnings
 from collections.abc import Callable, Iterable
 
 from pytest_fastcollect.warm.threads import ForkSafety
-from pytest_fastcollect.wire.framing import read_to_eof
+from pytest_fastcollect.wire.warm import NOT_TRIED
 
 ForkCheck = Callable[[], ForkSafety]
 
-NOT_TRIED = "not tried yet"
 SKIP_PREFIXES = ("_pytest", "pytest", "pluggy", "pytest_fastcollect", "__main__")
 
 
@@ -53,8 +53,28 @@ def library_dirs() -> tuple[str, ...]:
     return tuple(d + os.sep for d in sorted(dirs))
 
 
+@functools.cache
+def plugin_packages() -> frozenset[str]:
+    """Top-level packages of installed pytest plugins. pytest imports them through
+    its assertion-rewriting hook; imported without it, every session would warn."""
+    names: set[str] = set()
+    for dist in importlib.metadata.distributions():
+        if not any(ep.group == "pytest11" for ep in dist.entry_points):
+            continue
+        for ep in dist.entry_points:
+            if ep.group == "pytest11":
+                names.add(ep.value.partition(":")[0].split(".")[0].strip())
+        for file in dist.files or []:
+            parts = str(file).split("/")
+            if parts[0].endswith((".dist-info", ".egg-info")) or ".." in parts:
+                continue
+            names.add(parts[0].removesuffix(".py"))
+    return frozenset(names)
+
+
 def _is_library(name: str, module: object, dirs: tuple[str, ...]) -> bool:
-    if name.startswith(SKIP_PREFIXES) or name.split(".", maxsplit=1)[0] in ("pytest", "_pytest"):
+    top = name.split(".", maxsplit=1)[0]
+    if name.startswith(SKIP_PREFIXES) or top in ("pytest", "_pytest") or top in plugin_packages():
         return False
     path = getattr(module, "__file__", None)
     if not isinstance(path, str):
@@ -68,6 +88,12 @@ def new_library_modules(known: frozenset[str], dirs: tuple[str, ...]) -> list[st
     return sorted(
         name for name in modules.keys() - known if _is_library(name, modules.get(name), dirs)
     )
+
+
+def module_file(name: str) -> str:
+    """The real path a loaded module came from ("" if it has none)."""
+    path = getattr(sys.modules.get(name), "__file__", None)
+    return os.path.realpath(path) if isinstance(path, str) else ""
 
 
 def record(known: frozenset[str], path: str) -> None:
@@ -122,52 +148,91 @@ def _import_quietly(name: str, fork_check: ForkCheck, root: str) -> str | None:
     return None
 
 
-def trial(names: Iterable[str], root: str, fork_check: ForkCheck) -> dict[str, str | None]:
-    """Import ``names`` in a forked child: name -> why it is not invisible, or None."""
+def start_trial(
+    names: list[str],
+    root: str,
+    fork_check: ForkCheck,
+    result_path: str,
+    expected: dict[str, str] | None = None,
+) -> int:
+    """Fork a child that imports ``names`` and writes each one's verdict to
+    ``result_path`` (``finish_trial`` reads it); its pid. This process goes on
+    serving meanwhile. ``expected``: the file a module must come from (where
+    the project imported it from); another one is refused."""
     ordered = sorted(set(names))
-    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the trial child: never returns
         code = 0
         try:
-            os.close(r)
             devnull = os.open(os.devnull, os.O_RDWR)
             os.dup2(devnull, 0)
             # Output shows as a growing file: stdout and stderr go to one.
             out = tempfile.TemporaryFile()  # noqa: SIM115 - lives until os._exit
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
-            results: dict[str, str | None] = {}
-            for name in ordered:
-                reason = _import_quietly(name, fork_check, root)
-                for stream in (sys.stdout, sys.stderr):
-                    try:
-                        stream.flush()
-                    except (OSError, ValueError):
-                        pass
-                if reason is None and os.fstat(1).st_size:
-                    reason = "printed output"
-                results[name] = reason
-                if reason is not None:
-                    # Later imports would be judged in a changed process.
-                    for rest in ordered[ordered.index(name) + 1 :]:
-                        results.setdefault(rest, NOT_TRIED)
-                    break
-            os.write(w, json.dumps(results).encode())
+            results = _trial_imports(ordered, root, fork_check, expected or {})
+            tmp = f"{result_path}.tmp"
+            with open(tmp, "w") as fh:
+                json.dump(results, fh)
+            os.replace(tmp, result_path)
         except BaseException:
             code = 1
         os._exit(code)
-    os.close(w)
+    return pid
+
+
+def _trial_imports(
+    ordered: list[str], root: str, fork_check: ForkCheck, expected: dict[str, str]
+) -> dict[str, str | None]:
+    results: dict[str, str | None] = {}
+    for name in ordered:
+        loaded = len(sys.modules)
+        reason = _import_quietly(name, fork_check, root)
+        if reason is None and expected.get(name, module_file(name)) != module_file(name):
+            # sys.path differs where the project imported it (a conftest moved it).
+            reason = f"came from {module_file(name)}, not {expected[name]}"
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        if reason is None and os.fstat(1).st_size:
+            reason = "printed output"
+        results[name] = reason
+        harmless = reason is not None and reason.startswith("raised") and len(sys.modules) == loaded
+        if reason is not None and not harmless:
+            # Later imports would be judged in a changed process. (An import
+            # that only raised, importing nothing, changed nothing.)
+            for rest in ordered[ordered.index(name) + 1 :]:
+                results.setdefault(rest, NOT_TRIED)
+            break
+    return results
+
+
+def finish_trial(names: Iterable[str], result_path: str) -> dict[str, str | None]:
+    """The verdicts a finished trial child wrote (a crash leaves none)."""
     try:
-        raw = read_to_eof(r)
-    finally:
-        os.close(r)
-        os.waitpid(pid, 0)
-    try:
-        data = json.loads(raw or b"{}")
-    except ValueError:
+        with open(result_path) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
         data = {}
-    return {name: data.get(name, "the trial import crashed") for name in ordered}
+    finally:
+        try:
+            os.unlink(result_path)
+        except OSError:
+            pass
+    if not isinstance(data, dict):
+        data = {}
+    return {name: data.get(name, "the trial import crashed") for name in sorted(set(names))}
+
+
+def trial(names: Iterable[str], root: str, fork_check: ForkCheck) -> dict[str, str | None]:
+    """Import ``names`` in a forked child and wait: name -> why it is not invisible, or None."""
+    with tempfile.TemporaryDirectory(prefix="fc-trial-") as tmp:
+        path = os.path.join(tmp, "trial.json")
+        pid = start_trial(list(names), root, fork_check, path)
+        os.waitpid(pid, 0)
+        return finish_trial(names, path)
 
 
 class Adopted:
@@ -180,12 +245,18 @@ class Adopted:
 
 def adopt(names: Iterable[str], root: str, fork_check: ForkCheck) -> Adopted:
     """Trial-import ``names`` in a child, then import in this process what passed."""
-    result = Adopted()
     wanted = [n for n in sorted(set(names)) if n not in sys.modules]
     if not wanted:
-        return result
-    trial_results = trial(wanted, root, fork_check)
-    for name in wanted:
+        return Adopted()
+    return import_trialled(trial(wanted, root, fork_check), root, fork_check)
+
+
+def import_trialled(
+    trial_results: dict[str, str | None], root: str, fork_check: ForkCheck
+) -> Adopted:
+    """Import in this process the modules whose trial passed (verdict None)."""
+    result = Adopted()
+    for name in sorted(trial_results):
         reason = trial_results[name]
         if reason == NOT_TRIED:
             result.deferred.append(name)

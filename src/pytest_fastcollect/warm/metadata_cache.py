@@ -55,7 +55,9 @@ class _State:
 
 
 def prepare() -> None:
-    """In the warm process: read what a pytest start-up reads."""
+    """In the warm process: read what a pytest start-up reads (once: layers inherit it)."""
+    if _State.cached is not None:
+        return
     cached = [CachedDistribution(d) for d in _original()]
     for dist in cached:
         entry_points = dist.read_text("entry_points.txt") or ""

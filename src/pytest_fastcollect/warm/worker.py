@@ -146,12 +146,14 @@ def run_child(
     order: wm.ForkOrder,
     fds: list[int],
     close: list[int],
-    warm_options: dict[str, str],
+    warm_options: dict[str, str] | None,
     known: frozenset[str] | None = None,
     learn_file: str | None = None,
 ) -> None:
     """Entry point in the forked child; never returns.
 
+    ``warm_options``: import-time options the run must match (None: a run
+    from the base process, which imported no project code, checks nothing).
     ``known``: the warm process's modules, to record in ``learn_file`` what the
     run imported.
     """
@@ -164,7 +166,10 @@ def run_child(
             hooks: list[Callable[[Any], None]] = [_uninstall_metadata_cache]
             if len(fds) > 3:
                 os.set_inheritable(fds[3], False)
-                hooks.append(_check_options(warm_options, fds[3]))
+                if warm_options is not None:
+                    hooks.append(_check_options(warm_options, fds[3]))
+                else:
+                    os.close(fds[3])
             role.set_worker_hooks(hooks)
             if not plugin_disabled(order.args, order.env.get("PYTEST_ADDOPTS", "")):
                 metadata_cache.install()  # a worker hook removes it

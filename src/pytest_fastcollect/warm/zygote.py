@@ -1,25 +1,23 @@
-"""The warm process: warm up through pytest, then fork one worker per order.
+"""The project layer of the warm process: warm up through pytest, then fork runs.
 
-Runs as its own interpreter (``python -m pytest_fastcollect.warm.zygote``),
-started by the supervisor with a control socket. It must stay single-threaded:
-it checks its OS thread count before every fork and reports itself tainted
-instead of forking from a multi-threaded process. Orders and events are the
-dataclasses of ``wire/warm.py``; the supervisor validates the events.
+Forked from the base process (``base.py``), which holds pytest, the plugins
+and the libraries; this layer imports the conftests, the project and the
+test modules by running ``pytest --collect-only`` in-process, then serves
+orders on its own control socket (``serving.py``): fork a run, reload a
+closure, re-warm test modules, learn library imports. It must stay
+single-threaded. Orders and events are the dataclasses of ``wire/warm.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fnmatch
 import gc
 import os
-import select
-import signal
 import socket
 import sys
 import time
-import warnings
+import types
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,35 +25,12 @@ from typing import Any
 import pytest
 
 from pytest_fastcollect import fingerprint, role
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, reload, threads, worker
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache, reload, worker
 from pytest_fastcollect.warm.reload import Result as ReloadResult
+from pytest_fastcollect.warm.serving import OrderLoop, fork_verdict
 from pytest_fastcollect.wire import warm as wm
-from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
 
-CONTROL_FRAME_LIMIT = 256 * 1024 * 1024
 PROGRESS_INTERVAL = 0.1
-
-
-def fork_accounted() -> int:
-    """``os.fork()`` once ``threads.fork_safety`` found every other thread fork-safe.
-
-    Python 3.12+ warns on a fork from a process with several OS threads; the
-    pools we fork beside were checked (their atfork handlers), so the warning
-    says nothing here, and a PYTHONWARNINGS=error must not turn it into a failure.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r".*multi-threaded.*fork\(\)", DeprecationWarning)
-        return os.fork()
-
-
-def fork_verdict() -> wm.ForkVerdict:
-    verdict = threads.fork_safety()
-    return wm.ForkVerdict(
-        safe=verdict.safe,
-        reason=verdict.reason,
-        os_threads=verdict.os_threads,
-        native=dict(verdict.native),
-    )
 
 
 class WarmupPlugin:
@@ -69,6 +44,7 @@ class WarmupPlugin:
         self.failures: list[wm.Failure] = []
         self._modules: dict[str, str] = {}
         self.test_files: set[str] = set()
+        self.conftests: set[str] = set()
         self._last_progress = 0.0
         self.config: pytest.Config | None = None
 
@@ -84,6 +60,17 @@ class WarmupPlugin:
 
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
+
+    def pytest_plugin_registered(self, plugin: object) -> None:
+        # Every conftest the session imported, also those pytest drops from
+        # sys.modules again (a conftest outside a package is always "conftest").
+        path = getattr(plugin, "__file__", None)
+        if (
+            isinstance(plugin, types.ModuleType)
+            and path
+            and os.path.basename(path) == "conftest.py"
+        ):
+            self.conftests.add(os.path.realpath(path))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection(self, session: pytest.Session) -> None:
@@ -172,32 +159,23 @@ def _stdout_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
-class Zygote:
+class Zygote(OrderLoop):
+    """The project layer: conftests, project and test modules imported; forks runs."""
+
     def __init__(self, ctl: socket.socket, root: str, warm_args: list[str], cache_dir: str) -> None:
-        self.ctl = ctl
-        self.root = os.path.realpath(root)
+        super().__init__(ctl, root, cache_dir)
         self.warm_args = warm_args
-        self.children: dict[int, str] = {}  # worker pid -> order id
-        self.cache_dir = cache_dir
-        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         self.warm_options: list[str] = []
         self.warm_paths: list[str] = []
         self.key: wm.WarmKey | None = None
         self.test_files: set[str] = set()
-        rfd, wfd = os.pipe()
-        os.set_blocking(rfd, False)
-        os.set_blocking(wfd, False)
-        self.wake_r, self.wake_w = rfd, wfd
-        self.handlers: dict[str, Callable[[Any, list[int]], bool]] = {
-            "fork": self.fork,
-            "reload": self.reload,
-            "rewarm": self.rewarm,
-            "learn": self.learn,
-            "exit": self.exit,
-        }
+        self.conftests: set[str] = set()
+        self.conftests_imported: list[str] = []  # by the last re-warm
+        self.handlers["reload"] = self.reload
+        self.handlers["rewarm"] = self.rewarm
 
-    def send(self, event: Any) -> None:
-        send_frame(self.ctl, wm.encode(event))
+    def fork_options(self) -> dict[str, str] | None:
+        return self.key.options if self.key is not None else {}
 
     # -- warm-up -------------------------------------------------------------
 
@@ -214,6 +192,7 @@ class Zygote:
     def warm_up(self) -> None:
         started = time.monotonic()
         plugin = WarmupPlugin(self.send)
+        known = frozenset(sys.modules)  # what the base process holds
         envtrack.install()
         with _stdout_to_devnull(), role.warm():
             code = pytest.main(
@@ -239,14 +218,17 @@ class Zygote:
         plugin.config = None
         detach_rewrite_hooks()
         self.test_files |= plugin.test_files
+        self.conftests |= plugin.conftests
         self.key.env.update(envtrack.recorded)
         role.become_worker()
         metadata_cache.prepare()
-        learn.library_dirs()  # computed once, for every run to inherit
+        libraries = learn.new_library_modules(known, learn.library_dirs())
         gc.collect()
         gc.freeze()
         self.send(
             wm.Ready(
+                libraries=[(name, learn.module_file(name)) for name in libraries],
+                env_written=sorted(envtrack.written),
                 pid=os.getpid(),
                 key=self.key,
                 imported=plugin.imported,
@@ -255,11 +237,11 @@ class Zygote:
                 failures=plugin.failures,
                 warm_paths=self.warm_paths,
                 fork=fork_verdict(),
-                **self.module_report(),
+                **self.report(),
             )
         )
 
-    def module_report(self) -> dict[str, Any]:
+    def report(self) -> dict[str, Any]:
         """The fields of ``wm.ModuleReport``: the project modules held now."""
         project: list[tuple[str, str]] = []
         prefix = self.root + os.sep
@@ -275,99 +257,8 @@ class Zygote:
             "modules": project,
             "env_keys": sorted(envtrack.recorded),
             "test_files": sorted(self.test_files),
+            "conftests": sorted(self.conftests),
         }
-
-    # -- serving ---------------------------------------------------------------
-
-    def loop(self) -> None:
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        while True:
-            watched: list[socket.socket | int] = [self.ctl, self.wake_r]
-            readable, _, _ = select.select(watched, [], [])
-            if self.wake_r in readable:
-                try:
-                    while os.read(self.wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
-                self.reap()
-            if self.ctl in readable:
-                try:
-                    raw, fds = recv_frame(self.ctl, CONTROL_FRAME_LIMIT, want_fds=True)
-                except PeerClosed:
-                    self.shutdown()
-                    return
-                order = wm.decode_order(raw)
-                if not self.handlers[order.op](order, fds):
-                    return
-
-    def reap(self) -> None:
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            order_id = self.children.pop(pid, None)
-            if order_id is None:
-                continue
-            self.send(
-                wm.Exited(
-                    id=order_id,
-                    pid=pid,
-                    code=os.waitstatus_to_exitcode(status),
-                    imports=learn.read_recorded(self.learn_file(order_id)),
-                )
-            )
-
-    def learn_file(self, order_id: str) -> str:
-        return os.path.join(self.cache_dir, f"learn-{order_id}.json")
-
-    def learn(self, order: wm.LearnOrder, _fds: list[int]) -> bool:
-        started = time.perf_counter()
-        result = learn.adopt(order.modules, self.root, threads.fork_safety)
-        if result.imported:
-            gc.collect()
-            gc.freeze()
-        self.send(
-            wm.Learned(
-                id=order.id,
-                imported=result.imported,
-                rejected=result.rejected,
-                deferred=result.deferred,
-                tainted=result.tainted,
-                duration_ms=(time.perf_counter() - started) * 1000,
-                **self.module_report(),
-            )
-        )
-        return True
-
-    def fork(self, order: wm.ForkOrder, fds: list[int]) -> bool:
-        verdict = threads.fork_safety()
-        if not verdict.safe:
-            for fd in fds:
-                os.close(fd)
-            self.send(wm.Tainted(id=order.id, reason=verdict.reason))
-            return True
-        known = None
-        learn_file = None
-        if order.mode == "run":
-            # The run records the library modules it imports (learn.py).
-            known = frozenset(sys.modules)
-            learn_file = self.learn_file(order.id)
-        pid = fork_accounted()
-        if pid == 0:
-            close = [self.ctl.fileno(), self.wake_r, self.wake_w]
-            options = self.key.options if self.key is not None else {}
-            worker.run_child(order, fds, close, options, known, learn_file)
-            os._exit(3)  # run_child never returns; belt and braces
-        for fd in fds:
-            os.close(fd)
-        self.children[pid] = order.id
-        self.send(wm.Forked(id=order.id, pid=pid))
-        return True
 
     def recollect(self, paths: list[str]) -> list[wm.Failure]:
         plugin = WarmupPlugin(None)
@@ -376,6 +267,8 @@ class Zygote:
         plugin.config = None
         detach_rewrite_hooks()
         self.test_files |= plugin.test_files
+        self.conftests |= plugin.conftests
+        self.conftests_imported = sorted(plugin.conftests)
         return plugin.failures
 
     def reload(self, order: wm.ReloadOrder, _fds: list[int]) -> bool:
@@ -393,6 +286,7 @@ class Zygote:
     def _reloaded(self, order_id: str, result: ReloadResult) -> None:
         if self.key is not None:
             self.key.env.update(envtrack.recorded)
+        ran, self.conftests_imported = self.conftests_imported, []
         self.send(
             wm.Reloaded(
                 id=order_id,
@@ -401,53 +295,17 @@ class Zygote:
                 reimported=result.reimported,
                 failures=result.failures,
                 duration_ms=result.duration_ms,
-                **self.module_report(),
+                conftests_imported=ran,
+                **self.report(),
             )
         )
 
-    def exit(self, _order: wm.ExitOrder, _fds: list[int]) -> bool:
-        """Retired by the supervisor: let running workers finish, then exit."""
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            order_id = self.children.pop(pid, None)
-            if order_id is not None:
-                try:
-                    self.send(
-                        wm.Exited(id=order_id, pid=pid, code=os.waitstatus_to_exitcode(status))
-                    )
-                except OSError:
-                    pass
-        return False
-
-    def shutdown(self) -> None:
-        for pid in list(self.children):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pytest-fastcollect-warm")
-    parser.add_argument("--control-fd", type=int, required=True)
-    parser.add_argument("--root", required=True)
-    parser.add_argument("--sys-path0", default=None)
-    parser.add_argument("--cache-dir", required=True)
-    parser.add_argument("warm_args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv)
-    # Mirror the client's interpreter: `pytest` puts its script directory first
-    # on sys.path, `python -m` puts the cwd; the supervisor tells us which.
-    if ns.sys_path0 is not None and sys.path:
-        sys.path[0] = ns.sys_path0
-    warm_args = [a for a in ns.warm_args if a != "--"]
-    ctl = socket.socket(fileno=ns.control_fd)
-    zygote = Zygote(ctl, ns.root, warm_args, ns.cache_dir)
-    zygote.warm_up()
-    zygote.loop()
-    return 0
+    """``python -m pytest_fastcollect.warm.zygote``: the base process (it forks this layer)."""
+    from pytest_fastcollect.warm import base
+
+    return base.main(argv)
 
 
 if __name__ == "__main__":

@@ -65,10 +65,34 @@ class RewarmOrder:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class LearnOrder:
-    op: Literal["learn"] = "learn"
+class TrialOrder:
+    """Trial-import library modules in a forked child; answered by ``Trialled`` when
+    the child is done, while the warm process goes on serving."""
+
+    op: Literal["trial"] = "trial"
     id: str
     modules: list[str]  # library modules runs imported
+    # module -> the file it must come from (the project layer's), else it is refused
+    expected: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerOrder:
+    """To the base process: fork a project layer, connected by a new control socket
+    (sent back with ``LayerForked``)."""
+
+    op: Literal["layer"] = "layer"
+    id: str
+    env: dict[str, str]  # the environment the project layer warms up with
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LearnOrder:
+    """Import modules whose trial passed (a few at a time, so runs can come between)."""
+
+    op: Literal["learn"] = "learn"
+    id: str
+    modules: list[str]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -79,11 +103,13 @@ class ExitOrder:
     id: str = ""
 
 
-Order = ForkOrder | ReloadOrder | RewarmOrder | LearnOrder | ExitOrder
+Order = ForkOrder | ReloadOrder | RewarmOrder | TrialOrder | LearnOrder | LayerOrder | ExitOrder
 ORDERS: dict[str, type[Order]] = {
     "fork": ForkOrder,
+    "layer": LayerOrder,
     "reload": ReloadOrder,
     "rewarm": RewarmOrder,
+    "trial": TrialOrder,
     "learn": LearnOrder,
     "exit": ExitOrder,
 }
@@ -135,6 +161,7 @@ class ModuleReport:
     modules: list[tuple[str, str]]  # (module name, real path)
     env_keys: list[str]
     test_files: list[str]
+    conftests: list[str]  # every conftest imported, in sys.modules or not
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -156,6 +183,10 @@ class Ready(ModuleReport):
     failures: list[Failure]
     warm_paths: list[str]
     fork: ForkVerdict
+    # Library modules the warm-up imported beyond the base's (name, real file):
+    # the base learns them, so the next project layer finds them warm.
+    libraries: list[tuple[str, str]]
+    env_written: list[str]  # environment variables set while the project was imported
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -202,6 +233,7 @@ class Reloaded(ModuleReport):
     reimported: int
     failures: list[Failure]
     duration_ms: float
+    conftests_imported: list[str]  # conftests this re-warm's session ran (none for a reload)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -215,7 +247,63 @@ class Learned(ModuleReport):
     duration_ms: float
 
 
-Event = Progress | Ready | WarmFailed | Forked | Exited | Tainted | Reloaded | Learned
+# A trial verdict: not tried, because an earlier module failed its trial.
+NOT_TRIED = "not tried yet"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Trialled:
+    __pydantic_config__ = _FORBID
+    ev: Literal["trialled"] = "trialled"
+    id: str
+    results: dict[str, str | None]  # module -> why its import is not invisible, or None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BaseReady:
+    """The base process holds pytest, the plugins and the libraries it learned."""
+
+    __pydantic_config__ = _FORBID
+    ev: Literal["base_ready"] = "base_ready"
+    pid: int
+    key: WarmKey
+    fork: ForkVerdict
+    cached_modules: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerForked:
+    """Sent with one descriptor: the supervisor's end of the new layer's control socket."""
+
+    __pydantic_config__ = _FORBID
+    ev: Literal["layer_forked"] = "layer_forked"
+    id: str
+    pid: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LayerExited:
+    __pydantic_config__ = _FORBID
+    ev: Literal["layer_exited"] = "layer_exited"
+    pid: int
+    code: int
+
+
+Event = (
+    Progress
+    | Ready
+    | WarmFailed
+    | Forked
+    | Exited
+    | Tainted
+    | Reloaded
+    | Trialled
+    | Learned
+    | BaseReady
+    | LayerForked
+    | LayerExited
+)
 
 
 # --- what a collect worker writes to its result pipe -----------------------------------

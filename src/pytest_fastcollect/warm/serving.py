@@ -1,0 +1,223 @@
+"""The order loop shared by both warm layers: read orders, fork workers, reap children.
+
+Runs in the base process and in the project layer (``base.py``,
+``zygote.py``), both single-threaded: a thread would make forking unsafe.
+Each fork is checked first (``threads.fork_safety``). Children are reaped
+from a SIGCHLD wake-up pipe in the same ``select`` loop that reads orders.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from pytest_fastcollect.warm import learn, threads, worker
+from pytest_fastcollect.wire import warm as wm
+from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
+
+CONTROL_FRAME_LIMIT = 256 * 1024 * 1024
+
+
+def fork_accounted() -> int:
+    """``os.fork()`` once ``threads.fork_safety`` found every other thread fork-safe.
+
+    Python 3.12+ warns on a fork from a process with several OS threads; the
+    pools we fork beside were checked (their atfork handlers), so the warning
+    says nothing here, and a PYTHONWARNINGS=error must not turn it into a failure.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*multi-threaded.*fork\(\)", DeprecationWarning)
+        return os.fork()
+
+
+def fork_verdict() -> wm.ForkVerdict:
+    verdict = threads.fork_safety()
+    return wm.ForkVerdict(
+        safe=verdict.safe,
+        reason=verdict.reason,
+        os_threads=verdict.os_threads,
+        native=dict(verdict.native),
+    )
+
+
+class OrderLoop:
+    """Serve orders on ``ctl``; subclasses add handlers and what their events carry."""
+
+    def __init__(self, ctl: socket.socket, root: str, cache_dir: str) -> None:
+        self.ctl = ctl
+        self.root = os.path.realpath(root)
+        self.cache_dir = cache_dir
+        os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+        self.children: dict[int, str] = {}  # worker pid -> order id
+        self.trials: dict[int, tuple[str, list[str], str]] = {}  # pid -> order id, names, file
+        rfd, wfd = os.pipe()
+        os.set_blocking(rfd, False)
+        os.set_blocking(wfd, False)
+        self.wake_r, self.wake_w = rfd, wfd
+        self.handlers: dict[str, Callable[[Any, list[int]], bool]] = {
+            "fork": self.fork,
+            "trial": self.trial,
+            "learn": self.learn,
+            "exit": self.exit,
+        }
+
+    def send(self, event: Any) -> None:
+        send_frame(self.ctl, wm.encode(event))
+
+    # -- what subclasses tell -----------------------------------------------------------
+
+    def fork_options(self) -> dict[str, str] | None:
+        """Import-time options a run must match (None: nothing to check)."""
+        return None
+
+    def report(self) -> dict[str, Any]:
+        """The fields of ``wm.ModuleReport`` for events that carry one."""
+        raise NotImplementedError
+
+    def reaped(self, pid: int, status: int) -> bool:
+        """A child that is neither a worker nor a trial exited; True if it was ours."""
+        return False
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def loop(self) -> None:
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        while True:
+            watched: list[socket.socket | int] = [self.ctl, self.wake_r]
+            readable, _, _ = select.select(watched, [], [])
+            if self.wake_r in readable:
+                try:
+                    while os.read(self.wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+                self.reap()
+            if self.ctl in readable:
+                try:
+                    raw, fds = recv_frame(self.ctl, CONTROL_FRAME_LIMIT, want_fds=True)
+                except PeerClosed:
+                    self.shutdown()
+                    return
+                order = wm.decode_order(raw)
+                if not self.handlers[order.op](order, fds):
+                    return
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            trial = self.trials.pop(pid, None)
+            if trial is not None:
+                trial_id, names, path = trial
+                self.send(wm.Trialled(id=trial_id, results=learn.finish_trial(names, path)))
+                continue
+            order_id = self.children.pop(pid, None)
+            if order_id is None:
+                self.reaped(pid, status)
+                continue
+            self.send(
+                wm.Exited(
+                    id=order_id,
+                    pid=pid,
+                    code=os.waitstatus_to_exitcode(status),
+                    imports=learn.read_recorded(self.learn_file(order_id)),
+                )
+            )
+
+    # -- orders -------------------------------------------------------------------------
+
+    def learn_file(self, order_id: str) -> str:
+        return os.path.join(self.cache_dir, f"learn-{os.getpid()}-{order_id}.json")
+
+    def fork(self, order: wm.ForkOrder, fds: list[int]) -> bool:
+        verdict = threads.fork_safety()
+        if not verdict.safe:
+            for fd in fds:
+                os.close(fd)
+            self.send(wm.Tainted(id=order.id, reason=verdict.reason))
+            return True
+        known = None
+        learn_file = None
+        if order.mode == "run":
+            # The run records the library modules it imports (learn.py).
+            known = frozenset(sys.modules)
+            learn_file = self.learn_file(order.id)
+        pid = fork_accounted()
+        if pid == 0:
+            close = [self.ctl.fileno(), self.wake_r, self.wake_w]
+            worker.run_child(order, fds, close, self.fork_options(), known, learn_file)
+            os._exit(3)  # run_child never returns; belt and braces
+        for fd in fds:
+            os.close(fd)
+        self.children[pid] = order.id
+        self.send(wm.Forked(id=order.id, pid=pid))
+        return True
+
+    def trial(self, order: wm.TrialOrder, _fds: list[int]) -> bool:
+        wanted = [n for n in order.modules if n not in sys.modules]
+        if not wanted:
+            self.send(wm.Trialled(id=order.id, results={}))
+            return True
+        path = os.path.join(self.cache_dir, f"trial-{os.getpid()}-{order.id}.json")
+        pid = learn.start_trial(
+            wanted, self.root, threads.fork_safety, path, expected=order.expected
+        )
+        self.trials[pid] = (order.id, wanted, path)
+        return True
+
+    def learn(self, order: wm.LearnOrder, _fds: list[int]) -> bool:
+        started = time.perf_counter()
+        passed: dict[str, str | None] = dict.fromkeys(order.modules)
+        result = learn.import_trialled(passed, self.root, threads.fork_safety)
+        if result.imported:
+            gc.collect()  # what the imports left behind; the rest stays frozen
+            gc.freeze()
+        self.send(
+            wm.Learned(
+                id=order.id,
+                imported=result.imported,
+                rejected=result.rejected,
+                deferred=result.deferred,
+                tainted=result.tainted,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                **self.report(),
+            )
+        )
+        return True
+
+    def exit(self, _order: wm.ExitOrder, _fds: list[int]) -> bool:
+        """Retired by the supervisor: let running workers finish, then exit."""
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            order_id = self.children.pop(pid, None)
+            if order_id is not None:
+                try:
+                    self.send(
+                        wm.Exited(id=order_id, pid=pid, code=os.waitstatus_to_exitcode(status))
+                    )
+                except OSError:
+                    pass
+        return False
+
+    def shutdown(self) -> None:
+        for pid in list(self.children):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
