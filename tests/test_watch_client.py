@@ -253,7 +253,7 @@ def test_watch_mode_imports_neither_pytest_nor_pydantic() -> None:
 
     code = (
         "import sys\n"
-        "from pytest_fastcollect.client import thin, watch\n"
+        "from pytest_fastcollect.client import thin, watch, watch_cli\n"
         "print(sorted(m for m in ('pytest', '_pytest', 'pydantic', 'psutil', 'watchdog') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

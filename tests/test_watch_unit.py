@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,11 +50,27 @@ class Harness:
             warm_args=["tests"],
             settings=DaemonSettings(debounce=QUIET, learn_imports=False),
         )
-        self.sup = Supervisor(config, self.spawn)
+        self.sup = Supervisor(config, lambda _on_base_death: self)
         self.conns: list[socket.socket] = []
 
-    def spawn(self, generation: int, env: dict[str, str], on_death: object) -> WarmHandle:
-        return FakeWarm(generation, env, self.root, None, on_death)  # type: ignore[arg-type,return-value]
+    # -- LayerSource: every warm process is a FakeWarm -------------------------------------
+
+    def renew_base(self) -> None:
+        pass
+
+    def base_for_runs(self) -> None:
+        return None
+
+    def learn_libraries(self, libraries: list[tuple[str, str]], env_written: list[str]) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def project(
+        self, generation: int, env: dict[str, str], on_death: Callable[[WarmHandle], None]
+    ) -> WarmHandle:
+        return FakeWarm(generation, env, self.root, None, on_death)  # type: ignore[arg-type]
 
     def edit(self, rel: str, text: str) -> str:
         path = self.root / rel

@@ -403,6 +403,6 @@ def reload(config: pytest.Config) -> int:
 
 
 def watch(config: pytest.Config) -> int:
-    from pytest_fastcollect.client import watch as watch_mode
+    from pytest_fastcollect.client import watch_cli
 
-    return watch_mode.from_config(config, clear=bool(config.known_args_namespace.daemon_clear))
+    return watch_cli.from_config(config, clear=bool(config.known_args_namespace.daemon_clear))

@@ -1,7 +1,7 @@
 """``pytest-fastcollect run ARGS...``: run through the daemon without importing pytest.
 
-``pytest-fastcollect watch ARGS...`` is watch mode (``client/watch.py``), the same
-way.
+``pytest-fastcollect watch ARGS...`` is watch mode (``client/watch_cli.py``), the
+same way.
 
 For editors, scripts and the fastest path. Finds the daemon by walking up
 from the current directory; if none serves it, or the daemon refuses the run,
@@ -67,7 +67,7 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write(USAGE + "\n")
         return 0 if argv else 4
     if argv[0] == "watch":
-        from pytest_fastcollect.client.watch import thin_main
+        from pytest_fastcollect.client.watch_cli import thin_main
 
         return thin_main(argv[1:])
     if argv[0] != "run":

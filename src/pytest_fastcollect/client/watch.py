@@ -17,7 +17,8 @@ watch`` (so it imports neither pytest nor pydantic: requests go through
    next answer, never lost.
 
 Each run loads a small silent plugin (``watch_report.py``) whose report says
-which tests the arguments select and which failed.
+which tests the arguments select and which failed. ``watch_cli.py`` holds the
+two ways in (the ``--daemon-watch`` verb and the thin client).
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any, TextIO
-
-    import pytest
 
 REPORT_PLUGIN = "pytest_fastcollect.client.watch_report"
 POLL_TIMEOUT = 60.0  # a watch request answers at least this often (the daemon is alive)
@@ -189,8 +188,7 @@ class Watch:
 
     def _main(self) -> int:
         self.socket_path = self.start_daemon()
-        first = self._ask()
-        assert first is not None
+        self._ask()  # the change log's cursor: saves from now on count
         self.term.enter_keys()
         if self.execute(self.full_plan(f"watch: {wa.show(['pytest', *self.args])}")):
             return INTERRUPTED
@@ -428,85 +426,3 @@ def _reload_text(w: lite.Watched) -> str:
 
 def _exit_on_signal(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
-
-
-# -- the two ways in --------------------------------------------------------------------
-
-
-def cold_command() -> list[str]:
-    """The ordinary pytest next to this interpreter (what a cold run executes)."""
-    script = os.path.join(os.path.dirname(sys.executable), "pytest")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "pytest"]
-
-
-def from_config(config: pytest.Config, clear: bool) -> int:
-    """``pytest --daemon-watch [ARGS]``: the verb, before any conftest is imported."""
-    from pytest_fastcollect import fingerprint
-    from pytest_fastcollect.client import commands, ui
-    from pytest_fastcollect.client.transport import lock_is_free
-    from pytest_fastcollect.paths import ensure_runtime_dir, project_files
-
-    files = project_files(config.rootpath, ensure_runtime_dir())
-
-    def start() -> str:
-        if lock_is_free(files):
-            try:
-                ready = commands.spawn_supervisor(
-                    config, commands.warm_args_from(config), wait=True
-                )
-            except DaemonError:
-                if lock_is_free(files):
-                    raise
-            else:
-                assert ready is not None
-                sys.stdout.write(ui.render_started(ready, str(files.root)))
-        return str(files.socket)
-
-    args = [a for a in config.invocation_params.args if not a.startswith("--daemon-")]
-    return Watch(
-        args,
-        str(config.invocation_params.dir),
-        fingerprint.base_sys_path(fingerprint.ini_pythonpath(config)),
-        sys.argv[0] if sys.argv else "pytest",
-        start,
-        cold_command(),
-        clear=clear,
-    ).main()
-
-
-THIN_USAGE = "usage: pytest-fastcollect watch [--clear] [PYTEST ARGS...]"
-
-
-def thin_main(argv: list[str]) -> int:
-    """``pytest-fastcollect watch [--clear] ARGS``: the same loop, without importing pytest."""
-    clear = "--clear" in argv
-    args = [a for a in argv if a != "--clear"]
-    if any(a.startswith("--daemon-") or a in ("-h", "--help") for a in args):
-        sys.stdout.write(THIN_USAGE + "\n")
-        return int(Exit.USAGE)
-    cwd = os.getcwd()
-    command = cold_command()
-
-    def start() -> str:
-        from pytest_fastcollect.client.thin import find_daemon
-
-        found = find_daemon(cwd)
-        if found is not None and _answers(found):
-            return found
-        env = dict(os.environ)
-        env.pop("PYTEST_FASTCOLLECT_DISABLE", None)
-        code = subprocess.call([*command, "--daemon-start", *args], cwd=cwd, env=env)
-        found = find_daemon(cwd)
-        if code != 0 or found is None:
-            raise DaemonError(f"could not start a daemon here (exit code {code})")
-        return found
-
-    return Watch(args, cwd, list(sys.path), command[-1], start, command, clear=clear).main()
-
-
-def _answers(socket_path: str) -> bool:
-    try:
-        connect(socket_path, timeout=5).close()
-    except FastCollectError:
-        return False
-    return True
