@@ -153,7 +153,7 @@ def test_a_conftest_with_hooks_reaches_every_test(proj: Project) -> None:
     proj.write("tests/sub/conftest.py", "X = 1\n")  # the hook removed: was it there? yes
     everything, reasons, _ = proj.select("tests/sub/conftest.py")
     assert everything
-    assert reasons == ["tests/sub/conftest.py defines pytest hooks or plugins, and it changed"]
+    assert reasons == ["tests/sub/conftest.py defines pytest hooks, and it changed"]
     # Once judged, the new content (no hook) is what counts: a fixture-only edit.
     proj.write("tests/sub/conftest.py", "X = 2\n")
     assert proj.select("tests/sub/conftest.py") == (False, [], ["tests/sub/test_sub.py"])
@@ -164,9 +164,23 @@ def test_a_module_imported_by_a_conftest_with_plugins(proj: Project) -> None:
     proj.select()
     everything, reasons, _ = proj.select("app/plugin.py")
     assert everything
+    assert reasons == ["conftest.py names pytest_plugins, and a module it imports changed"]
+
+
+def test_a_conftest_that_runs_code_at_import_reaches_every_test(proj: Project) -> None:
+    # Collected after it, test modules in any directory see what it did.
+    proj.write("tests/sub/conftest.py", "import os\n\nos.environ['MODE'] = 'sub'\n")
+    everything, reasons, _ = proj.select("tests/sub/conftest.py")
+    assert everything
     assert reasons == [
-        "conftest.py defines pytest hooks or plugins, and a module it imports changed"
+        "tests/sub/conftest.py runs code at import (line 3: an assignment to "
+        "os.environ['MODE']), and it changed"
     ]
+    # Back to plain: the version it replaces still ran that code.
+    proj.write("tests/sub/conftest.py", "import pytest\n")
+    assert proj.select("tests/sub/conftest.py")[0]
+    proj.write("tests/sub/conftest.py", "import pytest\n\nX = 1\n")
+    assert proj.select("tests/sub/conftest.py") == (False, [], ["tests/sub/test_sub.py"])
 
 
 def test_a_new_conftest_affects_its_directory(proj: Project) -> None:

@@ -12,8 +12,9 @@ an extension module or installed packages changed; a file that is not
 Python changed (tests may read it); a module changed that nothing the graph
 knows imports (an entry-point plugin, ``-p``, a path-based load); a
 conftest, or a module a conftest imports, changed and that conftest defines
-(or defined) pytest hooks or names ``pytest_plugins`` (hooks and plugins
-reach every test, not only those below it). A test file whose closure holds
+(or defined) pytest hooks, names ``pytest_plugins`` or runs code at import
+(``supervisor/effects.py``): hooks, plugins and import effects reach every
+test, not only those below it. A test file whose closure holds
 an import the scan cannot follow (a computed ``import_module`` name) is
 affected by every change to a Python file.
 
@@ -32,12 +33,13 @@ import threading
 from collections import deque
 from collections.abc import Iterable
 
+from pytest_fastcollect.supervisor import effects
 from pytest_fastcollect.supervisor.changes import (
     CONFIG_FILES,
     EXTENSION_SUFFIXES,
     IGNORED_DIRS,
 )
-from pytest_fastcollect.supervisor.freshness import PACKAGES_CHANGED
+from pytest_fastcollect.supervisor.freshness import PACKAGES_CHANGED, Signature, stat_signature
 from pytest_fastcollect.supervisor.graph import ImportGraph, Scan
 
 DEFAULT_TEST_PATTERNS = ("test_*.py", "*_test.py")  # pytest's default python_files
@@ -89,11 +91,32 @@ class Selection:
     test_files: list[str]  # absolute; every known test file when ``everything``
 
 
-class _Absent:
-    """A conftest position seen empty at the last answer (a new conftest is no surprise)."""
+@dataclasses.dataclass(frozen=True)
+class Conftest:
+    """One version of a conftest, as far as its reach goes."""
+
+    # Why it reaches tests outside its directory (hooks, pytest_plugins, code
+    # run at import); None: it only serves fixtures to the tests below it.
+    beyond: str | None
 
 
-ABSENT = _Absent()
+ABSENT = Conftest(None)  # a conftest position seen empty: a new conftest is no surprise
+
+
+def conftest_facts(path: str, scan: Scan) -> Conftest:
+    """What a conftest reaches: hooks and plugins from the scan, import effects from its source."""
+    if scan.hooks:
+        return Conftest("defines pytest hooks")
+    if scan.plugins:
+        return Conftest("names pytest_plugins")
+    try:
+        with open(path, "rb") as fh:
+            effect = effects.profile(fh.read()).effect
+    except OSError:
+        return ABSENT
+    # Code run at import (os.environ, sys.path, a registry) stays for the
+    # test modules collected after it, in any directory.
+    return Conftest(f"runs code at import ({effect})" if effect else None)
 
 
 class _Graph:
@@ -160,7 +183,8 @@ class Affected:
         self._names: dict[str, str] = {}  # file -> module name, from every table shown
         self._tests: set[str] = set()  # every test file shown
         self._by_dir: dict[str, tuple[str, str]] = {}  # directory -> (a module there, its name)
-        self._conftests: dict[str, Scan | _Absent] = {}  # as of the last answer
+        self._conftests: dict[str, Conftest] = {}  # as of the last answer
+        self._conftest_cache: dict[str, tuple[Signature | None, Conftest]] = {}
 
     # -- names --------------------------------------------------------------------------
 
@@ -228,11 +252,21 @@ class Affected:
             pool = {p for p in pool if os.path.exists(p)}
             return _Answer(self, list(changed), pool, tuple(patterns)).run()
 
-    def conftest_before(self, path: str) -> Scan | _Absent | None:
+    def conftest_before(self, path: str) -> Conftest | None:
         return self._conftests.get(path)
 
-    def remember_conftests(self, facts: dict[str, Scan | _Absent]) -> None:
+    def remember_conftests(self, facts: dict[str, Conftest]) -> None:
         self._conftests.update(facts)
+
+    def conftest_now(self, path: str, scan: Scan) -> Conftest:
+        """``conftest_facts``, cached by the file's stat signature."""
+        sig = stat_signature(path)
+        cached = self._conftest_cache.get(path)
+        if cached is not None and cached[0] == sig:
+            return cached[1]
+        found = conftest_facts(path, scan)
+        self._conftest_cache[path] = (sig, found)
+        return found
 
 
 class _Answer:
@@ -305,14 +339,14 @@ class _Answer:
 
     # -- the graph ----------------------------------------------------------------------
 
-    def build(self) -> tuple[_Graph, dict[str, Scan | _Absent]]:
+    def build(self) -> tuple[_Graph, dict[str, Conftest]]:
         """Scan every known module, test file and conftest position on their chains."""
         graph = _Graph()
         files = dict(self.o._names)
         for path in self.pool | self.tests | self.o._tests:
             if path not in files:
                 files[path] = self.o.name_of(path) or os.path.basename(path)[:-3]
-        facts: dict[str, Scan | _Absent] = {}
+        facts: dict[str, Conftest] = {}
         for path in self.chain(set(files) | self.conftests):
             if not os.path.exists(path):
                 facts[path] = ABSENT
@@ -322,7 +356,7 @@ class _Answer:
             scan = self.o.graph.scan_of(name, path)
             graph.add(path, name, scan)
             if os.path.basename(path) == CONFTEST and path not in facts:
-                facts[path] = scan
+                facts[path] = self.o.conftest_now(path, scan)
         return graph, facts
 
     def chain(self, paths: Iterable[str]) -> set[str]:
@@ -338,7 +372,7 @@ class _Answer:
                 d = parent
         return {os.path.join(d, CONFTEST) for d in out}
 
-    def walk(self, graph: _Graph, facts: dict[str, Scan | _Absent]) -> set[str]:
+    def walk(self, graph: _Graph, facts: dict[str, Conftest]) -> set[str]:
         roots = self.pool | self.tests | self.o._tests
         roots |= {p for p in graph.imports if os.path.basename(p) == CONFTEST}
         explained = graph.imported_by(roots)
@@ -354,14 +388,11 @@ class _Answer:
             before = self.o.conftest_before(conftest)
             if before is None and conftest in self.conftests:
                 self.everything.append(f"{self.rel(conftest)} changed (not seen before)")
-            elif any(
-                isinstance(f, Scan) and (f.hooks or f.plugins)
-                for f in (before, facts.get(conftest))
+            elif beyond := next(
+                (f.beyond for f in (before, facts.get(conftest)) if f and f.beyond), None
             ):
                 what = "it" if conftest in self.conftests else "a module it imports"
-                self.everything.append(
-                    f"{self.rel(conftest)} defines pytest hooks or plugins, and {what} changed"
-                )
+                self.everything.append(f"{self.rel(conftest)} {beyond}, and {what} changed")
             else:
                 dirs.add(os.path.dirname(conftest))
                 reached |= graph.reached_from_files([conftest])
