@@ -21,8 +21,14 @@ import nox
 ROOT = Path(__file__).resolve().parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 LINT_PATHS = ("src", "tests", "bench", "noxfile.py", "examples")
-BENCH_NEEDS = ("sympy",)
-BENCH_SCRIPTS = ("bench_daemon.py", "bench_runs.py", "bench_reload.py", "bench_watch.py")
+BENCH_NEEDS = ("sympy", "numpy", "pandas")
+BENCH_SCRIPTS = (
+    "bench_daemon.py",
+    "bench_runs.py",
+    "bench_reload.py",
+    "bench_warm.py",
+    "bench_watch.py",
+)
 
 nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]
 nox.options.reuse_venv = "yes"
@@ -139,7 +145,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks for issues 2-4 and 14: JSON in bench-results/, then one summary table.
+    """Benchmarks for issues 2-4, 9 and 14: JSON in bench-results/, then one summary table.
 
     ``nox -s bench -- --quick`` for a short run. posargs go to every script,
     so use the options they share (--quick, --reps N, --bytecode MODE).

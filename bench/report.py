@@ -1,4 +1,5 @@
-"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_watch) in one table.
+"""Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm,
+bench_watch) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -118,7 +119,27 @@ def rows_watch(mode: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-ROWS = {"daemon": rows_daemon, "runs": rows_runs, "reload": rows_reload, "watch": rows_watch}
+def rows_warm(mode: dict[str, Any]) -> list[list[str]]:
+    d = mode["derived"]
+    rows = [
+        ["steady warm ms", b.fmt(mode["steady"]["warm"]["median_ms"])],
+        ["cold / warm", b.fmt(d["cold_over_warm"], "x")],
+        ["cold / thin", b.fmt(d["cold_over_thin"], "x")],
+    ]
+    for kind, value in d["first_over_paired_cold"].items():
+        rows.append([f"first after {kind} / paired cold", b.fmt(value, "x")])
+    for target, ok in d["targets"].items():
+        rows.append([f"target: {target}", _mark(ok)])
+    return rows
+
+
+ROWS = {
+    "daemon": rows_daemon,
+    "runs": rows_runs,
+    "reload": rows_reload,
+    "warm": rows_warm,
+    "watch": rows_watch,
+}
 
 
 def _mark(ok: bool | None) -> str:

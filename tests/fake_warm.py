@@ -67,6 +67,7 @@ class FakeWarm:
         self.reload_answer: Callable[[wm.ReloadOrder], wm.Event | None] | None = None
         self.fork_events: Callable[[wm.ForkOrder], list[wm.Event | None]] | None = None
         self.learn_gate: Callable[[wm.LearnOrder], None] | None = None  # called per step
+        self.registrants: dict[str, str] = {}  # what a scan finds
 
     def report(self) -> dict[str, object]:
         table = module_table(self.root)
@@ -153,6 +154,8 @@ class FakeWarm:
             return self.reloaded(order.id)
         if isinstance(order, wm.RewarmOrder):
             return self.reloaded(order.id, reimported=len(order.files))
+        if isinstance(order, wm.ScanOrder):
+            return wm.Scanned(id=order.id, registrants=dict(self.registrants), complete=True)
         if isinstance(order, wm.TrialOrder):
             return wm.Trialled(id=order.id, results=dict.fromkeys(order.modules))
         if isinstance(order, wm.LearnOrder):

@@ -336,7 +336,15 @@ GEN_TEMPLATES = (
     "    assert len(REGISTRY) == {a}\n",
     "def {name}():\n    import dataclasses\n    from app.models import Point\n"
     "    assert len(dataclasses.fields(Point)) == {a}\n",
+    # Without importing app.plugins: a run of this file alone must not see what
+    # app.plugins registered (the daemon forks such a run from its base process).
+    "def {name}():\n    from app.registry import REGISTRY\n    assert len(REGISTRY) == {a}\n",
+    "def {name}():\n    from app.arrays import scaled\n    assert scaled([{a}]) == [{b}.0]\n",
+    "import os\n\nCONF = os.environ.get('STALE_CONF', 'unset')\n\n\n"
+    "def {name}():\n    assert CONF == '1'\n",
 )
+CONF_EFFECT = "import os\n\nos.environ['STALE_CONF'] = '1'\n"
+EARLY_HOOK = "\n\ndef pytest_configure(config):\n    config.stash_fuzz = 1\n"
 
 
 @dataclass
@@ -602,6 +610,24 @@ class FuzzState:
     def op_fixture_module(self) -> str | None:
         return self._toggle("app/fixtures.py", "return 3", "return 4")
 
+    def op_arrays(self) -> str | None:
+        return self._toggle("app/arrays.py", "GAIN = 2.0\n", "GAIN = 3.0\n")
+
+    def op_conftest_effect(self) -> str | None:
+        """An import effect in the root conftest: a purge cannot undo it, so both
+        adding and removing it replace the project layer."""
+        return self._toggle(
+            "conftest.py", '"""\n\nimport pytest\n', '"""\n\n' + CONF_EFFECT + "import pytest\n"
+        )
+
+    def op_early_hook(self) -> str | None:
+        if not self.exists("tests/conftest.py"):
+            return None
+        text = self.read("tests/conftest.py")
+        if EARLY_HOOK in text:
+            return self.write("tests/conftest.py", text.replace(EARLY_HOOK, ""))
+        return self.write("tests/conftest.py", text + EARLY_HOOK)
+
     def op_pytest_ini(self) -> str | None:
         rel = "pytest.ini"
         if self.exists(rel):
@@ -681,6 +707,9 @@ class FuzzState:
         ("package_init", 0.7),
         ("plugin", 0.7),
         ("fixture_module", 0.7),
+        ("arrays", 0.7),
+        ("conftest_effect", 0.5),
+        ("early_hook", 0.4),
         ("pytest_ini", 0.4),
         ("double_save", 1.5),
         ("pause", 1.5),

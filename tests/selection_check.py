@@ -5,7 +5,8 @@ sequence (tests/fuzz_edits.py). After each edit it takes what changed on disk
 (a content snapshot, before and after), asks the daemon which test files
 that can affect (``DaemonClient.affected``, with the test files the previous
 full run collected, as watch mode asks), and builds the run watch mode would
-make: those files plus every test that failed in the previous cycle, or
+make: those files, their companions (files that import a module registering
+into others) and every test that failed in the previous cycle, or
 everything when the daemon cannot tell (or a test file is new, or the
 environment changed). Then, against a full cold run of the project:
 
@@ -124,7 +125,10 @@ class SelectionCheck:
         if answer["everything"] or any(f not in known for f in selected):
             return None  # everything reruns
         self.partial += 1
-        files = {os.path.relpath(f, root) for f in selected}
+        # As watch mode runs it: the affected files, the files whose imports
+        # register into other modules (a full run imports them), what failed.
+        along = [f for f in answer["companions"] if os.path.exists(f)]
+        files = {os.path.relpath(f, root) for f in [*selected, *along]}
         reruns = [n for n in previous.failing() if file_of(n) not in files]
         targets = sorted(files) + [n for n in reruns if (root / file_of(n)).exists()]
         problems: list[str] = []

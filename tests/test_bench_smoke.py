@@ -235,3 +235,22 @@ def test_bench_watch_basic_example(tmp_path: Path) -> None:
         "test_within_300ms_plus_bodies",
         "leaf_within_300ms_plus_bodies",
     }
+
+
+@pytest.mark.skipif(
+    find_spec("numpy") is None or find_spec("pandas") is None, reason="needs numpy and pandas"
+)
+def test_bench_warm_scientific_example(tmp_path: Path) -> None:
+    data = run_bench(
+        "bench_warm.py", tmp_path, "--bytecode", "cached", "--projects", "scientific", timeout=600
+    )
+    (mode,) = data["modes"].values()
+    assert {"steady", "first_after_save", "during_idle_work", "derived", "checks"} <= mode.keys()
+    assert set(mode["first_after_save"]) == {
+        "test edit",
+        "leaf module edit",
+        "module a conftest imports",
+        "plain conftest edit",
+        "conftest edit needing a new layer",
+    }
+    assert mode["checks"] and all(c["ok"] for c in mode["checks"]), mode["checks"]

@@ -467,11 +467,9 @@ def state_does_not_leak_between_runs(c: Checker) -> None:
 @scenario
 def run_of_one_file_sees_only_its_own_imports(c: Checker) -> None:
     # Cold, running this file alone never imports app.plugins, so nothing
-    # registers into app.registry. The warm process imported every test module
-    # under tests/ (test_registry.py imports app.plugins), and a run forked from
-    # it sees those import side effects: a run of one file is not isolated from
-    # the modules the warm process holds. Not a reload bug; a limit of warming
-    # with every test module (see the report to the lead).
+    # registers into app.registry. The layer imported every test module under
+    # tests/ (test_registry.py imports app.plugins, a registrant): this run
+    # must come from the base process, which imports only what it needs.
     save(
         c.path("tests/test_alone.py"),
         "from app.registry import REGISTRY\n\n\n"
@@ -482,9 +480,53 @@ def run_of_one_file_sees_only_its_own_imports(c: Checker) -> None:
         "tests/test_alone.py",
         ordinary=True,
         expect=("PASSED tests/test_alone.py::",),
-        known="the warm process imported every test module under tests/ at warm-up, and a "
-        "run forked from it sees their import side effects (app.plugins registered Alpha and "
-        "Beta into app.registry.REGISTRY); a cold run of this one file never imports app.plugins",
+    )
+    # A run that does import the registrant is served by the layer.
+    c.check("tests/test_registry.py", ordinary=True, expect=("PASSED tests/test_registry.py::",))
+
+
+@scenario
+def run_of_one_file_with_init_subclass_and_metaclass_registries(c: Checker) -> None:
+    # The shapes of SQLAlchemy's declarative Base.metadata (a metaclass that
+    # records every model) and of __init_subclass__ plugin registries.
+    save(
+        c.path("app/base.py"),
+        "class Meta(type):\n"
+        "    tables = {}\n\n"
+        "    def __init__(cls, name, bases, ns):\n"
+        "        super().__init__(name, bases, ns)\n"
+        "        if bases:\n"
+        "            Meta.tables[name] = cls\n\n\n"
+        "class Model(metaclass=Meta):\n    pass\n\n\n"
+        "class Hook:\n"
+        "    known = []\n\n"
+        "    def __init_subclass__(cls, **kw):\n"
+        "        super().__init_subclass__(**kw)\n"
+        "        Hook.known.append(cls.__name__)\n",
+    )
+    save(
+        c.path("app/orders.py"),
+        "from app.base import Hook, Model\n\n\nclass Order(Model):\n    pass\n\n\nclass Audit(Hook):\n    pass\n",
+    )
+    save(
+        c.path("tests/test_orders.py"),
+        "import app.orders\n\n\ndef test_order():\n    assert app.orders.Order\n",
+    )
+    save(
+        c.path("tests/test_tables.py"),
+        "from app.base import Hook, Meta\n\n\n"
+        "def test_tables_alone():\n    assert sorted(Meta.tables) == []\n\n\n"
+        "def test_hooks_alone():\n    assert Hook.known == []\n",
+    )
+    # The daemon warmed up before these files existed: a full run imports them.
+    c.check("tests", expect=("FAILED tests/test_tables.py::test_tables_alone",))
+    c.check(
+        "tests/test_tables.py",
+        ordinary=True,
+        expect=(
+            "PASSED tests/test_tables.py::test_tables_alone",
+            "PASSED tests/test_tables.py::test_hooks_alone",
+        ),
     )
 
 
@@ -640,12 +682,7 @@ for _style in Style:
 
 # Differences we know of and have not fixed: strict xfail, so a fix shows up
 # as an unexpected pass and the entry must then be removed.
-KNOWN_DIFFERENCES = {
-    "run_of_one_file_sees_only_its_own_imports": (
-        "a warm process holds every module its warm-up imported; a run of one file sees "
-        "the import side effects of project modules that only other test files import"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,9 @@ def h(tmp_path: Path) -> Iterator[Harness]:
     saved_before_warm_up()
     harness = Harness(root)
     harness.sup.start()
+    # The registrant scan runs in a thread after adoption (runs before it ends
+    # come from the base process): wait for it, so runs come from the layer.
+    wait_for(lambda: harness.sup.slot.isolation.registrants is not None)
     try:
         yield harness
     finally:
@@ -127,8 +130,8 @@ def test_start_adopts_the_warm_process(h: Harness) -> None:
     assert h.sup.slot.generation == 1
     assert len(h.spawned) == 1
     assert set(h.sup.records.known_files()) == set(h.current.modules) | h.current.conftests
-    assert h.fresh() is h.current  # nothing changed: no order sent
-    assert h.current.orders == []
+    assert h.fresh() is h.current  # nothing changed: nothing reloaded
+    assert [type(o) for o in h.current.orders] == [wm.ScanOrder]
 
 
 def test_a_core_edit_reloads_its_reverse_closure(h: Harness) -> None:
@@ -454,6 +457,22 @@ def test_idle_work_gives_way_to_a_run_between_steps(h: Harness) -> None:
     assert wp.orders.index(wp.orders_of(wm.ForkOrder)[0]) > wp.orders.index(
         wp.orders_of(wm.LearnOrder)[0]
     )
+
+
+def test_a_run_that_does_not_import_a_registrant_comes_from_the_base(h: Harness) -> None:
+    # app/leaf.py registers something at import; tests/test_util.py never imports it
+    # (the conftest does, though: so make the conftest import nothing).
+    h.edit("tests/conftest.py", "X = 1\n")
+    h.fresh()
+    h.sup.slot.isolation.scanned({str(h.root / "app/leaf.py"): "X is held elsewhere"}, 0)
+    req = _run_request({}).model_copy(update={"args": ["tests/test_util.py"], "cwd": str(h.root)})
+    result = _serve_run(h, req)
+    # No base process in this harness: the run goes cold, saying why.
+    assert isinstance(result, p.RunRefused)
+    assert "does not import app/leaf.py" in result.reason
+    # The run of the file that imports it is served by the layer.
+    req = req.model_copy(update={"args": ["tests/test_leaf.py"]})
+    assert isinstance(_serve_run(h, req), p.RunFinished)
 
 
 def test_collect_reads_the_workers_result(h: Harness) -> None:

@@ -102,6 +102,10 @@ def h(tmp_path: Path) -> Iterator[Harness]:
     time.sleep(2 * FILE_CLOCK_SLACK_NS / 1e9)
     harness = Harness(root)
     harness.sup.start()
+    # The registrant scan starts at adoption: until it answers, any change selects everything.
+    deadline = time.monotonic() + 10
+    while harness.sup.slot.isolation.registrants is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     try:
         yield harness
     finally:
@@ -261,6 +265,34 @@ def test_the_lite_codec_reads_every_watch_answer(h: Harness) -> None:
     )
     assert answer.selection is not None
     assert decoded.selection == answer.selection.test_files
+    assert decoded.companions == answer.selection.companions
     assert decoded.reloaded == answer.reloaded and decoded.ready_ms == answer.ready_ms
     start = lite.decode_watch_response(p.dump(h.watch(None)))
     assert isinstance(start, lite.Watched) and start.selection is None
+
+
+def test_registrants_reach_tests_that_do_not_import_them(h: Harness) -> None:
+    leaf = os.path.realpath(h.root / "app" / "leaf.py")
+    h.sup.slot.isolation.scanned({leaf: "registers X into app.core"}, 0)
+    cursor = h.watch(None).cursor
+    h.edit("app/core.py", "def greet():\n    return 'yo'\n")
+    answer = h.watch(cursor)
+    assert answer.selection is not None and not answer.selection.everything
+    assert rels(h, answer.selection.test_files) == ["tests/test_core.py"]
+    # A partial run must import what a full run imports and registers.
+    assert rels(h, answer.selection.companions) == ["tests/test_leaf.py"]
+    h.edit("app/leaf.py", "X = 5\n")
+    answer = h.watch(answer.cursor)
+    assert answer.selection is not None and answer.selection.everything
+    assert answer.selection.reasons == [
+        "app/leaf.py changed, and it registers into another module (registers X into app.core)"
+    ]
+
+
+def test_before_the_registrant_scan_everything(h: Harness) -> None:
+    h.sup.slot.isolation.adopted()  # a new layer: not scanned yet
+    cursor = h.watch(None).cursor
+    h.edit("app/core.py", "def greet():\n    return 'yo'\n")
+    answer = h.watch(cursor)
+    assert answer.selection is not None and answer.selection.everything
+    assert "not known yet" in answer.selection.reasons[0]

@@ -328,8 +328,13 @@ class Watch:
             label += f", {_plural(count, 'test')}"
         if failed:
             label += f" + {len(failed)} that failed"
+        # What a full run imports and registers, these tests see too (not when
+        # the user narrowed the run to some files).
+        along = [] if self.file_filter else self.roots.narrow(set(w.companions) - chosen)
+        if along:
+            label += f" + {_plural(len(along), 'registering file')}"
         options = wa.with_keyword(self.options, self.name_filter)
-        return Plan(label, [*options, *files, *failed])
+        return Plan(label, [*options, *files, *along, *failed])
 
     def key_plan(self, action: str) -> Plan | None:
         if action == "rerun":

@@ -30,7 +30,6 @@ import dataclasses
 import fnmatch
 import os
 import threading
-from collections import deque
 from collections.abc import Iterable
 
 from pytest_fastcollect.supervisor import effects
@@ -40,7 +39,7 @@ from pytest_fastcollect.supervisor.changes import (
     IGNORED_DIRS,
 )
 from pytest_fastcollect.supervisor.freshness import PACKAGES_CHANGED, Signature, stat_signature
-from pytest_fastcollect.supervisor.graph import ImportGraph, Scan
+from pytest_fastcollect.supervisor.graph import FileGraph, ImportGraph, Scan
 
 DEFAULT_TEST_PATTERNS = ("test_*.py", "*_test.py")  # pytest's default python_files
 CONFTEST = "conftest.py"
@@ -89,6 +88,25 @@ class Selection:
     everything: bool
     reasons: list[str]  # why everything (empty otherwise)
     test_files: list[str]  # absolute; every known test file when ``everything``
+    # Test files to run along with any part of the tests: they import modules
+    # that register into others (``Registrants``), which a full run imports.
+    companions: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Registrants:
+    """Modules whose import puts something of theirs into another module (a plugin
+    registry), from the warm process's heap scan (``supervisor/isolation.py``).
+
+    A test's outcome may then depend on test files it does not import: a
+    full run imports every registrant some test file imports.
+    """
+
+    known: dict[str, str] | None = dataclasses.field(default_factory=dict)  # None: not scanned
+    suspects: frozenset[str] = frozenset()  # known ones, and modules re-imported since the scan
+
+
+NO_REGISTRANTS = Registrants()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,62 +135,6 @@ def conftest_facts(path: str, scan: Scan) -> Conftest:
     # Code run at import (os.environ, sys.path, a registry) stays for the
     # test modules collected after it, in any directory.
     return Conftest(f"runs code at import ({effect})" if effect else None)
-
-
-class _Graph:
-    """Files and the names they import, for one answer."""
-
-    def __init__(self) -> None:
-        self.importers: dict[str, set[str]] = {}  # name -> files importing it
-        self.names: dict[str, set[str]] = {}  # file -> its module names
-        self.files: dict[str, set[str]] = {}  # name -> files with that name
-        self.imports: dict[str, frozenset[str]] = {}  # file -> names it imports
-        self.dynamic: set[str] = set()  # files with an import the scan cannot follow
-
-    def add(self, path: str, name: str, scan: Scan) -> None:
-        self.names.setdefault(path, set()).add(name)
-        self.files.setdefault(name, set()).add(path)
-        self.imports[path] = scan.imports | scan.plugins
-        for target in self.imports[path]:
-            self.importers.setdefault(target, set()).add(path)
-        if scan.dynamic:
-            self.dynamic.add(path)
-
-    def imported_by(self, paths: Iterable[str]) -> set[str]:
-        """Every name in the import closure of these files (the forward closure)."""
-        seen: set[str] = set()
-        todo = deque(paths)
-        done: set[str] = set()
-        while todo:
-            path = todo.popleft()
-            if path in done:
-                continue
-            done.add(path)
-            for name in self.imports.get(path, ()):
-                if name not in seen:
-                    seen.add(name)
-                    todo.extend(self.files.get(name, ()))
-        return seen
-
-    def reached_from_names(self, names: Iterable[str]) -> set[str]:
-        """Every file whose closure contains one of ``names`` (the reverse closure)."""
-        reached: set[str] = set()
-        seen: set[str] = set()
-        todo = deque(names)
-        while todo:
-            name = todo.popleft()
-            if name in seen:
-                continue
-            seen.add(name)
-            for path in self.importers.get(name, ()):
-                if path not in reached:
-                    reached.add(path)
-                    todo.extend(self.names.get(path, ()))
-        return reached
-
-    def reached_from_files(self, paths: Iterable[str]) -> set[str]:
-        names = [n for p in paths for n in self.names.get(p, ())]
-        return set(paths) | self.reached_from_names(names)
 
 
 class Affected:
@@ -238,6 +200,7 @@ class Affected:
         test_files: Iterable[str],
         candidates: Iterable[str] | None = None,
         patterns: Iterable[str] = DEFAULT_TEST_PATTERNS,
+        registrants: Registrants = NO_REGISTRANTS,
     ) -> Selection:
         """The test files ``changed`` can affect.
 
@@ -250,7 +213,7 @@ class Affected:
             self._learn(table, test_files)
             pool = set(candidates) if candidates is not None else set(self._tests)
             pool = {p for p in pool if os.path.exists(p)}
-            return _Answer(self, list(changed), pool, tuple(patterns)).run()
+            return _Answer(self, list(changed), pool, tuple(patterns), registrants).run()
 
     def conftest_before(self, path: str) -> Conftest | None:
         return self._conftests.get(path)
@@ -273,9 +236,15 @@ class _Answer:
     """One ``select`` call: classify the changes, walk the graph, collect reasons."""
 
     def __init__(
-        self, owner: Affected, changed: list[str], pool: set[str], patterns: tuple[str, ...]
+        self,
+        owner: Affected,
+        changed: list[str],
+        pool: set[str],
+        patterns: tuple[str, ...],
+        registrants: Registrants,
     ) -> None:
         self.o = owner
+        self.registrants = registrants
         self.root = owner.root
         self.changed = changed
         self.pool = pool
@@ -298,7 +267,18 @@ class _Answer:
         known = self.pool | {t for t in self.tests if os.path.exists(t)}
         if self.everything:
             return Selection(True, self.everything, sorted(known))
-        return Selection(False, [], sorted(affected & known))
+        companions = self.companions(graph) - affected
+        return Selection(False, [], sorted(affected & known), sorted(companions & known))
+
+    def companions(self, graph: FileGraph) -> set[str]:
+        """Test files whose imports (or whose conftests' imports) reach a registrant."""
+        suspects = self.registrants.suspects
+        if not suspects:
+            return set()
+        names = {n for f in suspects for n in graph.names.get(f, ())}
+        reached = graph.reached_from_names(names) | set(suspects)
+        dirs = {os.path.dirname(p) for p in reached if os.path.basename(p) == CONFTEST}
+        return {t for t in self.pool if t in reached or any(_under(t, d) for d in dirs)}
 
     # -- classify each changed path -----------------------------------------------------
 
@@ -336,12 +316,25 @@ class _Answer:
             self.everything.append(f"{rel} changed, and nothing tells what imports it")
             return
         self.names.add(name)
+        self.registers(path, rel)
+
+    def registers(self, path: str, rel: str) -> None:
+        """A registrant's registrations reach tests that do not import it."""
+        known = self.registrants.known
+        if known is None:
+            self.everything.append(
+                f"{rel} changed, and which modules register into others is not known yet"
+            )
+        elif path in known:
+            self.everything.append(
+                f"{rel} changed, and it registers into another module ({known[path]})"
+            )
 
     # -- the graph ----------------------------------------------------------------------
 
-    def build(self) -> tuple[_Graph, dict[str, Conftest]]:
+    def build(self) -> tuple[FileGraph, dict[str, Conftest]]:
         """Scan every known module, test file and conftest position on their chains."""
-        graph = _Graph()
+        graph = FileGraph()
         files = dict(self.o._names)
         for path in self.pool | self.tests | self.o._tests:
             if path not in files:
@@ -372,7 +365,7 @@ class _Answer:
                 d = parent
         return {os.path.join(d, CONFTEST) for d in out}
 
-    def walk(self, graph: _Graph, facts: dict[str, Conftest]) -> set[str]:
+    def walk(self, graph: FileGraph, facts: dict[str, Conftest]) -> set[str]:
         roots = self.pool | self.tests | self.o._tests
         roots |= {p for p in graph.imports if os.path.basename(p) == CONFTEST}
         explained = graph.imported_by(roots)

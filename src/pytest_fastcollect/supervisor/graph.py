@@ -205,3 +205,77 @@ class ImportGraph:
             prefix = name + "."
             todo.extend(m for m in modules if m.startswith(prefix))
         return sorted(seen)
+
+    def forward_closure(self, start: Iterable[str], modules: dict[str, str]) -> set[str]:
+        """``start`` plus every loaded module they import, transitively (parents of a
+        dotted module included: importing ``a.b`` imports ``a``)."""
+        seen: set[str] = set()
+        todo = deque(n for n in start if n in modules)
+        while todo:
+            name = todo.popleft()
+            if name in seen:
+                continue
+            seen.add(name)
+            for target in self.imports_of(name, modules[name]):
+                if target in modules and target not in seen:
+                    todo.append(target)
+            for parent in _prefixes(name):
+                if parent in modules and parent not in seen:
+                    todo.append(parent)
+        return seen
+
+
+class FileGraph:
+    """Files and the names they import, both ways (watch mode's selection, ``affected.py``)."""
+
+    def __init__(self) -> None:
+        self.importers: dict[str, set[str]] = {}  # name -> files importing it
+        self.names: dict[str, set[str]] = {}  # file -> its module names
+        self.files: dict[str, set[str]] = {}  # name -> files with that name
+        self.imports: dict[str, frozenset[str]] = {}  # file -> names it imports
+        self.dynamic: set[str] = set()  # files with an import the scan cannot follow
+
+    def add(self, path: str, name: str, scan: Scan) -> None:
+        self.names.setdefault(path, set()).add(name)
+        self.files.setdefault(name, set()).add(path)
+        self.imports[path] = scan.imports | scan.plugins
+        for target in self.imports[path]:
+            self.importers.setdefault(target, set()).add(path)
+        if scan.dynamic:
+            self.dynamic.add(path)
+
+    def imported_by(self, paths: Iterable[str]) -> set[str]:
+        """Every name in the import closure of these files (the forward closure)."""
+        seen: set[str] = set()
+        todo = deque(paths)
+        done: set[str] = set()
+        while todo:
+            path = todo.popleft()
+            if path in done:
+                continue
+            done.add(path)
+            for name in self.imports.get(path, ()):
+                if name not in seen:
+                    seen.add(name)
+                    todo.extend(self.files.get(name, ()))
+        return seen
+
+    def reached_from_names(self, names: Iterable[str]) -> set[str]:
+        """Every file whose closure contains one of ``names`` (the reverse closure)."""
+        reached: set[str] = set()
+        seen: set[str] = set()
+        todo = deque(names)
+        while todo:
+            name = todo.popleft()
+            if name in seen:
+                continue
+            seen.add(name)
+            for path in self.importers.get(name, ()):
+                if path not in reached:
+                    reached.add(path)
+                    todo.extend(self.names.get(path, ()))
+        return reached
+
+    def reached_from_files(self, paths: Iterable[str]) -> set[str]:
+        names = [n for p in paths for n in self.names.get(p, ())]
+        return set(paths) | self.reached_from_names(names)

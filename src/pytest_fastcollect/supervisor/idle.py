@@ -78,6 +78,8 @@ class IdleWork:
     def adopted(self, wp: WarmHandle) -> None:
         if wp.ready is not None:
             self.slot.layers.learn_libraries(wp.ready.libraries, wp.ready.env_written)
+        # Which modules register at import: in a child of the layer, right away.
+        threading.Thread(target=self._scan, args=(wp,), name="scan", daemon=True).start()
         with self._lock:
             # A new warm process learns again what its predecessor learned.
             self._wanted |= self._learned - self._blocked.keys()
@@ -85,10 +87,12 @@ class IdleWork:
         if relearn:
             self._when_idle("learn", self._learn, wp)
 
-    def purged_tests(self, wp: WarmHandle, files: list[str]) -> None:
-        with self._lock:
-            self._rewarm_files |= set(files)
-        self._when_idle("rewarm", self._rewarm, wp)
+    def reloaded(self, wp: WarmHandle, purged_tests: list[str]) -> None:
+        if purged_tests:
+            with self._lock:
+                self._rewarm_files |= set(purged_tests)
+            self._when_idle("rewarm", self._rewarm, wp)
+        self._when_idle("scan", self._scan, wp)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -105,6 +109,24 @@ class IdleWork:
             self._when_idle(name, action, wp)
             return False
         return True
+
+    # -- registrants ------------------------------------------------------------------
+
+    def _scan(self, wp: WarmHandle) -> None:
+        """Find the registrant modules the layer holds (``supervisor/isolation.py``)."""
+        slot = self.slot
+        with slot.hold():
+            if slot.current is not wp or wp.state is not WarmState.READY:
+                return
+            started = slot.isolation.scan_started()
+            order = wm.ScanOrder(id=next_order_id())
+            box = wp.request(order)
+        try:
+            event = box.get()
+        finally:
+            wp.done(order.id)
+        if isinstance(event, wm.Scanned) and slot.current is wp:
+            slot.isolation.scanned(event.registrants if event.complete else None, started)
 
     # -- re-warm ------------------------------------------------------------------------
 

@@ -160,6 +160,7 @@ def _reload(held: Held, decision: changes.Decision, notify: Callable[[str], None
     # Accepted conftest edits are re-read (hash and stat) but keep the profile
     # of the version the warm process ran: that is what a later edit is
     # compared with.
+    slot.isolation.reloaded([by_name[n] for n in reimport])
     reread = {by_name[n] for n in closure} | set(decision.conftests)
     slot.records.record(loaded_files(wp), wp.test_files, since_ns, reread=reread)
     elapsed = (time.perf_counter() - started) * 1000
@@ -172,8 +173,8 @@ def _reload(held: Held, decision: changes.Decision, notify: Callable[[str], None
     )
     log.info("Reloaded %d modules in %.1f ms (changed: %s)", len(closure), elapsed, rels)
     tests = [by_name[n] for n in by_pytest if by_name[n] in wp.test_files]
-    if tests and not decision.broken and slot.listener is not None:
-        slot.listener.purged_tests(wp, tests)
+    if slot.listener is not None:
+        slot.listener.reloaded(wp, tests if not decision.broken else [])
 
 
 def _is_conftest(path: str) -> bool:

@@ -34,6 +34,10 @@ COLLECT_RESULT = pydantic.TypeAdapter(wm.CollectResult)
 SIGNAL_FRAME_LIMIT = 4096
 
 
+class Isolated(Refused):
+    """The layer holds modules a cold run of this selection never imports."""
+
+
 class RunFork:
     """A run's worker as ordered: from which process, its mailbox and order."""
 
@@ -98,7 +102,7 @@ class Runs:
     ) -> RunFork:
         try:
             return self._fork_from_layer(req, fds, status_w, notify)
-        except Restarting as exc:
+        except (Restarting, Isolated) as exc:
             # A new project layer warms up: waiting would be slower than cold.
             base = self.slot.layers.base_for_runs()
             if base is None:
@@ -150,6 +154,9 @@ class Runs:
                 # Values read at import time changed (an export between runs):
                 # warm a process with the run's environment.
                 wp = held.use_environment(req.env, env_reasons[0], notify)
+            apart = self.slot.isolation.verdict(wp, req.args, req.cwd)
+            if apart is not None:
+                raise Isolated(apart)
             order = self._fork_order(req)
             box = wp.request(order, (*fds, status_w))
         log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)

@@ -28,6 +28,7 @@ from typing import Protocol
 from pytest_fastcollect.supervisor import changes, reloader
 from pytest_fastcollect.supervisor.freshness import Freshness
 from pytest_fastcollect.supervisor.graph import ImportGraph
+from pytest_fastcollect.supervisor.isolation import Isolation
 from pytest_fastcollect.supervisor.layers import LayerSource
 from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmState, loaded_files
 from pytest_fastcollect.supervisor.stats import Stats
@@ -98,10 +99,10 @@ class ReloadLock:
 
 
 class SlotListener(Protocol):
-    """Idle work hears of new warm processes and of purged test modules."""
+    """Idle work hears of new warm processes and of reloads (with purged test modules)."""
 
     def adopted(self, wp: WarmHandle) -> None: ...
-    def purged_tests(self, wp: WarmHandle, files: list[str]) -> None: ...
+    def reloaded(self, wp: WarmHandle, purged_tests: list[str]) -> None: ...
 
 
 class WarmSlot:
@@ -119,6 +120,7 @@ class WarmSlot:
         self.records = records
         self.stats = stats
         self.graph = graph or ImportGraph()
+        self.isolation = Isolation(root, self.graph)
         self.listener: SlotListener | None = None
         self.lock = ReloadLock()
         self._current: WarmHandle | None = None
@@ -256,6 +258,7 @@ class Held:
         slot._current = wp
         slot._adopted_once = True
         slot.failure = None
+        slot.isolation.adopted()
         if old is not None:
             old.retire()
         if slot.listener is not None:

@@ -24,7 +24,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from pytest_fastcollect.supervisor.affected import Affected, in_project, is_transient
+from pytest_fastcollect.supervisor.affected import (
+    Affected,
+    Registrants,
+    in_project,
+    is_transient,
+)
 from pytest_fastcollect.supervisor.freshness import PACKAGES_CHANGED, Freshness
 from pytest_fastcollect.supervisor.slot import WarmSlot
 from pytest_fastcollect.wire import protocol as p
@@ -273,15 +278,24 @@ class WatchRoom:
         tests = set(wp.test_files) if wp is not None else set()
         tests |= {os.path.realpath(f.path) for f in self.slot.warmup.failures}
         candidates = None if test_files is None else [os.path.realpath(t) for t in test_files]
+        iso = self.slot.isolation
+        registrants = Registrants(
+            known=None if iso.registrants is None else dict(iso.registrants),
+            suspects=frozenset(iso.suspects(wp)) if wp is not None else frozenset(),
+        )
         found = self.engine.select(
             [os.path.realpath(x) for x in changed],
             table,
             tests,
             candidates,
             patterns or ("test_*.py", "*_test.py"),
+            registrants,
         )
         return p.Selection(
-            everything=found.everything, reasons=found.reasons, test_files=found.test_files
+            everything=found.everything,
+            reasons=found.reasons,
+            test_files=found.test_files,
+            companions=found.companions,
         )
 
     def affected(self, req: p.AffectedRequest) -> p.AffectedResponse | p.ErrorResponse:
@@ -302,5 +316,6 @@ class WatchRoom:
             everything=selection.everything,
             reasons=selection.reasons,
             test_files=selection.test_files,
+            companions=selection.companions,
             node_ids=node_ids,
         )

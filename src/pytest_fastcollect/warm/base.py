@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from pytest_fastcollect import fingerprint
+from pytest_fastcollect import fingerprint, role
 from pytest_fastcollect.warm import envtrack, metadata_cache
 from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
 from pytest_fastcollect.wire import warm as wm
@@ -52,6 +52,9 @@ class Base(OrderLoop):
         envtrack.install()
         _import_plugins()
         metadata_cache.prepare()
+        # Every pytest session that starts in a fork of this process is a run's
+        # (a client's here would hand its run to the daemon again).
+        role.become_worker()
         self.key = wm.WarmKey(
             python=sys.executable,
             sys_path=fingerprint.base_sys_path(),

@@ -57,7 +57,8 @@ class OrderLoop:
         self.cache_dir = cache_dir
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
         self.children: dict[int, str] = {}  # worker pid -> order id
-        self.trials: dict[int, tuple[str, list[str], str]] = {}  # pid -> order id, names, file
+        # Children doing work for an order (a trial, a scan): pid -> what to do when done.
+        self.jobs: dict[int, Callable[[], None]] = {}
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
@@ -119,10 +120,9 @@ class OrderLoop:
                 return
             if pid == 0:
                 return
-            trial = self.trials.pop(pid, None)
-            if trial is not None:
-                trial_id, names, path = trial
-                self.send(wm.Trialled(id=trial_id, results=learn.finish_trial(names, path)))
+            job = self.jobs.pop(pid, None)
+            if job is not None:
+                job()
                 continue
             order_id = self.children.pop(pid, None)
             if order_id is None:
@@ -175,7 +175,11 @@ class OrderLoop:
         pid = learn.start_trial(
             wanted, self.root, threads.fork_safety, path, expected=order.expected
         )
-        self.trials[pid] = (order.id, wanted, path)
+
+        def done() -> None:
+            self.send(wm.Trialled(id=order.id, results=learn.finish_trial(wanted, path)))
+
+        self.jobs[pid] = done
         return True
 
     def learn(self, order: wm.LearnOrder, _fds: list[int]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import gc
+import json
 import os
 import socket
 import sys
@@ -25,9 +26,9 @@ from typing import Any
 import pytest
 
 from pytest_fastcollect import fingerprint, role
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, reload, worker
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache, registrants, reload, worker
 from pytest_fastcollect.warm.reload import Result as ReloadResult
-from pytest_fastcollect.warm.serving import OrderLoop, fork_verdict
+from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
 from pytest_fastcollect.wire import warm as wm
 
 PROGRESS_INTERVAL = 0.1
@@ -173,6 +174,7 @@ class Zygote(OrderLoop):
         self.conftests_imported: list[str] = []  # by the last re-warm
         self.handlers["reload"] = self.reload
         self.handlers["rewarm"] = self.rewarm
+        self.handlers["scan"] = self.scan
 
     def fork_options(self) -> dict[str, str] | None:
         return self.key.options if self.key is not None else {}
@@ -259,6 +261,34 @@ class Zygote(OrderLoop):
             "test_files": sorted(self.test_files),
             "conftests": sorted(self.conftests),
         }
+
+    def scan(self, order: wm.ScanOrder, _fds: list[int]) -> bool:
+        """Find registrant modules in a child (a pass over the heap), serving meanwhile."""
+        path = os.path.join(self.cache_dir, f"scan-{os.getpid()}-{order.id}.json")
+        modules = {name: file for name, file in self.report()["modules"]}
+        pid = fork_accounted()
+        if pid == 0:
+            code = 0
+            try:
+                found = registrants.find(modules)
+                with open(f"{path}.tmp", "w") as fh:
+                    json.dump({modules[name]: why for name, why in found.items()}, fh)
+                os.replace(f"{path}.tmp", path)
+            except BaseException:
+                code = 1
+            os._exit(code)
+
+        def done() -> None:
+            try:
+                with open(path) as fh:
+                    found = json.load(fh)
+                os.unlink(path)
+                self.send(wm.Scanned(id=order.id, registrants=found, complete=True))
+            except (OSError, ValueError):
+                self.send(wm.Scanned(id=order.id, registrants={}, complete=False))
+
+        self.jobs[pid] = done
+        return True
 
     def recollect(self, paths: list[str]) -> list[wm.Failure]:
         plugin = WarmupPlugin(None)

@@ -173,6 +173,7 @@ class Watched(_Response):
 
     __slots__ = (
         "changed",
+        "companions",
         "cursor",
         "epoch",
         "everything",
@@ -199,10 +200,12 @@ class Watched(_Response):
         self.selection: list[str] | None = None
         self.everything = False
         self.reasons: list[str] = []
+        self.companions: list[str] = []
         if raw is not None:
             self.everything = bool(_field(raw, "everything", bool))
             self.reasons = _strings(raw, "reasons", optional=True)
             self.selection = _strings(raw, "test_files", optional=True)
+            self.companions = _strings(raw, "companions", optional=True)
 
 
 def encode_watch(

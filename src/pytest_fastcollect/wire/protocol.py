@@ -346,6 +346,9 @@ class Selection(_Model):
     everything: bool
     reasons: list[str] = Field(default_factory=list)  # why everything
     test_files: list[str] = Field(default_factory=list)  # absolute paths
+    # To run along with any part of the tests: their imports register into
+    # other modules, and a full run would have imported them.
+    companions: list[str] = Field(default_factory=list)
 
 
 class WatchResponse(_Model):
@@ -371,6 +374,7 @@ class AffectedResponse(_Model):
     everything: bool
     reasons: list[str]
     test_files: list[str]
+    companions: list[str] = Field(default_factory=list)
     # node ids of the affected files, where known (``collect=True``); a file
     # that failed to collect has none.
     node_ids: dict[str, list[str]] = Field(default_factory=dict)

@@ -77,6 +77,15 @@ class TrialOrder:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class ScanOrder:
+    """To a project layer: find the registrant modules (``warm/registrants.py``) in a
+    forked child, answered by ``Scanned`` while the layer goes on serving."""
+
+    op: Literal["scan"] = "scan"
+    id: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class LayerOrder:
     """To the base process: fork a project layer, connected by a new control socket
     (sent back with ``LayerForked``)."""
@@ -103,7 +112,16 @@ class ExitOrder:
     id: str = ""
 
 
-Order = ForkOrder | ReloadOrder | RewarmOrder | TrialOrder | LearnOrder | LayerOrder | ExitOrder
+Order = (
+    ForkOrder
+    | ReloadOrder
+    | RewarmOrder
+    | TrialOrder
+    | LearnOrder
+    | ScanOrder
+    | LayerOrder
+    | ExitOrder
+)
 ORDERS: dict[str, type[Order]] = {
     "fork": ForkOrder,
     "layer": LayerOrder,
@@ -111,6 +129,7 @@ ORDERS: dict[str, type[Order]] = {
     "rewarm": RewarmOrder,
     "trial": TrialOrder,
     "learn": LearnOrder,
+    "scan": ScanOrder,
     "exit": ExitOrder,
 }
 
@@ -260,6 +279,15 @@ class Trialled:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class Scanned:
+    __pydantic_config__ = _FORBID
+    ev: Literal["scanned"] = "scanned"
+    id: str
+    registrants: dict[str, str]  # module file -> what it registered where
+    complete: bool  # False: the scan failed; treat every module as a registrant
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class BaseReady:
     """The base process holds pytest, the plugins and the libraries it learned."""
 
@@ -300,6 +328,7 @@ Event = (
     | Reloaded
     | Trialled
     | Learned
+    | Scanned
     | BaseReady
     | LayerForked
     | LayerExited

@@ -1,5 +1,6 @@
 """A fixture defined in a project module and imported by the root conftest."""
 
+import numpy  # noqa: F401  (numpy loaded by every session, through the conftest)
 import pytest
 
 

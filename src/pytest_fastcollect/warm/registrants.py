@@ -1,0 +1,209 @@
+"""Which project modules left something of theirs behind in others when imported.
+
+Runs in the project layer, when idle (a few passes over the heap). A module
+is a *registrant* when a container (a dict, list, set or deque) that it
+does not own holds one of its classes or functions: a plugin registry filled
+by a decorator, an ``__init_subclass__`` registry, SQLAlchemy's declarative
+registry, Django's app registry. A run that a cold process would run
+without importing a registrant must not come from a layer that imported it:
+it would see the registration (``supervisor/runs.py`` forks it from the base
+process instead).
+
+"Owns" is followed through references: a container is the module's own when
+everything that refers to it (up to ``DEPTH`` steps) is the module's
+namespace, its classes and functions, or things that are themselves its
+own. What cannot be proven the module's own counts as a registration.
+
+Not seen: registrations held only weakly (``Base.__subclasses__()``),
+outside the heap (``atexit``), or as state with no reference (a counter
+incremented at import).
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from types import FrameType, FunctionType, ModuleType
+
+DEPTH = 6  # steps followed back from a holder to find whose it is
+
+
+class _Heap:
+    """Ownership facts gathered once per scan."""
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self.owner: dict[int, str] = {}  # class/function/namespace id -> module
+        self.objects: list[object] = []
+        self.module_dicts: dict[int, str] = {}
+        for name, mod in list(sys.modules.items()):
+            if isinstance(mod, ModuleType):
+                self.module_dicts[id(vars(mod))] = name
+        for name in modules:
+            module = sys.modules.get(name)
+            if module is None:
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, (type, FunctionType)) and value.__module__ == name:
+                    self.owner[id(value)] = name
+                    self.objects.append(value)
+                    self._own_namespace(value, name)
+        self.ignore: set[int] = {id(self.objects)}
+
+    def _own_namespace(self, value: object, module: str) -> None:
+        if isinstance(value, type):
+            for ref in gc.get_referents(value):
+                if isinstance(ref, dict):
+                    self.owner[id(ref)] = module
+        fdict = getattr(value, "__dict__", None)
+        if isinstance(fdict, dict):
+            self.owner[id(fdict)] = module
+
+    def mine(self, *containers: object) -> None:
+        """Our own bookkeeping holds heap objects too: never count it as a holder."""
+        self.ignore.update(id(c) for c in containers)
+
+    def imports(self, importer: str | None, module: str) -> bool:
+        """Does ``importer`` import ``module`` (its namespace holds the module or its objects)?"""
+        if importer is None:
+            return False
+        if importer == module:
+            return True
+        namespace = vars(sys.modules[importer]) if importer in sys.modules else {}
+        for value in list(namespace.values()):
+            if value is sys.modules.get(module):
+                return True
+            if getattr(value, "__module__", None) == module:
+                return True
+        return False
+
+    def whose(self, obj: object) -> str | None:
+        """The module a namespace, class or function belongs to (None: not decided)."""
+        oid = id(obj)
+        return self.owner.get(oid) or self.module_dicts.get(oid)
+
+    def referrers(self, targets: list[object]) -> dict[int, list[object]]:
+        """target id -> what refers to it, in one pass over the heap."""
+        wanted = {id(t) for t in targets}
+        self.mine(targets)
+        found = gc.get_referrers(*targets)
+        self.ignore.add(id(found))
+        index: dict[int, list[object]] = {i: [] for i in wanted}
+        self.mine(index, *index.values())
+        for ref in found:
+            if id(ref) in self.ignore or isinstance(ref, FrameType) or _is_args(ref, targets):
+                continue
+            for referent in gc.get_referents(ref):
+                if id(referent) in wanted:
+                    index[id(referent)].append(ref)
+        return index
+
+
+def _is_args(ref: object, targets: list[object]) -> bool:
+    """The argument tuple of our own ``gc.get_referrers(*targets)`` call refers to all."""
+    return (
+        isinstance(ref, tuple)
+        and len(ref) == len(targets)
+        and all(a is b for a, b in zip(ref, targets, strict=True))
+    )
+
+
+def find(modules: dict[str, str]) -> dict[str, str]:
+    """``modules``: project module name -> file. Returns registrant name -> why.
+
+    Unfreezes the heap (``gc.get_referrers`` does not see frozen objects): call
+    it in a throw-away child of the warm process.
+    """
+    gc.unfreeze()
+    gc.collect()  # what a finished session left behind is not a registration
+    heap = _Heap(modules)
+    if not heap.objects:
+        return {}
+    # Suspects: what holds a module's object and is neither its own nor an importer's.
+    modules_of: list[str] = []
+    holders: list[object] = []
+    whats: list[str] = []
+    heap.mine(modules_of, holders, whats)
+    classes = {id(o) for o in heap.objects if isinstance(o, type)}
+    for target_id, refs in heap.referrers(heap.objects).items():
+        module = heap.owner[target_id]
+        for ref in refs:
+            if target_id in classes and id(type(ref)) == target_id:
+                continue  # an instance refers to its class: that registers nothing
+            owner = heap.whose(ref)
+            if owner is not None and heap.imports(owner, module):
+                continue
+            modules_of.append(module)
+            holders.append(ref)
+            whats.append(_name_of(heap.objects, target_id))
+    found: dict[str, str] = {}
+    for module, ref, what, (traced, resolved) in zip(
+        modules_of, holders, whats, _trace(heap, holders), strict=True
+    ):
+        if module in found:
+            continue
+        direct = heap.whose(ref)
+        owners = traced | ({direct} if direct else set())
+        foreign = sorted(o for o in owners if not heap.imports(o, module))
+        if foreign or not resolved or not owners:
+            where = f"module {foreign[0]}" if foreign else "something outside the project"
+            found[module] = f"{what} is held by a {type(ref).__name__} of {where}"
+    return found
+
+
+def _trace(heap: _Heap, starts: list[object]) -> list[tuple[set[str], bool]]:
+    """For each start: the modules whose namespaces or objects lead to it, and
+    whether every path was followed to a module within ``DEPTH`` steps.
+    One pass over the heap per step, for all starts at once."""
+    results: list[tuple[set[str], bool]] = [(set(), True) for _ in starts]
+    tags: dict[int, set[int]] = {}  # object id -> the starts it leads to
+    frontier: dict[int, object] = {}
+    heap.mine(frontier)
+    for i, start in enumerate(starts):
+        if heap.whose(start) is None:
+            tags.setdefault(id(start), set()).add(i)
+            frontier[id(start)] = start
+    for _ in range(DEPTH):
+        if not frontier:
+            return results
+        index = heap.referrers(list(frontier.values()))
+        following: dict[int, object] = {}
+        heap.mine(following)
+        for oid, obj in frontier.items():
+            _step(heap, index[id(obj)], tags, tags[oid], results, following)
+        frontier = following
+    for oid in frontier:  # still unresolved after DEPTH steps
+        for i in tags[oid]:
+            results[i] = (results[i][0], False)
+    return results
+
+
+def _step(
+    heap: _Heap,
+    refs: list[object],
+    tags: dict[int, set[int]],
+    starts: set[int],
+    results: list[tuple[set[str], bool]],
+    following: dict[int, object],
+) -> None:
+    """One node's referrers: owners found for its starts, the rest followed next."""
+    if not refs:  # held from outside the heap: cannot tell whose
+        for i in starts:
+            results[i] = (results[i][0], False)
+    for ref in refs:
+        owner = heap.whose(ref)
+        if owner is not None:
+            for i in starts:
+                results[i][0].add(owner)
+            continue
+        # Paths merge: a node reached again for other starts is followed again.
+        new = starts - tags.get(id(ref), set())
+        if new:
+            tags.setdefault(id(ref), set()).update(new)
+            following[id(ref)] = ref
+
+
+def _name_of(objects: list[object], target_id: int) -> str:
+    for obj in objects:
+        if id(obj) == target_id:
+            return str(getattr(obj, "__qualname__", type(obj).__name__))
+    return "an object"

@@ -1,0 +1,191 @@
+"""warm/registrants.py: which modules leave something of theirs in other modules.
+
+Each case writes a small package into tmp_path, imports it in a fresh
+interpreter and asks ``registrants.find`` about every module of it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_fastcollect.supervisor.isolation import selected_paths
+
+SCRIPT = """
+import importlib, json, os, sys
+sys.path.insert(0, {root!r})
+from pytest_fastcollect.warm import registrants
+names = {names!r}
+for name in names:
+    importlib.import_module(name)
+print(json.dumps(registrants.find({{n: sys.modules[n].__file__ for n in names}})))
+"""
+
+
+def scan(tmp_path: Path, files: dict[str, str]) -> dict[str, str]:
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    names = sorted(rel.removesuffix(".py").replace("/", ".") for rel in files)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(root=str(tmp_path), names=names)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    found: dict[str, str] = json.loads(proc.stdout.splitlines()[-1])
+    return found
+
+
+REGISTRY = """
+REGISTRY = {}
+
+def register(cls):
+    REGISTRY[cls.__name__] = cls
+    return cls
+"""
+
+
+def test_a_decorator_registry_is_found(tmp_path: Path) -> None:
+    found = scan(
+        tmp_path,
+        {
+            "reg.py": REGISTRY,
+            "plugins.py": "from reg import register\n\n@register\nclass Alpha:\n    pass\n",
+        },
+    )
+    assert list(found) == ["plugins"]
+    assert "Alpha is held by a dict of module reg" in found["plugins"]
+
+
+def test_an_init_subclass_registry_is_found(tmp_path: Path) -> None:
+    found = scan(
+        tmp_path,
+        {
+            "base.py": """
+                class Plugin:
+                    known = []
+
+                    def __init_subclass__(cls, **kw):
+                        super().__init_subclass__(**kw)
+                        Plugin.known.append(cls)
+            """,
+            "impl.py": "from base import Plugin\n\nclass Impl(Plugin):\n    pass\n",
+        },
+    )
+    assert list(found) == ["impl"]
+
+
+def test_an_instance_registry_of_another_module_is_found(tmp_path: Path) -> None:
+    found = scan(
+        tmp_path,
+        {
+            "registry.py": """
+                class Registry:
+                    def __init__(self):
+                        self._entries = {}
+
+                    def add(self, name, entry):
+                        self._entries[name] = entry
+
+                ESTIMATORS = Registry()
+            """,
+            "estimators.py": """
+                from registry import ESTIMATORS
+
+                def mean(xs):
+                    return sum(xs) / len(xs)
+
+                ESTIMATORS.add("mean", mean)
+            """,
+        },
+    )
+    assert list(found) == ["estimators"]
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        # Subclasses, instances, enums, dataclasses, closures and a module's own tables.
+        {
+            "shapes.py": """
+                import dataclasses, enum, functools
+
+                class Shape:
+                    pass
+
+                class Color(enum.Enum):
+                    RED = 1
+
+                @dataclasses.dataclass
+                class Point:
+                    x: int
+
+                def area(s):
+                    return 0
+
+                HANDLERS = {"area": area, "shape": Shape}
+                DEFAULT = Point(1)
+
+                @functools.lru_cache
+                def cached(x):
+                    return x
+            """,
+            "square.py": """
+                from shapes import Shape, area
+
+                class Square(Shape):
+                    pass
+
+                INSTANCE = Square()
+                TABLE = [area]
+            """,
+        },
+    ],
+)
+def test_ordinary_modules_are_not_registrants(tmp_path: Path, files: dict[str, str]) -> None:
+    assert scan(tmp_path, files) == {}
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["tests/test_a.py"], ["tests/test_a.py"]),
+        (["tests/test_a.py::test_x", "-k", "x"], ["tests/test_a.py"]),
+        (["-k", "tests", "tests/test_a.py"], ["tests/test_a.py"]),  # -k takes a value
+        (["--junitxml", "tests/test_a.py", "tests"], ["tests"]),
+        (["-v", "tests"], ["tests"]),
+        (["--unknown-plugin-option", "tests/test_a.py", "tests"], ["tests"]),
+        (["--unknown=1", "tests"], ["tests"]),
+        (["-rA", "tests/test_a.py"], ["tests/test_a.py"]),
+        (["-n", "2", "tests"], ["tests"]),
+        (["missing.py"], []),
+    ],
+)
+def test_selected_paths(tmp_path: Path, args: list[str], expected: list[str]) -> None:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("")
+    got = selected_paths(args, str(tmp_path))
+    assert got == [str((tmp_path / e).resolve()) for e in expected]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--pyargs", "pkg"],
+        ["tests", "--ignore", "tests/x"],
+        # Might be the option's value: then no path was given, which means all tests.
+        ["--unknown-plugin-option", "tests/test_a.py"],
+    ],
+)
+def test_arguments_that_change_what_is_collected_make_the_estimate_unknown(
+    tmp_path: Path, args: list[str]
+) -> None:
+    assert selected_paths(args, str(tmp_path)) is None
