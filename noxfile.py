@@ -20,7 +20,7 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
-LINT_PATHS = ("src", "tests", "bench", "noxfile.py", "examples")
+LINT_PATHS = ("src", "tests", "bench", "tools", "noxfile.py", "setup.py", "examples")
 BENCH_NEEDS = ("sympy", "numpy", "pandas")
 BENCH_SCRIPTS = (
     "bench_daemon.py",
@@ -28,6 +28,7 @@ BENCH_SCRIPTS = (
     "bench_reload.py",
     "bench_warm.py",
     "bench_watch.py",
+    "bench_early.py",
 )
 
 nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]
@@ -120,7 +121,8 @@ def pytest8(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check; then the house rules (import directions, sizes)."""
-    session.install("ruff", "-e", ".", "pytest")
+    # The test configuration in pyproject.toml names these plugins' options.
+    session.install("ruff", "-e", ".", "pytest", "pytest-timeout", "pytest-asyncio")
     paths = [p for p in LINT_PATHS if (ROOT / p).exists()]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)

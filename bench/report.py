@@ -1,5 +1,5 @@
 """Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm,
-bench_watch) in one table.
+bench_early, bench_watch) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -133,12 +133,27 @@ def rows_warm(mode: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def rows_early(mode: dict[str, Any]) -> list[list[str]]:
+    d = mode["derived"]
+    return [
+        ["pytest FILE, start-up hook", b.fmt(_median(mode, "early"), " ms")],
+        ["pytest FILE, plugin hand-off", b.fmt(_median(mode, "plugin"), " ms")],
+        ["pytest-fastcollect run FILE", b.fmt(_median(mode, "thin"), " ms")],
+        ["cold pytest --no-daemon FILE", b.fmt(_median(mode, "cold"), " ms")],
+        [
+            "  plugin / early, early / thin",
+            f"{b.fmt(d['plugin_over_early'], 'x')}, {b.fmt(d['early_over_thin'], 'x')}",
+        ],
+    ]
+
+
 ROWS = {
     "daemon": rows_daemon,
     "runs": rows_runs,
     "reload": rows_reload,
     "warm": rows_warm,
     "watch": rows_watch,
+    "early": rows_early,
 }
 
 

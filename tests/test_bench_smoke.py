@@ -175,6 +175,25 @@ def test_bench_runs_generated_project(tmp_path: Path) -> None:
     }
 
 
+EARLY_RESULTS = {"early", "plugin", "thin", "cold"}
+EARLY_DERIVED = {"plugin_over_early", "early_over_thin", "cold_over_early"}
+
+
+def test_bench_early_generated_project(tmp_path: Path) -> None:
+    data = run_bench(
+        "bench_early.py",
+        tmp_path,
+        "--generate",
+        "--heavy-module",
+        "pydantic",
+        "--reps",
+        "1",
+        "--bytecode",
+        "cached",
+    )
+    assert_mode(data["modes"]["cached"], EARLY_RESULTS, EARLY_DERIVED)
+
+
 def test_bench_reload_tiny_project(tmp_path: Path) -> None:
     data = run_bench(
         "bench_reload.py",

@@ -23,7 +23,20 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "pytest_fastcollect"
 PACKAGE = "pytest_fastcollect"
 LEAVES = frozenset(
-    {"__init__", "errors", "settings", "role", "paths", "fingerprint", "process_exit"}
+    {
+        "__init__",
+        "errors",
+        "settings",
+        "role",
+        "paths",
+        "fingerprint",
+        "process_exit",
+        # pytest's rootdir choice, mirrored without importing pytest
+        "rootdir",
+        "cmdline",
+        "configfiles",
+        "pytest_cli",
+    }
 )
 # What each part may import of ours.
 ALLOWED = {
@@ -36,7 +49,17 @@ ALLOWED = {
     "daemon_client": {"client", "leaf", "wire"},
 }
 # The run hand-off path: what every `pytest` and thin-client run imports.
-HANDOFF_PATH = ("client/handoff.py", "client/thin.py", "client/transport.py", "wire/lite.py")
+HANDOFF_PATH = (
+    "client/handoff.py",
+    "client/thin.py",
+    "client/transport.py",
+    "client/early.py",
+    "client/route.py",
+    "rootdir.py",
+    "cmdline.py",
+    "configfiles.py",
+    "wire/lite.py",
+)
 HEAVY = ("pydantic", "psutil", "watchdog")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80

@@ -338,6 +338,7 @@ def test_an_import_time_variable_that_differs_warms_a_process_with_the_runs_env(
     wait_for(lambda: len(h.spawned) == 2 and h.sup.slot.current is h.spawned[1])
     assert h.spawned[1].env == {"APP_MODE": "fast"}
     assert h.sup.reload_stats().replacements == {"env": 1}
+    wait_for(lambda: h.sup.slot.isolation.registrants is not None)  # the new layer's scan
     assert isinstance(_serve_run(h, _run_request({"APP_MODE": "fast"})), p.RunFinished)
 
 
@@ -373,6 +374,7 @@ def test_a_run_never_waits_for_a_warm_up(h: Harness) -> None:
     assert "the warm process is restarting (pyproject.toml changed)" in again.reason
     release.set()
     wait_for(lambda: h.sup.slot.current is h.spawned[1])
+    wait_for(lambda: h.sup.slot.isolation.registrants is not None)  # the new layer's scan
     assert isinstance(_serve_run(h, _run_request({})), p.RunFinished)
 
 

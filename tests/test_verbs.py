@@ -194,6 +194,7 @@ STATUS = """
       processes:
         role        pid      RSS          PSS          CPU s   threads  fds   children  zombies
         supervisor  {pid}{*}
+        base        {n}{*}
         warm        {warm}{*}
 """
 

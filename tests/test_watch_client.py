@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_fastcollect.client import watch_args as wa
-from pytest_fastcollect.client.watch import Knowledge, Plan, Watch
+from pytest_fastcollect.client.watch import Daemon, Knowledge, Plan, Watch
 from pytest_fastcollect.wire import lite
 
 
@@ -130,7 +130,7 @@ def test_a_deselected_failure_stands(tree: Path) -> None:
 
 
 def watch_in(tree: Path, *args: str) -> Watch:
-    w = Watch(list(args), str(tree), [], "pytest", lambda: "", ["pytest"], out=sys.stdout)
+    w = Watch(list(args), str(tree), "pytest", lambda: Daemon("", []), ["pytest"], out=sys.stdout)
     return w
 
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Any
 
+# No typing at run time: the start-up hook (client/early.py) imports this.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import pytest
 
     from pytest_fastcollect.wire.warm import WarmKey

@@ -8,7 +8,6 @@ bytes).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 
@@ -75,6 +74,10 @@ def ensure_runtime_dir(path: Path | None = None) -> Path:
 
 
 def project_key(root: str | os.PathLike[str]) -> str:
+    # Imported here: the start-up hook lists the runtime directory first and,
+    # with no daemon running, never needs a key (hashlib loads OpenSSL).
+    import hashlib
+
     real = os.path.realpath(os.fspath(root))
     return hashlib.sha256(real.encode()).hexdigest()[:16]
 

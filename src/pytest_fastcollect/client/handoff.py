@@ -60,13 +60,7 @@ def try_handoff(
     config.stash[_startup_sys_path_key()] = startup_sys_path
     if ns is None:
         ns = config.known_args_namespace
-    if getattr(ns, "no_daemon", False) or disabled_by_env():
-        return None
-    if getattr(ns, "help", False) or getattr(ns, "version", False):
-        return None
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # An xdist worker gets its run from its controller over execnet (with
-        # the controller's args, so it would hand off again, recursively).
+    if _stays_here(ns):
         return None
     try:
         files = project_files(config.rootpath)
@@ -109,6 +103,27 @@ def try_handoff(
             sys_path,
             sys.argv[0] if sys.argv else "pytest",
         )
+
+
+def _stays_here(ns: argparse.Namespace) -> bool:
+    """Runs the daemon is never asked to serve (without a notice: nothing is wrong)."""
+    return (
+        # The start-up hook asked the daemon already, and it said no.
+        _declined_at_startup()
+        or getattr(ns, "no_daemon", False)
+        or disabled_by_env()
+        or getattr(ns, "help", False)
+        or getattr(ns, "version", False)
+        # An xdist worker gets its run from its controller over execnet (with
+        # the controller's args, so it would hand off again, recursively).
+        or bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    )
+
+
+def _declined_at_startup() -> bool:
+    early = sys.modules.get("pytest_fastcollect.client.early")
+    state = getattr(early, "State", None)
+    return bool(getattr(state, "declined", False))
 
 
 def _stdio_fds() -> tuple[int, int, int]:
@@ -197,11 +212,21 @@ def run_through(
     cwd: str,
     sys_path: list[str],
     argv0: str = "pytest",
+    env: dict[str, str] | None = None,
     follow: Follow | None = None,
 ) -> int | None:
-    """Send a run over ``sock`` and follow it; None means: run it cold."""
+    """Send a run over ``sock`` and follow it; None means: run it cold.
+
+    ``env``: the run's environment (default: this process's).
+    """
     payload = lite.encode_run(
-        args, cwd, dict(os.environ), _umask(), sys.executable, sys_path, argv0
+        args,
+        cwd,
+        dict(os.environ) if env is None else env,
+        _umask(),
+        sys.executable,
+        sys_path,
+        argv0,
     )
     try:
         send_frame(sock, payload, fds=_stdio_fds())

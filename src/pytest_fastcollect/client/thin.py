@@ -1,12 +1,13 @@
 """``pytest-fastcollect run ARGS...``: run through the daemon without importing pytest.
 
-``pytest-fastcollect watch ARGS...`` is watch mode (``client/watch_cli.py``), the
-same way.
+For editors, scripts and the fastest path. Finds the daemon that serves the
+rootdir pytest would choose for ARGS (client/route.py); when it cannot tell,
+or the command asks to run in-process, or no daemon serves that rootdir, it
+executes the ordinary ``pytest`` with the same arguments (whose plugin then
+decides for itself); when the daemon refuses the run, it executes ``pytest``
+with the daemon turned off. So the outcome is always that of pytest.
 
-For editors, scripts and the fastest path. Finds the daemon by walking up
-from the current directory; if none serves it, or the daemon refuses the run,
-it executes the ordinary ``pytest`` with the same arguments, so the outcome
-is always that of pytest.
+``pytest-fastcollect watch ARGS...`` is watch mode (``client/watch_cli.py``).
 """
 
 from __future__ import annotations
@@ -18,26 +19,6 @@ USAGE = (
     "usage: pytest-fastcollect run [PYTEST ARGS...]\n"
     "       pytest-fastcollect watch [--clear] [PYTEST ARGS...]"
 )
-COLD_ARGS = frozenset({"--no-daemon", "--help", "-h", "--version", "-V", "--cov"})
-
-
-def find_daemon(start: str) -> str | None:
-    """The socket of the daemon serving ``start`` or a directory above it."""
-    from pytest_fastcollect.errors import FastCollectError
-    from pytest_fastcollect.paths import socket_path
-
-    here = os.path.realpath(start)
-    while True:
-        try:
-            sock: str | None = socket_path(here)
-        except FastCollectError:
-            sock = None
-        if sock is not None and os.path.exists(sock):
-            return sock
-        parent = os.path.dirname(here)
-        if parent == here:
-            return None
-        here = parent
 
 
 def _exec_pytest(args: list[str], skip_daemon: bool = True) -> int:
@@ -74,22 +55,19 @@ def _main(argv: list[str]) -> int:
         sys.stderr.write(f"pytest-fastcollect: error: unknown command {argv[0]!r}\n{USAGE}\n")
         return 4
     args = argv[1:]
+    from pytest_fastcollect.client import route as routing
+
+    cwd = os.getcwd()
+    found = routing.route(args, cwd)
+    if not isinstance(found, routing.Route):
+        return _exec_pytest(args, skip_daemon=False)
+    from pytest_fastcollect import fingerprint
     from pytest_fastcollect.client.handoff import notice, run_through
     from pytest_fastcollect.client.transport import connect
-    from pytest_fastcollect.settings import disabled_by_env, plugin_disabled
-
-    # Verbs, --no-daemon, --help and --version are pytest's own business.
-    if any(a in COLD_ARGS or a.startswith("--daemon-") for a in args) or plugin_disabled(
-        args, os.environ.get("PYTEST_ADDOPTS", "")
-    ):
-        return _exec_pytest(args, skip_daemon=False)
-    sock_path = find_daemon(os.getcwd())
-    if sock_path is None or disabled_by_env():
-        return _exec_pytest(args)
     from pytest_fastcollect.errors import DaemonConnectionError, RuntimeDirError
 
     try:
-        sock = connect(sock_path, timeout=None)
+        sock = connect(found.socket, timeout=None)
     except RuntimeDirError as exc:
         notice(f"{exc.message}; running pytest without the daemon")
         return _exec_pytest(args)
@@ -99,8 +77,9 @@ def _main(argv: list[str]) -> int:
     # sys.argv[0] of the pytest this stands in for (the one _exec_pytest runs).
     script = os.path.join(os.path.dirname(sys.executable), "pytest")
     argv0 = script if os.path.exists(script) else "pytest"
+    sys_path = fingerprint.base_sys_path(found.setup.pythonpath)
     with sock:
-        code = run_through(sock, args, os.getcwd(), list(sys.path), argv0)
+        code = run_through(sock, args, cwd, sys_path, argv0, env=routing.run_env(found.setup))
     if code is None:
         return _exec_pytest(args)
     return code

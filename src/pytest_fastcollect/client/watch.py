@@ -55,6 +55,17 @@ INTERRUPTED = 130
 RECONNECT_S = 20.0  # how long a lost daemon may take to answer again (--daemon-restart)
 
 
+class Daemon:
+    """The daemon a watch talks to, and what its runs send with them."""
+
+    __slots__ = ("env", "socket", "sys_path")
+
+    def __init__(self, socket: str, sys_path: list[str], env: dict[str, str] | None = None) -> None:
+        self.socket = socket
+        self.sys_path = sys_path
+        self.env = env or {}  # on top of this process's environment (PYTEST_VERSION, say)
+
+
 class Plan:
     """One run: what the header says, and the arguments (None: nothing to run)."""
 
@@ -133,9 +144,8 @@ class Watch:
         self,
         args: Sequence[str],
         cwd: str,
-        sys_path: list[str],
         argv0: str,
-        start_daemon: Callable[[], str],
+        start_daemon: Callable[[], Daemon],
         cold_command: list[str],
         clear: bool = False,
         out: TextIO | None = None,
@@ -146,7 +156,8 @@ class Watch:
         self.roots = wa.Roots(paths, cwd)
         self.socket_path = ""
         self.cwd = cwd
-        self.sys_path = sys_path
+        self.sys_path: list[str] = []
+        self.run_env: dict[str, str] = {}
         self.argv0 = argv0
         self.start_daemon = start_daemon
         self.cold_command = cold_command
@@ -187,7 +198,8 @@ class Watch:
             shutil.rmtree(self.report_dir, ignore_errors=True)
 
     def _main(self) -> int:
-        self.socket_path = self.start_daemon()
+        daemon = self.start_daemon()
+        self.socket_path, self.sys_path, self.run_env = daemon.socket, daemon.sys_path, daemon.env
         self._ask()  # the change log's cursor: saves from now on count
         self.term.enter_keys()
         if self.execute(self.full_plan(f"watch: {wa.show(['pytest', *self.args])}")):
@@ -400,7 +412,8 @@ class Watch:
             notice(f"{exc.message}; running without the daemon")
             return self._cold(full), False
         with sock:
-            code = run_through(sock, full, self.cwd, self.sys_path, self.argv0, follow)
+            env = {**os.environ, **self.run_env}
+            code = run_through(sock, full, self.cwd, self.sys_path, self.argv0, env, follow)
         if follow.signal is not None:
             raise SystemExit(128 + follow.signal)  # SIGTERM, SIGHUP: the run ended, so do we
         if code is None:

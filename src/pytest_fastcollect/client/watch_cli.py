@@ -4,7 +4,9 @@ Runs in the client. ``from_config`` is the verb (called with pytest's config,
 before any conftest is imported: it may start the daemon in-process as
 ``--daemon-start`` does); ``thin_main`` is the thin client's, which never
 imports pytest (it starts a daemon with ``pytest --daemon-start``). Both
-hand over to ``watch.Watch``.
+hand over to ``watch.Watch``. The thin client finds the daemon as
+``pytest-fastcollect run`` does (``client/route.py``: the rootdir pytest
+would choose for the arguments).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import subprocess
 import sys
 
 from pytest_fastcollect.client.transport import connect
-from pytest_fastcollect.client.watch import Watch
+from pytest_fastcollect.client.watch import Daemon, Watch
 from pytest_fastcollect.errors import DaemonError, Exit, FastCollectError
+from pytest_fastcollect.settings import ENV_DISABLE, disabled_by_env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,7 +40,9 @@ def from_config(config: pytest.Config, clear: bool) -> int:
 
     files = project_files(config.rootpath, ensure_runtime_dir())
 
-    def start() -> str:
+    sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
+
+    def start() -> Daemon:
         if lock_is_free(files):
             try:
                 ready = commands.spawn_supervisor(
@@ -49,13 +54,12 @@ def from_config(config: pytest.Config, clear: bool) -> int:
             else:
                 assert ready is not None
                 sys.stdout.write(ui.render_started(ready, str(files.root)))
-        return str(files.socket)
+        return Daemon(str(files.socket), sys_path)
 
     args = [a for a in config.invocation_params.args if not a.startswith("--daemon-")]
     return Watch(
         args,
         str(config.invocation_params.dir),
-        fingerprint.base_sys_path(fingerprint.ini_pythonpath(config)),
         sys.argv[0] if sys.argv else "pytest",
         start,
         cold_command(),
@@ -76,21 +80,38 @@ def thin_main(argv: list[str]) -> int:
     cwd = os.getcwd()
     command = cold_command()
 
-    def start() -> str:
-        from pytest_fastcollect.client.thin import find_daemon
-
-        found = find_daemon(cwd)
-        if found is not None and _answers(found):
-            return found
-        env = dict(os.environ)
-        env.pop("PYTEST_FASTCOLLECT_DISABLE", None)
-        code = subprocess.call([*command, "--daemon-start", *args], cwd=cwd, env=env)
-        found = find_daemon(cwd)
-        if code != 0 or found is None:
-            raise DaemonError(f"could not start a daemon here (exit code {code})")
+    def start() -> Daemon:
+        found = _route(args, cwd)
+        if found is None:
+            env = dict(os.environ)
+            env.pop(ENV_DISABLE, None)
+            code = subprocess.call([*command, "--daemon-start", *args], cwd=cwd, env=env)
+            found = _route(args, cwd)
+            if code != 0 or found is None:
+                raise DaemonError(f"could not start a daemon here (exit code {code})")
         return found
 
-    return Watch(args, cwd, list(sys.path), command[-1], start, command, clear=clear).main()
+    if disabled_by_env():
+        sys.stderr.write(
+            f"pytest-fastcollect: error: watch mode needs the daemon; unset {ENV_DISABLE}\n"
+        )
+        return int(Exit.USAGE)
+    return Watch(args, cwd, command[-1], start, command, clear=clear).main()
+
+
+def _route(args: list[str], cwd: str) -> Daemon | None:
+    """The daemon that serves the rootdir pytest would choose for ``args``, if it answers."""
+    from pytest_fastcollect import fingerprint
+    from pytest_fastcollect.client import route as routing
+
+    found = routing.route(args, cwd)
+    if not isinstance(found, routing.Route) or not _answers(found.socket):
+        return None
+    return Daemon(
+        found.socket,
+        fingerprint.base_sys_path(found.setup.pythonpath),
+        routing.run_env(found.setup),
+    )
 
 
 def _answers(socket_path: str) -> bool:

@@ -117,8 +117,9 @@ class Layers:
         if base.state is not WarmState.READY:
             return Unborn(generation, base.error or "the base process failed to start")
         layer = base.new_layer(generation, env, self._on_progress, on_death)
-        if layer is None:
-            return Unborn(generation, "the base process died while forking a project layer")
+        if isinstance(layer, str):
+            self.renew_base()  # the next attempt starts from a new base
+            return Unborn(generation, layer)
         return layer
 
     def _ready_base(self, env: dict[str, str]) -> BaseProcess:

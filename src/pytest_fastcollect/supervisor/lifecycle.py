@@ -259,14 +259,16 @@ class BaseProcess(Channel):
         env: dict[str, str],
         on_progress: Callable[[wm.Progress], None],
         on_death: Callable[[LayerProcess], None] | None,
-    ) -> LayerProcess | None:
-        """Fork a project layer (None: the base process is gone)."""
+    ) -> LayerProcess | str:
+        """Fork a project layer; else why not."""
         order = wm.LayerOrder(id=next_order_id(), env=env)
         box = self.request(order)
         try:
             event = box.get()
+            if isinstance(event, wm.Tainted):
+                return f"the base process cannot fork safely: {event.reason}"
             if not isinstance(event, wm.LayerForked) or len(box.fds) != 1:
-                return None
+                return "the base process died while forking a project layer"
             sock = socket.socket(fileno=os.dup(box.fds[0]))
         finally:
             self.done(order.id)

@@ -122,7 +122,7 @@ class Runs:
         reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path)
         reasons += fingerprint.env_differences(base.key.env, req.env)
         if reasons:
-            raise Refused(f"{why}; {reasons[0]}")
+            raise Refused(why if reasons[0] in why else f"{why}; {reasons[0]}")
         notify(f"{why}; this run imports the project itself")
         order = self._fork_order(req)
         box = base.request(order, (*fds, status_w))

@@ -327,7 +327,7 @@ class Held:
         """The warm process to serve from, after applying every pending change."""
         slot = self.slot
         if slot.state is p.DaemonState.WARMING:
-            raise Refused("the daemon is still warming up")
+            raise Restarting("the daemon is still warming up")
         wp = slot._current
         if slot.failure is None and (wp is None or wp.state is not WarmState.READY):
             self.replace(changes.Replace.CRASH, "the warm process is gone", notify)

@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 from pytest_fastcollect import fingerprint, role
-from pytest_fastcollect.warm import envtrack, metadata_cache
+from pytest_fastcollect.warm import envtrack, metadata_cache, threads
 from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import send_frame
@@ -94,6 +94,10 @@ class Base(OrderLoop):
     def layer(self, order: wm.LayerOrder, fds: list[int]) -> bool:
         for fd in fds:
             os.close(fd)
+        verdict = threads.fork_safety()
+        if not verdict.safe:
+            self.send(wm.Tainted(id=order.id, reason=verdict.reason))
+            return True
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         pid = fork_accounted()
         if pid == 0:

@@ -168,8 +168,9 @@ class OrderLoop:
 
     def trial(self, order: wm.TrialOrder, _fds: list[int]) -> bool:
         wanted = [n for n in order.modules if n not in sys.modules]
-        if not wanted:
-            self.send(wm.Trialled(id=order.id, results={}))
+        if not wanted or not threads.fork_safety().safe:
+            # Nothing to try, or no child can be forked safely now: try later.
+            self.send(wm.Trialled(id=order.id, results=dict.fromkeys(wanted, wm.NOT_TRIED)))
             return True
         path = os.path.join(self.cache_dir, f"trial-{os.getpid()}-{order.id}.json")
         pid = learn.start_trial(

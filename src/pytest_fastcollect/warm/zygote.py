@@ -26,7 +26,15 @@ from typing import Any
 import pytest
 
 from pytest_fastcollect import fingerprint, role
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, registrants, reload, worker
+from pytest_fastcollect.warm import (
+    envtrack,
+    learn,
+    metadata_cache,
+    registrants,
+    reload,
+    threads,
+    worker,
+)
 from pytest_fastcollect.warm.reload import Result as ReloadResult
 from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
 from pytest_fastcollect.wire import warm as wm
@@ -160,6 +168,22 @@ def _stdout_to_devnull() -> Iterator[None]:
         os.close(devnull)
 
 
+@contextlib.contextmanager
+def _session_sys_path(entries: list[str]) -> Iterator[None]:
+    """sys.path as a session sees it: pytest puts the ini ``pythonpath`` entries in
+    front at configure time and takes them out at unconfigure, so between
+    sessions a project module may not be importable without them."""
+    added = [e for e in entries if e not in sys.path]
+    for entry in reversed(added):
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        for entry in added:
+            if entry in sys.path:
+                sys.path.remove(entry)
+
+
 class Zygote(OrderLoop):
     """The project layer: conftests, project and test modules imported; forks runs."""
 
@@ -172,6 +196,7 @@ class Zygote(OrderLoop):
         self.test_files: set[str] = set()
         self.conftests: set[str] = set()
         self.conftests_imported: list[str] = []  # by the last re-warm
+        self.pythonpath: list[str] = []  # the ini's, which pytest adds for each session
         self.handlers["reload"] = self.reload
         self.handlers["rewarm"] = self.rewarm
         self.handlers["scan"] = self.scan
@@ -216,6 +241,7 @@ class Zygote(OrderLoop):
             if p in self.warm_options:
                 self.warm_options.remove(p)
         self.warm_paths = [str(a) for a in plugin.config.args]
+        self.pythonpath = [str(p) for p in plugin.config.getini("pythonpath")]
         self.key = plugin.key
         plugin.config = None
         detach_rewrite_hooks()
@@ -264,6 +290,9 @@ class Zygote(OrderLoop):
 
     def scan(self, order: wm.ScanOrder, _fds: list[int]) -> bool:
         """Find registrant modules in a child (a pass over the heap), serving meanwhile."""
+        if not threads.fork_safety().safe:
+            self.send(wm.Scanned(id=order.id, registrants={}, complete=False))
+            return True
         path = os.path.join(self.cache_dir, f"scan-{os.getpid()}-{order.id}.json")
         modules = {name: file for name, file in self.report()["modules"]}
         pid = fork_accounted()
@@ -303,7 +332,8 @@ class Zygote(OrderLoop):
 
     def reload(self, order: wm.ReloadOrder, _fds: list[int]) -> bool:
         envtrack.install()
-        result = reload.reload_modules(order.modules, order.reimport)
+        with _session_sys_path(self.pythonpath):
+            result = reload.reload_modules(order.modules, order.reimport)
         self._reloaded(order.id, result)
         return True
 
