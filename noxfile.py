@@ -21,7 +21,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 VERSIONS = ("3.10", "3.11", "3.12", "3.13")
 LINT_PATHS = ("src", "tests", "bench", "tools", "noxfile.py", "setup.py", "examples")
-BENCH_NEEDS = ("sympy", "numpy", "pandas")
+BENCH_NEEDS = ("sympy", "numpy", "pandas", "pytest-xdist")
 BENCH_SCRIPTS = (
     "bench_daemon.py",
     "bench_runs.py",
@@ -29,6 +29,7 @@ BENCH_SCRIPTS = (
     "bench_warm.py",
     "bench_watch.py",
     "bench_early.py",
+    "bench_parallel.py",
 )
 
 nox.options.sessions = ["lint", "typecheck", "tests", "pytest8"]
@@ -147,7 +148,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks for issues 2-4, 9 and 14: JSON in bench-results/, then one summary table.
+    """Benchmarks for issues 2-4, 9, 12, 13 and 14: JSON in bench-results/, then one summary table.
 
     ``nox -s bench -- --quick`` for a short run. posargs go to every script,
     so use the options they share (--quick, --reps N, --bytecode MODE).

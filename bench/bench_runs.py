@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -103,7 +102,7 @@ def measure_mode(
     # runs import lazily are learned when the daemon is idle (learned imports).
     variants["warm"]()
     variants["thin"]()
-    learned = wait_for_learning(client)
+    learned = b.wait_for_learning(client)
     b.log(f"[{mode}] learned imports: {learned}")
     # The bodies' own time in a warm run (they no longer import what was learned).
     warm_body: list[float] = []
@@ -209,20 +208,6 @@ def measure_mode(
         },
         "checks": checks,
     }
-
-
-def wait_for_learning(client: Any, timeout: float = 60.0) -> dict[str, int]:
-    """Wait until the daemon has no imports left to learn; the learned-import counts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        warmup = client.get_status()["warmup"]
-        if warmup.get("pending_imports", 0) == 0 or time.monotonic() > deadline:
-            return {
-                "learned": warmup.get("learned_imports", 0),
-                "unlearnable": warmup.get("unlearnable_imports", 0),
-                "pending": warmup.get("pending_imports", 0),
-            }
-        time.sleep(0.1)
 
 
 def _within(value: float | None, limit: float) -> bool | None:

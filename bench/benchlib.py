@@ -423,6 +423,20 @@ def wait_for(predicate: Callable[[], bool], deadline_s: float, interval: float =
     return predicate()
 
 
+def wait_for_learning(client: Any, timeout: float = 60.0) -> dict[str, int]:
+    """Wait until the daemon has no imports left to learn; the learned-import counts."""
+    deadline = time.monotonic() + timeout
+    while True:
+        warmup = client.get_status()["warmup"]
+        if warmup.get("pending_imports", 0) == 0 or time.monotonic() > deadline:
+            return {
+                "learned": warmup.get("learned_imports", 0),
+                "unlearnable": warmup.get("unlearnable_imports", 0),
+                "pending": warmup.get("pending_imports", 0),
+            }
+        time.sleep(0.1)
+
+
 # -- parsing pytest output ------------------------------------------------------------------
 
 _DURATION = re.compile(r" in (\d+(?:\.\d+)?)s\b")

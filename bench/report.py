@@ -1,5 +1,5 @@
 """Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm,
-bench_early, bench_watch) in one table.
+bench_early, bench_parallel, bench_watch) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -147,6 +147,27 @@ def rows_early(mode: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def rows_parallel(mode: dict[str, Any]) -> list[list[str]]:
+    d, t, n = mode["derived"], mode["targets"], mode["workers"]
+    return [
+        [f"warm pytest -n {n} (forked workers)", b.fmt(_median(mode, "warm_parallel"), " ms")],
+        ["warm pytest (serial)", b.fmt(_median(mode, "warm_serial"), " ms")],
+        [f"cold pytest -n {n}", b.fmt(_median(mode, "cold_parallel"), " ms")],
+        ["cold pytest (serial)", b.fmt(_median(mode, "cold_serial"), " ms")],
+        ["test bodies, cold serial run (junitxml)", b.fmt(mode["body_ms"], " ms")],
+        [
+            f"  warm serial / warm -n {n} (>= 1.6x)",
+            f"{b.fmt(d['warm_serial_over_warm_parallel'], 'x')} "
+            f"{_mark(t['warm_parallel_1_6x_faster_than_warm_serial'])}",
+        ],
+        [
+            f"  cold -n {n} / warm -n {n} (>= 2x)",
+            f"{b.fmt(d['cold_parallel_over_warm_parallel'], 'x')} "
+            f"{_mark(t['warm_parallel_2x_faster_than_cold_parallel'])}",
+        ],
+    ]
+
+
 ROWS = {
     "daemon": rows_daemon,
     "runs": rows_runs,
@@ -154,6 +175,7 @@ ROWS = {
     "warm": rows_warm,
     "watch": rows_watch,
     "early": rows_early,
+    "parallel": rows_parallel,
 }
 
 

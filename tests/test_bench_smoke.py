@@ -31,13 +31,19 @@ def _env() -> dict[str, str]:
     }
 
 
-def run_bench(script: str, tmp_path: Path, *args: str, timeout: float = 280) -> dict[str, Any]:
+def run_bench(
+    script: str,
+    tmp_path: Path,
+    *args: str,
+    timeout: float = 280,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     out = tmp_path / f"{script}.json"
     cmd = [sys.executable, str(BENCH / script), "--quick", "--output", str(out), *args]
     proc = subprocess.run(
         cmd,
         cwd=tmp_path,
-        env=_env(),
+        env={**_env(), **(env or {})},
         capture_output=True,
         text=True,
         check=False,
@@ -273,3 +279,27 @@ def test_bench_warm_scientific_example(tmp_path: Path) -> None:
         "conftest edit needing a new layer",
     }
     assert mode["checks"] and all(c["ok"] for c in mode["checks"]), mode["checks"]
+
+
+PARALLEL_RESULTS = {"warm_parallel", "warm_serial", "cold_parallel", "cold_serial"}
+PARALLEL_DERIVED = {"warm_serial_over_warm_parallel", "cold_parallel_over_warm_parallel"}
+
+
+@pytest.mark.skipif(find_spec("xdist") is None, reason="pytest-xdist is not installed")
+def test_bench_parallel_example(tmp_path: Path) -> None:
+    data = run_bench(
+        "bench_parallel.py",
+        tmp_path,
+        "--reps",
+        "1",
+        "--bytecode",
+        "cached",
+        env={"PARALLEL_BODY_SECONDS": "0.005"},  # the example's bodies, shortened
+    )
+    mode = data["modes"]["cached"]
+    assert_mode(mode, PARALLEL_RESULTS, PARALLEL_DERIVED)
+    assert mode["workers"] == 2 and mode["passed"] == ["52"]
+    assert set(mode["targets"]) == {
+        "warm_parallel_1_6x_faster_than_warm_serial",
+        "warm_parallel_2x_faster_than_cold_parallel",
+    }

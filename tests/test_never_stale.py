@@ -29,8 +29,9 @@ pytestmark = pytest.mark.timeout(240)
 
 
 class Checker:
-    def __init__(self, bench: StaleBench) -> None:
+    def __init__(self, bench: StaleBench, extra: tuple[str, ...] = ()) -> None:
         self.bench = bench
+        self.extra = extra  # appended to every command (``-n 2``: parallel runs)
         self.selection = SelectionCheck(bench)
 
     def path(self, rel: str) -> Path:
@@ -52,13 +53,17 @@ class Checker:
         ``known``: the root cause, when a difference is known and not fixed yet.
         """
         before = self.bench.replacements() if ordinary else None
-        cmp = self.bench.compare(list(args or ("tests",)), env, allow_cold=allow_cold, thin=thin)
+        run_args = [*(args or ("tests",)), *self.extra]
+        cmp = self.bench.compare(run_args, env, allow_cold=allow_cold, thin=thin)
         assert not cmp.problems, (
             (f"KNOWN DIFFERENCE: {known}\n" if known else "")
             + cmp.report()
             + "\n----- daemon log -----\n"
             + self.bench.log_tail()
         )
+        if self.extra and "test session starts" in cmp.cold.stdout:
+            for run in (cmp.warm, cmp.cold):  # xdist really ran the tests
+                assert "2 workers [" in run.stdout, cmp.report()
         cold = outcomes(cmp.cold).tests
         for prefix in expect:
             assert any(line.startswith(prefix) for line in cold), (
@@ -69,7 +74,7 @@ class Checker:
                 f"{prefix!r} still there\n{cmp.report()}"
             )
         # Never too few: what watch mode would rerun after this edit.
-        reuse = cmp.cold if list(args or ("tests",)) == list(self.selection.args) else None
+        reuse = cmp.cold if run_args == list(self.selection.args) else None
         missed = self.selection.check(env, reuse)
         assert missed is None, (
             "watch mode's selection missed a change:\n"
@@ -85,14 +90,24 @@ class Checker:
             )
 
 
-@pytest.fixture
-def checker(tmp_path: Path) -> Iterator[Checker]:
+def _checker(tmp_path: Path, extra: tuple[str, ...]) -> Iterator[Checker]:
     bench = StaleBench(tmp_path / "proj")
     try:
         bench.start()
-        yield Checker(bench)
+        yield Checker(bench, extra)
     finally:
         bench.cleanup()
+
+
+@pytest.fixture
+def checker(tmp_path: Path) -> Iterator[Checker]:
+    yield from _checker(tmp_path, ())
+
+
+@pytest.fixture
+def parallel_checker(tmp_path: Path) -> Iterator[Checker]:
+    pytest.importorskip("xdist")
+    yield from _checker(tmp_path, ("-n", "2"))
 
 
 SCENARIOS: dict[str, Callable[[Checker], None]] = {}
@@ -699,3 +714,23 @@ KNOWN_DIFFERENCES: dict[str, str] = {}
 )
 def test_scenario(checker: Checker, name: str) -> None:
     SCENARIOS[name](checker)
+
+
+# The same edits with ``-n 2``: xdist's workers are forked from the warm
+# process, so they must see every reload exactly as a serial run does.
+PARALLEL_SCENARIOS = (
+    "function_body",
+    "constant_bound_by_from_import",
+    "enum_member_added",
+    "added_test",
+    "deleted_test_file",
+    "package_conftest_fixture_changed",
+    "syntax_error_then_fixed_in_project_module",
+    "env_var_read_at_import_changed",
+    "run_of_one_file_sees_only_its_own_imports",
+)
+
+
+@pytest.mark.parametrize("name", PARALLEL_SCENARIOS)
+def test_scenario_parallel(parallel_checker: Checker, name: str) -> None:
+    SCENARIOS[name](parallel_checker)

@@ -115,6 +115,7 @@ HEALTHY = """
       - file_watcher: inotify
       - pending_changes_age_s: 0.0
       - import_failures: 0
+      - leaked_workers: 0
 """
 
 
@@ -263,6 +264,7 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
           - file_watcher: inotify
           - pending_changes_age_s: 0.0
           - import_failures: 0
+          - leaked_workers: 0
     """,
     )
     result = project.pytest("--daemon-health", "--daemon-json")

@@ -149,3 +149,9 @@ def socket_path(root: str) -> str:
     path = os.path.join(runtime_dir_name(), project_key(root) + ".sock")
     _check_socket_length(path)
     return path
+
+
+def xdist_record(cache_dir: str, run_id: str) -> str:
+    """Where a parallel run lists its fork server and xdist workers (written by the
+    run worker, read by the supervisor for status and health)."""
+    return os.path.join(cache_dir, f"xdist-{run_id}.json")

@@ -265,6 +265,10 @@ class Supervisor:
             info = health.process_info("warm", wp.pid)
             if info is not None:
                 out.append(info)
+        running = dict(base.running) if base is not None else {}
+        if wp is not None:
+            running.update(wp.running)
+        out.extend(self.runs.workers.live(running))
         return out
 
     def _layer_pids(self) -> set[int]:
@@ -340,6 +344,7 @@ class Supervisor:
             import_failures=len(self.slot.warmup.failures),
         )
         checks = health.checks(facts, self.config.thresholds)
+        checks["leaked_workers"] = self.runs.workers.check()
         return p.HealthResponse(
             status=health.verdict(checks),
             pid=os.getpid(),

@@ -23,6 +23,7 @@ from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
+from pytest_fastcollect.supervisor.run_workers import RunWorkers
 from pytest_fastcollect.supervisor.slot import Notify, Refused, Restarting, WarmSlot
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
@@ -67,6 +68,7 @@ class Runs:
         self.root = root
         self.cache_dir = cache_dir
         self.request_timeout = request_timeout
+        self.workers = RunWorkers(cache_dir)  # parallel runs' xdist processes
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -96,6 +98,7 @@ class Runs:
         finally:
             os.close(status_r)
             fork.source.done(fork.order_id)
+            self.workers.finished(fork.order_id, req.request_id)
 
     def _fork_run(
         self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify

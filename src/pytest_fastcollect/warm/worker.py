@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_fastcollect import fingerprint, process_exit, role
 from pytest_fastcollect.settings import plugin_disabled
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache
+from pytest_fastcollect.warm import envtrack, learn, metadata_cache, xdist_fork
 from pytest_fastcollect.wire import warm as wm
 
 
@@ -142,6 +142,31 @@ def _uninstall_metadata_cache(_config: Any) -> None:
     metadata_cache.uninstall()
 
 
+def _run_pytest(
+    order: wm.ForkOrder,
+    fds: list[int],
+    close: list[int],
+    warm_options: dict[str, str] | None,
+    learn_file: str | None,
+) -> int:
+    _become_client(order, fds, close)
+    if learn_file is not None:
+        xdist_fork.note_run(learn_file, order.id)
+    hooks: list[Callable[[Any], None]] = [_uninstall_metadata_cache]
+    if len(fds) > 3:
+        os.set_inheritable(fds[3], False)
+        if warm_options is not None:
+            hooks.append(_check_options(warm_options, fds[3]))
+        else:
+            os.close(fds[3])
+    # Last, before any conftest: xdist's workers fork from this state.
+    hooks.append(xdist_fork.start)
+    role.set_worker_hooks(hooks)
+    if not plugin_disabled(order.args, order.env.get("PYTEST_ADDOPTS", "")):
+        metadata_cache.install()  # a worker hook removes it
+    return int(_console_entry()())
+
+
 def run_child(
     order: wm.ForkOrder,
     fds: list[int],
@@ -162,18 +187,7 @@ def run_child(
         if order.mode == "collect":
             code = _collect_child(order, fds, close)
         else:
-            _become_client(order, fds, close)
-            hooks: list[Callable[[Any], None]] = [_uninstall_metadata_cache]
-            if len(fds) > 3:
-                os.set_inheritable(fds[3], False)
-                if warm_options is not None:
-                    hooks.append(_check_options(warm_options, fds[3]))
-                else:
-                    os.close(fds[3])
-            role.set_worker_hooks(hooks)
-            if not plugin_disabled(order.args, order.env.get("PYTEST_ADDOPTS", "")):
-                metadata_cache.install()  # a worker hook removes it
-            code = int(_console_entry()())
+            code = _run_pytest(order, fds, close, warm_options, learn_file)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt:
