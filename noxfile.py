@@ -28,6 +28,7 @@ BENCH_SCRIPTS = (
     "bench_reload.py",
     "bench_warm.py",
     "bench_watch.py",
+    "bench_overhead.py",
     "bench_early.py",
     "bench_parallel.py",
 )
@@ -170,6 +171,72 @@ def bench(session: nox.Session) -> None:
             success_codes=[0, 1],
         )
     session.run("python", "bench/report.py", *results)
+
+
+@nox.session
+def hostile(session: nox.Session) -> None:
+    """The hostile-frame fuzzer at full size: 10,000 mutated frames against a live daemon.
+
+    ``nox -s hostile -- --seed 7 --frames 2000`` for another seed or size. Fails on a
+    crashed supervisor or warm process, an internal error, or an answer that is not
+    a protocol response; prints the answers by kind and status latency.
+    """
+    session.install("-e", ".[test]")
+    session.run("python", "tests/fuzz_frames.py", *(session.posargs or ["--frames", "10000"]))
+
+
+@nox.session
+def load(session: nox.Session) -> None:
+    """20 clients x 50 runs through one daemon, 10 idle connections held open.
+
+    Reports wrong results, runs that went cold, slot waits and late hand-overs,
+    status p95, and RSS/fds/threads/zombies at start and end (JSON, also in
+    bench-results/load.json). ``nox -s load -- --clients 4 --runs 5`` for a short run.
+    """
+    session.install("-e", ".[test]")
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    session.run(
+        "python", "tests/load_runs.py", "--output", str(out / "load.json"), *session.posargs
+    )
+
+
+@nox.session
+def standby(session: nox.Session) -> None:
+    """The equivalence suite through the standby worker and without it: every warm run
+    must go the forced way (tests/test_equivalence.py checks the status counters)."""
+    session.install("-e", ".[test]")
+    for mode in ("always", "off"):
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            "tests/test_equivalence.py",
+            *session.posargs,
+            env={"PYTEST_FASTCOLLECT_STANDBY": mode},
+        )
+
+
+@nox.session
+def overhead(session: nox.Session) -> None:
+    """Issue 12's figures: a warm one-file run split into phases, standby on vs off, the
+    repeated collect and --daemon-status, on examples/heavy and examples/scientific,
+    bytecode cached. posargs go to bench/bench_overhead.py (--reps N, --quick)."""
+    session.install("-e", ".", *BENCH_NEEDS)
+    out = ROOT / "bench-results"
+    out.mkdir(exist_ok=True)
+    target = out / "overhead.json"
+    session.run(
+        "python",
+        "bench/bench_overhead.py",
+        "--bytecode",
+        "cached",
+        "--output",
+        str(target),
+        *session.posargs,
+        success_codes=[0, 1],
+    )
+    session.run("python", "bench/report.py", str(target))
 
 
 @nox.session

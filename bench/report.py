@@ -1,5 +1,5 @@
 """Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm,
-bench_early, bench_parallel, bench_watch) in one table.
+bench_overhead, bench_early, bench_parallel, bench_watch) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -133,6 +133,39 @@ def rows_warm(mode: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def rows_overhead(mode: dict[str, Any]) -> list[list[str]]:
+    d, t, g = mode["derived"], mode["targets"], mode["standby_gain_ms"]
+    return [
+        [
+            "thin - bodies (<= 40 ms)",
+            f"{b.fmt(d['thin_minus_bodies_ms'], ' ms')} {_mark(t['thin'])}; CPU "
+            f"{b.fmt(d['thin_overhead_cpu_ms'], ' ms')}",
+        ],
+        [
+            "pytest FILE - bodies (<= 70 ms)",
+            f"{b.fmt(d['warm_minus_bodies_ms'], ' ms')} {_mark(t['warm'])}; CPU "
+            f"{b.fmt(d['warm_overhead_cpu_ms'], ' ms')}",
+        ],
+        [
+            "repeated collect (<= 10 ms)",
+            f"{b.fmt(d['repeated_collect_ms'], ' ms')} {_mark(t['collect'])}",
+        ],
+        [
+            "--daemon-status - python -c pass (<= 100 ms)",
+            f"{b.fmt(d['status_over_python_ms'], ' ms')} {_mark(t['status'])}; CPU "
+            f"{b.fmt(d.get('status_over_python_cpu_ms'), ' ms')}",
+        ],
+        [
+            "--daemon-status, plugin / start-up hook",
+            b.fmt(d.get("status_plugin_over_status"), "x"),
+        ],
+        [
+            "standby saves (off - on), pytest FILE / thin",
+            f"{b.fmt(g['warm'], ' ms')} / {b.fmt(g['thin'], ' ms')}",
+        ],
+    ]
+
+
 def rows_early(mode: dict[str, Any]) -> list[list[str]]:
     d = mode["derived"]
     return [
@@ -174,6 +207,7 @@ ROWS = {
     "reload": rows_reload,
     "warm": rows_warm,
     "watch": rows_watch,
+    "overhead": rows_overhead,
     "early": rows_early,
     "parallel": rows_parallel,
 }

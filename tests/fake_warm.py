@@ -58,6 +58,7 @@ class FakeWarm:
         self.conftests: set[str] = set()
         self.cached_modules = 0
         self.running: dict[str, int] = {}
+        self.unresponsive: str | None = None
         self.orders: list[wm.Order] = []
         self.retired = False
         self.killed = False
@@ -209,6 +210,9 @@ class FakeWarm:
     def kill(self) -> None:
         self.killed = True
         self.state = WarmState.DEAD
+
+    def check_responsive(self) -> str | None:
+        return self.unresponsive
 
     def die(self) -> None:
         """As if the process crashed: the reader thread reports it."""

@@ -63,6 +63,8 @@ class Project:
     runtime: Path
     env: dict[str, str] = field(default_factory=dict)
     started_pids: list[int] = field(default_factory=list)
+    # Another environment (a virtualenv a test made): the pytest command to use.
+    pytest_command: list[str] | None = None
 
     def write(self, files: Mapping[str, str]) -> None:
         for rel, text in files.items():
@@ -78,9 +80,8 @@ class Project:
         cwd: Path | None = None,
         stdin: int | None = subprocess.DEVNULL,
     ) -> Result:
-        return self.command(
-            [*command_pytest(), *args], timeout=timeout, env=env, cwd=cwd, stdin=stdin
-        )
+        cmd = self.pytest_command or command_pytest()
+        return self.command([*cmd, *args], timeout=timeout, env=env, cwd=cwd, stdin=stdin)
 
     def command(
         self,
@@ -173,7 +174,47 @@ def make_project(tmp: Path) -> Project:
             "COLUMNS": "120",
         }
     )
+    # The daemon's standby mode (auto, off, always), to run the suite through each.
+    if STANDBY_ENV in os.environ:
+        env[STANDBY_ENV] = os.environ[STANDBY_ENV]
     return Project(root=tmp, runtime=runtime, env=env)
+
+
+STANDBY_ENV = "PYTEST_FASTCOLLECT_STANDBY"
+
+
+def standby_mode() -> str:
+    """The standby mode daemons started by these tests run with."""
+    from pytest_fastcollect.settings import standby_mode as mode
+
+    return mode()
+
+
+def _stderr_of(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/2")
+    except OSError:
+        return None
+
+
+def run_workers(warm_pid: int) -> list[psutil.Process]:
+    """The warm process's children but its standby worker, which, until a run takes it,
+    shares the warm process's standard error (the daemon's log); a run's has the client's."""
+    warm_err = _stderr_of(warm_pid)
+    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) != warm_err]
+
+
+def standby_workers(warm_pid: int) -> list[psutil.Process]:
+    warm_err = _stderr_of(warm_pid)
+    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) == warm_err]
+
+
+def daemon_metrics(proj: Project) -> dict[str, int]:
+    """The daemon's request counters (runs, standby_runs, fresh_runs, collect_cache_hits...)."""
+    status = daemon_status(proj)
+    metrics = status["metrics"]
+    assert isinstance(metrics, dict)
+    return {k: v for k, v in metrics.items() if isinstance(v, int)}
 
 
 # --- the equivalence fixture project (tests/data/equiv_project) ---------------------------
@@ -206,6 +247,47 @@ def daemon_status(proj: Project) -> dict[str, object]:
     assert record is not None, "no daemon record"
     status: dict[str, object] = DaemonClient(str(record["socket_path"])).get_status()
     return status
+
+
+def make_venv(where: Path) -> str:
+    """A virtualenv at ``where`` that sees this environment's packages; its python.
+
+    No pip of its own (fast, offline): a ``.pth`` line adds this environment's
+    site-packages as a site directory (so its ``.pth`` files run too), and
+    ``PYTHON -m pip`` is this environment's pip installing into the new one.
+    Its ``bin/pytest`` is the script pip would have written.
+    """
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    python = str(where / "bin" / "python")
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    parent = sysconfig.get_paths()["purelib"]
+    Path(purelib, "_parent_environment.pth").write_text(
+        f"import site; site.addsitedir({parent!r})\n"
+    )
+    script = where / "bin" / "pytest"
+    script.write_text(
+        f"#!{python}\nimport sys\nfrom pytest import console_main\n\n"
+        "if __name__ == '__main__':\n    sys.exit(console_main())\n"
+    )
+    script.chmod(0o755)
+    return python
+
+
+def pip_install_editable(python: str, project: Path, mode: str | None = None) -> None:
+    """``pip install -e project`` offline (setuptools from this environment)."""
+    cmd = [python, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", "--no-index"]
+    cmd += ["-e", str(project)]
+    if mode is not None:
+        cmd += ["--config-settings", f"editable_mode={mode}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"pip install -e failed:\n{proc.stdout}\n{proc.stderr}"
 
 
 T = TypeVar("T")

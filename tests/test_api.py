@@ -277,6 +277,7 @@ def test_client_calls_return_what_the_docs_say(project: Project, api_env: None) 
     for key in ("total_requests", "successful_requests", "failed_requests", "error_rate"):
         assert key in status["metrics"], key
     roles = {proc["role"]: proc for proc in status["processes"]}
+    # The base process (pytest and the libraries, no project code) is listed too.
     assert set(roles) == {"supervisor", "base", "warm"}
     assert roles["warm"]["pid"] == status["warm_pid"] == record["warm_pid"]
     # Real figures from psutil, not placeholders.

@@ -281,6 +281,36 @@ def test_bench_warm_scientific_example(tmp_path: Path) -> None:
     assert mode["checks"] and all(c["ok"] for c in mode["checks"]), mode["checks"]
 
 
+def test_bench_overhead_generated_project(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import benchlib
+    finally:
+        sys.path.remove(str(BENCH))
+    project = tmp_path / "proj"
+    benchlib.generate_heavy_project(project, "pydantic", files=1, tests_per_file=2)
+    data = run_bench(
+        "bench_overhead.py",
+        tmp_path,
+        "--projects",
+        str(project),
+        "--reps",
+        "1",
+        "--bytecode",
+        "cached",
+    )
+    mode = data["modes"]["proj/cached"]
+    assert {"python", "version", "status", "status_plugin", "cold", "warm_on", "thin_off"} <= mode[
+        "results"
+    ].keys()
+    for kind in ("warm_on", "warm_off", "thin_on", "thin_off"):
+        phases = mode["phases"][kind]
+        assert all(phases[p] is not None for p in ("client", "handoff", "setup", "bodies")), kind
+    assert set(mode["targets"]) == {"thin", "warm", "collect", "status"}
+    assert mode["collect"]["all_cached"] is True
+    assert all(c["ok"] for c in mode["checks"]), mode["checks"]
+
+
 PARALLEL_RESULTS = {"warm_parallel", "warm_serial", "cold_parallel", "cold_serial"}
 PARALLEL_DERIVED = {"warm_serial_over_warm_parallel", "cold_parallel_over_warm_parallel"}
 

@@ -11,7 +11,9 @@ the environment must not notice the ``.pth`` line at all.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -223,11 +225,60 @@ def test_help_and_version_are_pytests_own(served: Project, args: list[str]) -> N
     )
 
 
-def test_a_verb_is_the_plugins(served: Project) -> None:
-    result, was_served, _ = run(served, [str(PYTEST), "--daemon-status"])
-    assert result.returncode == 0, result.stderr
-    assert "state:" in result.stdout
+def _imports_pytest(stderr: str) -> bool:
+    """Whether ``-X importtime`` listed pytest's own package among the imports."""
+    return re.search(r"^import time: .*\|\s+_pytest$", stderr, flags=re.M) is not None
+
+
+def _figures_out(text: str) -> str:
+    # Uptime, request counts, CPU and memory move between two calls.
+    return re.sub(r"\d+(\.\d+)?", "N", text)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--daemon-status"], ["--daemon-health"], ["--daemon-json", "--daemon-status"]],
+)
+def test_quick_verbs_are_answered_before_pytest_is_imported(
+    served: Project, args: list[str]
+) -> None:
+    cmd = [sys.executable, "-X", "importtime", str(PYTEST), *args]
+    early, was_served, _ = run(served, cmd)
+    plugin, _, _ = run(served, cmd, env={"PYTEST_FASTCOLLECT_EARLY": "0"})
     assert not was_served
+    assert not _imports_pytest(early.stderr), "the start-up hook left the verb to the plugin"
+    assert _imports_pytest(plugin.stderr)
+    assert early.returncode == plugin.returncode == 0, early.stdout + early.stderr
+    assert early.stdout.startswith(("pytest-fastcollect daemon for", "Status: healthy", "{"))
+    if "--daemon-json" in args:
+        assert json.loads(early.stdout).keys() == json.loads(plugin.stdout).keys()
+    else:
+        assert _figures_out(early.stdout) == _figures_out(plugin.stdout)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--daemon-status", "tests"], ["--daemon-status", "--daemon-health"], ["--daemon-json"]],
+)
+def test_other_verb_commands_are_the_plugins(served: Project, args: list[str]) -> None:
+    cmd = [sys.executable, "-X", "importtime", str(PYTEST), *args]
+    result, was_served, _ = run(served, cmd)
+    control, _, _ = run(served, cmd, env={"PYTEST_FASTCOLLECT_EARLY": "0"})
+    assert not was_served
+    assert _imports_pytest(result.stderr)
+    assert result.returncode == control.returncode
+    assert _figures_out(result.stdout) == _figures_out(control.stdout)
+
+
+def test_a_quick_verb_with_no_daemon_is_the_plugins(tmp_path: Path) -> None:
+    """No daemon serves the rootdir: the plugin's verb says so, with its exit code."""
+    proj = make_project(tmp_path / "none")
+    proj.write({"tests/test_a.py": TEST, "pytest.ini": INI})
+    cmd = [sys.executable, "-X", "importtime", str(PYTEST), "--daemon-status"]
+    result = proj.command(cmd)
+    assert _imports_pytest(result.stderr)
+    assert result.returncode != 0
+    assert "no daemon running for" in result.stderr
 
 
 def test_interpreter_options_fall_through_to_the_plugins_notice(served: Project) -> None:

@@ -25,7 +25,16 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Project, Result, daemon_runs, daemon_status, equiv_copy, wait_until
+from helpers import (
+    Project,
+    Result,
+    daemon_metrics,
+    daemon_runs,
+    daemon_status,
+    equiv_copy,
+    standby_mode,
+    wait_until,
+)
 
 NOTICE = "pytest-fastcollect:"
 OUTCOME_LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (.*?)(?: - .*)?$")
@@ -191,6 +200,8 @@ class Step:
     cache: dict[str, object]
     runs_before: int
     runs_after: int
+    standby: int = 0  # of the runs served, how many through a standby worker
+    fresh: int = 0  # and how many forked afresh
 
 
 def run_sequence(proj: Project, case: Case, warm: bool) -> list[Step]:
@@ -198,12 +209,32 @@ def run_sequence(proj: Project, case: Case, warm: bool) -> list[Step]:
     steps = []
     for args in case.steps:
         full = [*args, "-rA"] if case.add_ra else list(args)
-        before = daemon_runs(proj)
+        before = daemon_metrics(proj)
         run = proj.pytest if warm else proj.cold
         result = run(*full, env=case.env, cwd=proj.root / case.cwd)
-        after = daemon_runs(proj)
-        steps.append(Step(result, cache_state(proj.root), before, after))
+        after = daemon_metrics(proj)
+        steps.append(
+            Step(
+                result,
+                cache_state(proj.root),
+                before["runs"],
+                after["runs"],
+                after["standby_runs"] - before["standby_runs"],
+                after["fresh_runs"] - before["fresh_runs"],
+            )
+        )
     return steps
+
+
+def assert_path(warm: Step, where: str) -> None:
+    """The standby mode the suite runs with decides how each warm run was forked."""
+    mode = standby_mode()
+    if mode == "always":
+        assert (warm.standby, warm.fresh) == (1, 0), f"not through a standby worker: {where}"
+    elif mode == "off":
+        assert (warm.standby, warm.fresh) == (0, 1), f"a standby worker with it off: {where}"
+    else:
+        assert warm.standby + warm.fresh == 1, where
 
 
 def assert_equivalent(cold: Step, warm: Step, case: Case, index: int) -> None:
@@ -214,6 +245,7 @@ def assert_equivalent(cold: Step, warm: Step, case: Case, index: int) -> None:
     if case.mode == "warm":
         assert warm.runs_after == warm.runs_before + 1, f"the daemon did not serve the run: {where}"
         assert notices == [], f"unexpected notice: {where}"
+        assert_path(warm, where)
     else:
         assert warm.runs_after == warm.runs_before, f"the daemon served a declined run: {where}"
         assert len(notices) == 1 and case.notice in notices[0], (

@@ -59,7 +59,7 @@ def test_a_ready_daemon_is_healthy() -> None:
     assert checks["socket_alive"].value is True
     assert checks["running"].value is True
     assert checks["request_error_rate"].display == "0.00 (0%)"
-    assert checks["memory_rss_bytes"].display == "100.0 MiB"
+    assert checks["memory_rss_bytes"].display == "100.0 MiB (supervisor 50.0 MiB, warm 50.0 MiB)"
 
 
 def test_error_rate_threshold_is_named_and_inclusive() -> None:
@@ -111,3 +111,12 @@ def test_polling_watcher_degrades() -> None:
     checks = health.checks(facts(watcher="polling"))
     assert not checks["file_watcher"].ok
     assert health.verdict(checks) is p.HealthVerdict.DEGRADED
+
+
+def test_a_warm_process_that_stopped_answering_is_unhealthy() -> None:
+    checks = health.checks(facts(unresponsive="it is stopped (process state stopped)"))
+    check = checks["warm_process_responsive"]
+    assert not check.ok and check.severity == "unhealthy"
+    assert "it is stopped" in check.detail and "being replaced" in check.detail
+    assert health.verdict(checks) is p.HealthVerdict.UNHEALTHY
+    assert health.checks(facts())["warm_process_responsive"].ok

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from helpers import Project, PtyRun, command_pytest, daemon_runs, daemon_status
+from helpers import Project, PtyRun, command_pytest, daemon_runs, daemon_status, run_workers
 
 ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
 INTERRUPT_AT = re.compile(r"^\S+\.py(?:\x1b\[0m)?:\d+: KeyboardInterrupt$", re.M)
@@ -202,7 +202,7 @@ def test_ctrl_c_kills_a_run_with_default_sigint(
 def _workers(equiv_daemon: Project) -> list[psutil.Process]:
     warm_pid = daemon_status(equiv_daemon)["warm_pid"]
     assert isinstance(warm_pid, int)
-    return psutil.Process(warm_pid).children()
+    return run_workers(warm_pid)
 
 
 def test_second_ctrl_c_kills_the_run(equiv_daemon: Project, spawn: object) -> None:

@@ -31,6 +31,7 @@ LEAVES = frozenset(
         "paths",
         "fingerprint",
         "process_exit",
+        "processes",
         # pytest's rootdir choice, mirrored without importing pytest
         "rootdir",
         "cmdline",

@@ -25,8 +25,6 @@ from typing import Any
 import psutil
 import pytest
 
-from test_interactive import ANSI
-
 from helpers import (
     EXAMPLES,
     Project,
@@ -37,8 +35,10 @@ from helpers import (
     daemon_status,
     log_text,
     make_project,
+    standby_workers,
     wait_until,
 )
+from test_interactive import ANSI
 
 NOTICE = "pytest-fastcollect:"
 OUTCOME_LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)")
@@ -497,11 +497,13 @@ def assert_nothing_left(
     warm_pid = daemon_status(proj)["warm_pid"]
     assert isinstance(warm_pid, int)
     warm = psutil.Process(warm_pid)
-    wait_until(
-        lambda: all(dead(c) for c in warm.children(recursive=True)),
-        timeout=timeout,
-        what="no process under the warm process",
-    )
+
+    def left() -> list[psutil.Process]:
+        # The standby worker prepared for the next run is not the run's.
+        standby = {p.pid for p in standby_workers(warm_pid)}
+        return [c for c in warm.children(recursive=True) if c.pid not in standby and not dead(c)]
+
+    wait_until(lambda: not left(), timeout=timeout, what="no process under the warm process")
     health = json.loads(proj.pytest("--daemon-health", "--daemon-json").stdout)
     assert health["checks"]["leaked_workers"]["value"] == 0, health
 

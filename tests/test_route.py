@@ -118,3 +118,24 @@ def test_thin_client_runs_pytest_for_a_command_that_stays_in_process(served: Pro
     assert result.returncode == 0, str(result)
     assert "1 passed" in result.stdout
     assert daemon_runs(served) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--daemon-status"], ("status", False)),
+        (["--daemon-health"], ("health", False)),
+        (["--daemon-json", "--daemon-status"], ("status", True)),
+        (["--daemon-health", "--daemon-json"], ("health", True)),
+        (["--daemon-status", "--daemon-health"], None),
+        (["--daemon-status", "tests"], None),
+        (["--daemon-status", "--rootdir=x"], None),
+        (["--daemon-status", "--daemon-json", "--daemon-json"], None),
+        (["--daemon-json"], None),
+        (["--daemon-stop"], None),
+        ([], None),
+    ],
+)
+def test_quick_verb_only_alone(args: list[str], expected: tuple[str, bool] | None) -> None:
+    """The start-up hook answers a quick verb only when nothing else could matter."""
+    assert route.quick_verb(args) == expected

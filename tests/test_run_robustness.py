@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from helpers import Project, command_pytest, daemon_runs, daemon_status
+from helpers import Project, command_pytest, daemon_runs, daemon_status, run_workers
 
 NOTICE = "pytest-fastcollect:"
 
@@ -36,7 +36,7 @@ def assert_healthy(proj: Project, expected_warm_pid: int) -> None:
     assert status["warm_pid"] == expected_warm_pid, status
     health = proj.pytest("--daemon-health")
     assert health.returncode == 0, str(health)
-    assert psutil.Process(expected_warm_pid).children() == []
+    assert run_workers(expected_warm_pid) == []
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_killed_client_takes_its_run_along(equiv_daemon: Project, tmp_path: Path
 def _follow_killed_client(proc: subprocess.Popen[bytes], wp: int, pid_file: Path) -> None:
     try:
         _read_until(proc, b"HANGING-NOW", 60)
-        workers = psutil.Process(wp).children()
+        workers = run_workers(wp)
         assert len(workers) == 1, workers
         worker = workers[0]
         # The test wrote the file before it printed HANGING-NOW.
@@ -157,7 +157,7 @@ def test_sigterm_to_the_client_ends_the_run_like_cold(equiv_daemon: Project) -> 
                     proc.kill()
                     proc.wait(10)
     assert codes == [-signal.SIGTERM, -signal.SIGTERM]
-    assert psutil.Process(warm_pid(equiv_daemon)).children() == []
+    assert run_workers(warm_pid(equiv_daemon)) == []
 
 
 def test_global_state_does_not_leak_into_the_next_run(

@@ -1,15 +1,11 @@
 """Transcript tests for every ``--daemon-*`` verb: the command, its output lines, its exit code.
 
-Templates are literal text except for placeholders: ``{root}``, ``{socket}``,
-``{log}``, ``{pid}`` and ``{warm}`` (this daemon's values), ``{n}`` (an
-integer), ``{f}`` (a decimal) and ``{*}`` (anything on one line). A template
-must match the whole output, line for line.
+Templates and their placeholders are described in transcript.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 from typing import Any
 
@@ -18,73 +14,16 @@ import pytest
 from pytest_fastcollect.wire import protocol as p
 
 from helpers import Project, Result, files_of, frame, raw_exchange, record_of
+from transcript import expect
 
 FILES = {
     "tests/test_a.py": "def test_a():\n    pass\n",
     "tests/test_b.py": "def test_b():\n    pass\n",
 }
-PLACEHOLDER = re.compile(r"\{(root|socket|log|pid|warm|runtime|n|f|\*)\}")
 NO_DAEMON = (
     "pytest-fastcollect: error: no daemon running for {root}; "
     "start one with: pytest --daemon-start\n"
 )
-
-
-def pattern(template: str, values: dict[str, str]) -> str:
-    out = []
-    pos = 0
-    for m in PLACEHOLDER.finditer(template):
-        out.append(re.escape(template[pos : m.start()]))
-        name = m.group(1)
-        if name == "n":
-            out.append(r"\d+")
-        elif name == "f":
-            out.append(r"\d+\.\d+")
-        elif name == "*":
-            out.append(r"[^\n]*")
-        else:
-            out.append(re.escape(values[name]))
-        pos = m.end()
-    out.append(re.escape(template[pos:]))
-    return "".join(out)
-
-
-def expect(
-    project: Project,
-    result: Result,
-    code: int,
-    *,
-    stdout: str = "",
-    stderr: str = "",
-    record: dict[str, Any] | None = None,
-) -> None:
-    """Assert a transcript: exit code, and stdout/stderr matching their templates in full.
-
-    ``{pid}`` and ``{warm}`` come from ``record``, else from the daemon record now on disk.
-    """
-    record = record or record_of(project) or {}
-    files = files_of(project)
-    values = {
-        "root": str(project.root),
-        "socket": str(files.socket),
-        "log": str(files.log),
-        "runtime": str(project.runtime),
-        "pid": str(record.get("pid", "?")),
-        "warm": str(record.get("warm_pid", "?")),
-    }
-    problems = []
-    if result.returncode != code:
-        problems.append(f"exit {result.returncode}, expected {code}")
-    for name, got, template in (
-        ("stdout", result.stdout, stdout),
-        ("stderr", result.stderr, stderr),
-    ):
-        want = textwrap.dedent(template).lstrip("\n")
-        if not re.fullmatch(pattern(want, values), got):
-            problems.append(
-                f"{name} does not match its template:\n--- template ---\n{want}--- got ---\n{got}"
-            )
-    assert not problems, "\n".join(problems) + f"\n\n{result}"
 
 
 def started(project: Project, *paths: str) -> Result:
@@ -108,14 +47,20 @@ HEALTHY = """
       - socket_alive: True
       - running: True
       - warm_process_alive: {warm}
+      - warm_process_responsive: True
       - warm_process_fork_safe: True (1 OS thread)
       - request_error_rate: 0.00 (0%)
-      - memory_rss_bytes: {f} MiB
+      - memory_rss_bytes: {f} MiB (supervisor {f} MiB, base {f} MiB, warm {f} MiB)
       - zombies: 0
       - file_watcher: inotify
       - pending_changes_age_s: 0.0
       - import_failures: 0
       - leaked_workers: 0
+    Reloads:
+      reloads:         0 (0 modules; mean -, p95 -)
+      last reload:     none yet
+      replacements:    none
+      pending changes: 0
 """
 
 
@@ -230,6 +175,13 @@ def test_start_start_status_json_health_json(project: Project) -> None:
     assert data["metrics"]["total_requests"] == 1
     assert data["warmup"]["imported"] == data["warmup"]["total"] == 2
     assert p.StatusResponse.model_validate(data).pid == record["pid"]
+    # Counts are documented as ints, the timeout as seconds (a float).
+    assert data["limits"] == {
+        "max_connections": 10,
+        "max_request_bytes": 10 * 1024 * 1024,
+        "request_timeout": 30.0,
+    }
+    assert [type(v) for v in data["limits"].values()] == [int, int, float]
 
     expect(project, project.pytest("--daemon-health"), 0, stdout=HEALTHY)
 
@@ -240,6 +192,50 @@ def test_start_start_status_json_health_json(project: Project) -> None:
     assert all(check["ok"] for check in data["checks"].values()), data
     assert data["checks"]["request_error_rate"]["detail"] == "0 of 3 requests failed; limit 10%"
     assert p.HealthResponse.model_validate(data).status is p.HealthVerdict.HEALTHY
+    assert data["reload"]["reloads"] == 0 and data["reload"]["last"] is None
+
+
+def test_health_shows_reload_statistics(project: Project) -> None:
+    """Issue 11.1: health is where people look for reload figures, in text and JSON."""
+    started(project, "tests")
+    project.write({"tests/test_a.py": "def test_a():\n    assert 1 + 1 == 2\n"})
+    run = project.pytest("-q", "tests/test_a.py")
+    assert run.returncode == 0 and "1 passed" in run.stdout, str(run)
+    expect(
+        project,
+        project.pytest("--daemon-health"),
+        0,
+        stdout="""
+        Status: healthy
+        Checks:
+          - socket_alive: True
+          - running: True
+          - warm_process_alive: {warm}
+          - warm_process_fork_safe: True (1 OS thread)
+          - request_error_rate: 0.00 (0%)
+          - memory_rss_bytes: {f} MiB (supervisor {f} MiB, base {f} MiB, warm {f} MiB)
+          - zombies: 0
+          - file_watcher: inotify
+          - pending_changes_age_s: 0.0
+          - import_failures: 0
+          - leaked_workers: 0
+        Reloads:
+          reloads:         1 (1 modules; mean {f} ms, p95 {f} ms)
+          last reload:     {n}:{n}:{n} ({n}:{n}:{n} ago), 1 modules in {f} ms (reimport; changed: tests/test_a.py)
+          replacements:    none
+          pending changes: 0
+    """,
+    )
+    result = project.pytest("--daemon-health", "--daemon-json")
+    assert result.returncode == 0, str(result)
+    reload = json.loads(result.stdout)["reload"]
+    assert (reload["reloads"], reload["modules_reloaded"], reload["pending_changes"]) == (1, 1, 0)
+    assert reload["last"]["files"] == ["tests/test_a.py"]
+    assert reload["last"]["action"] == "reimport" and reload["last"]["duration_ms"] > 0
+    assert reload["mean_ms"] == reload["p95_ms"] == reload["last"]["duration_ms"]
+    assert reload["replacements"] == {}
+    memory = json.loads(result.stdout)["checks"]["memory_rss_bytes"]
+    assert isinstance(memory["value"], int) and memory["display"].endswith(" MiB)")
 
 
 def test_health_not_healthy_exits_7(project: Project) -> None:
@@ -257,14 +253,20 @@ def test_health_not_healthy_exits_7(project: Project) -> None:
           - socket_alive: True
           - running: True
           - warm_process_alive: {warm}
+          - warm_process_responsive: True
           - warm_process_fork_safe: True (1 OS thread)
           - request_error_rate: 1.00 (100%)  <- degraded  [3 of 3 requests failed; limit 10%]
-          - memory_rss_bytes: {f} MiB
+          - memory_rss_bytes: {f} MiB (supervisor {f} MiB, base {f} MiB, warm {f} MiB)
           - zombies: 0
           - file_watcher: inotify
           - pending_changes_age_s: 0.0
           - import_failures: 0
           - leaked_workers: 0
+        Reloads:
+          reloads:         0 (0 modules; mean -, p95 -)
+          last reload:     none yet
+          replacements:    none
+          pending changes: 0
     """,
     )
     result = project.pytest("--daemon-health", "--daemon-json")
@@ -359,3 +361,32 @@ def test_verbs_from_a_subdirectory_find_the_projects_daemon(project: Project) ->
     result = project.pytest("--daemon-status", "--daemon-json", cwd=project.root / "tests")
     assert result.returncode == 0, str(result)
     assert json.loads(result.stdout)["root"] == str(project.root)
+
+
+BROKEN = "import no_such_module_anywhere\n\n\ndef test_broken():\n    pass\n"
+
+
+def test_status_lists_import_failures_under_warm_up_until_fixed(project: Project) -> None:
+    """Issue 11.12: failures follow the warm-up line, and a fixed file is no longer listed."""
+    project.write({**FILES, "tests/test_broken.py": BROKEN})
+    result = project.start("tests")
+    assert result.returncode == 0, str(result)
+    lines = project.pytest("--daemon-status").stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("  warm-up:"))
+    assert lines[at].startswith("  warm-up:        2/3 modules in ")
+    assert lines[at + 1] == (
+        "    Failed to import tests/test_broken.py: "
+        "ModuleNotFoundError: No module named 'no_such_module_anywhere'"
+    ), lines
+    assert lines[at + 2].startswith("  learned:"), lines
+    health = json.loads(project.pytest("--daemon-health", "--daemon-json").stdout)
+    assert health["checks"]["import_failures"]["value"] == 1
+
+    project.write({"tests/test_broken.py": "def test_broken():\n    pass\n"})
+    run = project.pytest("-q", "tests")
+    assert run.returncode == 0 and "3 passed" in run.stdout, str(run)
+    status = project.status()
+    assert status["warmup"]["failures"] == [], status["warmup"]  # type: ignore[index]
+    assert "Failed to import" not in project.pytest("--daemon-status").stdout
+    health = json.loads(project.pytest("--daemon-health", "--daemon-json").stdout)
+    assert health["checks"]["import_failures"]["value"] == 0

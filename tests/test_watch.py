@@ -20,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from helpers import THIN, Project, PtyRun, command_pytest, make_project, wait_until
+from helpers import (
+    THIN,
+    Project,
+    PtyRun,
+    command_pytest,
+    make_project,
+    run_workers,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -166,9 +174,8 @@ def test_ctrl_c_during_a_run(session: Session) -> None:
     status = session.project.status()
     assert status["state"] == "ready"
     warm = status["warm_pid"]
-    import psutil
-
-    assert isinstance(warm, int) and psutil.Process(warm).children() == []
+    # The standby worker (a fork waiting for the next run) may be there; no run's is.
+    assert isinstance(warm, int) and run_workers(warm) == []
 
 
 def test_a_save_during_a_run_is_run_next(session: Session) -> None:

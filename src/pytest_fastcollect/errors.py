@@ -11,6 +11,7 @@ import enum
 
 class Exit(enum.IntEnum):
     OK = 0
+    INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED: Ctrl-C during a verb
     USAGE = 4  # pytest.ExitCode.USAGE_ERROR
     NO_DAEMON = 6
     NOT_HEALTHY = 7
@@ -41,6 +42,10 @@ class DaemonError(FastCollectError):
     """The daemon answered with an error, or broke the protocol."""
 
     exit_code = Exit.DAEMON_ERROR
+
+
+class DaemonBusy(DaemonError):
+    """The daemon answered ``busy`` (every slot taken) for as long as we retried."""
 
 
 class DaemonConnectionError(NoDaemon, ConnectionError):

@@ -17,11 +17,13 @@ Three parts, checked where the facts are:
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 # No typing at run time: the start-up hook (client/early.py) imports this.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
     import pytest
@@ -70,10 +72,83 @@ def _norm(value: Any) -> str:
     return str(value)
 
 
-def base_sys_path(ini_pythonpath: list[str] | None = None) -> list[str]:
-    """sys.path as the interpreter set it up (pytest's ``pythonpath`` entries removed)."""
-    extra = set(ini_pythonpath or ())
-    return [entry for entry in sys.path if entry not in extra]
+def interpreter_sys_path(ini_pythonpath: Sequence[str] = (), cwd: str | None = None) -> list[str]:
+    """sys.path as the interpreter set it up, absolute.
+
+    Call it before pytest imports a conftest or a test module (which insert
+    their directories). pytest 9 has already put the ini ``pythonpath``
+    entries in front by then (before loading plugins); pytest 8 puts them
+    there later, in its own ``pytest_load_initial_conftests``. Those copies
+    are left out here: the comparison adds them back in front.
+    """
+    entries = list(sys.path)
+    ini = list(ini_pythonpath)
+    if ini and entries[: len(ini)] == ini and _pythonpath_inserted_early():
+        entries = entries[len(ini) :]
+    return [_absolute(entry, cwd) for entry in entries]
+
+
+def _pythonpath_inserted_early() -> bool:
+    from _pytest.config import Config
+
+    return hasattr(Config, "_configure_python_path")
+
+
+def _absolute(entry: str, cwd: str | None) -> str:
+    if os.path.isabs(entry):
+        return os.path.normpath(entry)
+    return os.path.normpath(os.path.join(cwd or os.getcwd(), entry))
+
+
+def effective_sys_path(ini_pythonpath: list[str], interpreter_path: list[str]) -> list[str]:
+    """sys.path once pytest has put the ini ``pythonpath`` entries first, without
+    repeats: a later copy of an entry never decides an import."""
+    seen: set[str] = set()
+    out = []
+    for entry in [*ini_pythonpath, *interpreter_path]:
+        if entry not in seen:
+            seen.add(entry)
+            out.append(entry)
+    return out
+
+
+def _module_suffixes() -> tuple[str, ...]:
+    """What a sys.path directory must hold for an import to find something in it
+    (imported here: the start-up hook imports this module and never needs it)."""
+    import importlib.machinery
+
+    return tuple(importlib.machinery.all_suffixes())
+
+
+def provides_modules(entry: str) -> bool:
+    """Whether an ``import`` could find anything in this sys.path entry.
+
+    A missing directory, or one holding no module file and no directory that
+    could be a package (a virtualenv's ``bin``: scripts without ``.py``), is
+    skipped by every import: such an entry cannot change what an import
+    resolves to. Anything unreadable or unusual counts as holding modules.
+    """
+    try:
+        st = os.stat(entry)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return True  # a zip or egg file
+    suffixes = _module_suffixes()
+    try:
+        with os.scandir(entry) as it:
+            for item in it:
+                name = item.name
+                if name.endswith(suffixes):
+                    return True
+                # A directory is a package, or a namespace package portion,
+                # if its name could be a module name (``__pycache__`` is
+                # only ever read through a module next to it).
+                if "." not in name and name != "__pycache__" and item.is_dir():
+                    return True
+    except OSError:
+        return True
+    return False
 
 
 def ini_pythonpath(config: pytest.Config) -> list[str]:
@@ -119,14 +194,48 @@ def option_differences(warm: dict[str, str], run: dict[str, str]) -> list[str]:
     return reasons
 
 
-def interpreter_differences(warm: WarmKey, python: str, sys_path: list[str]) -> list[str]:
-    if warm.python != python:
+def same_interpreter(a: str, b: str) -> bool:
+    """The same executable, reached from the same directory: a virtualenv's
+    ``bin/python`` and ``bin/python3`` are one interpreter; the system python
+    its symlinks point to is another (it has other site-packages)."""
+    if a == b:
+        return True
+    real = os.path.realpath
+    return real(a) == real(b) and real(os.path.dirname(a)) == real(os.path.dirname(b))
+
+
+def interpreter_differences(
+    warm: WarmKey, python: str, sys_path: list[str], cwd: str | None = None
+) -> list[str]:
+    """Why a run with this interpreter and ``sys.path`` cannot be served exactly.
+
+    The paths are compared as pytest will have them when the first conftest
+    is imported: the warm process's ini ``pythonpath`` entries first (the
+    worker checks that the run's ini has the same), repeats dropped. Entries
+    that hold nothing importable are left out of the comparison, since no
+    import can resolve differently because of them; so ``pytest`` (its
+    script directory first) and ``python -m pytest`` (the current directory
+    first) share a daemon whenever that directory is already on the path.
+    """
+    if not same_interpreter(warm.python, python):
         return [f"this run uses {python}, the daemon {warm.python}"]
-    if warm.sys_path != sys_path:
-        return [
-            "sys.path differs from the daemon's (PYTHONPATH, virtualenv, or 'python -m pytest' vs 'pytest')"
-        ]
-    return []
+    ini = list(warm.ini_pythonpath)
+    warm_path = effective_sys_path(ini, warm.sys_path)
+    run_path = effective_sys_path(ini, [_absolute(e, cwd) for e in sys_path])
+    if warm_path == run_path:
+        return []
+    warm_used = [e for e in warm_path if provides_modules(e)]
+    run_used = [e for e in run_path if provides_modules(e)]
+    if warm_used == run_used:
+        return []
+    hint = "(PYTHONPATH, another virtualenv, or python -m pytest from another directory)"
+    only_run = [e for e in run_used if e not in warm_used]
+    if only_run:
+        return [f"this run's sys.path has {only_run[0]}, the daemon's does not {hint}"]
+    only_warm = [e for e in warm_used if e not in run_used]
+    if only_warm:
+        return [f"the daemon's sys.path has {only_warm[0]}, this run's does not {hint}"]
+    return [f"this run's sys.path has the daemon's entries in another order {hint}"]
 
 
 def env_differences(warm_env: dict[str, str | None], run_env: dict[str, str]) -> list[str]:

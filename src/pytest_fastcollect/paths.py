@@ -22,6 +22,34 @@ if TYPE_CHECKING:
 
 SOCKET_PATH_LIMIT = 100
 
+# Directories the daemon never watches (caches, VCS data, virtualenvs, builds):
+# shared by the supervisor's watcher and the client's size check at start.
+IGNORED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".venv",
+        "venv",
+        "env",
+        ".env",
+        "site-packages",
+        "dist-packages",
+        "build",
+        "dist",
+        ".eggs",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "node_modules",
+        ".idea",
+        ".vscode",
+    }
+)
+
 
 def runtime_dir() -> Path:
     """The directory for sockets, locks, state files and logs.

@@ -36,18 +36,8 @@ def _add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("fastcollect", "pytest-fastcollect daemon")
     for verb in verbs.VERBS:
         group.addoption(verb.flag, action="store_true", dest=verb.dest, help=verb.help)
-    group.addoption(
-        verbs.JSON_FLAG,
-        action="store_true",
-        dest="daemon_json",
-        help="With --daemon-status or --daemon-health: print JSON.",
-    )
-    group.addoption(
-        verbs.CLEAR_FLAG,
-        action="store_true",
-        dest="daemon_clear",
-        help="With --daemon-watch: clear the screen before each run.",
-    )
+    for modifier in verbs.MODIFIERS:
+        group.addoption(modifier.flag, action="store_true", dest=modifier.dest, help=modifier.help)
     group.addoption(
         verbs.NO_DAEMON_FLAG,
         action="store_true",
@@ -71,10 +61,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> Generator[None
             raise pytest.UsageError(f"{flags} do not go together; give one --daemon-* command")
         if given:
             raise SystemExit(verbs.run(given[0], early_config))
-        if getattr(ns, "daemon_json", False):
-            raise pytest.UsageError("--daemon-json goes with --daemon-status or --daemon-health")
-        if getattr(ns, "daemon_clear", False):
-            raise pytest.UsageError("--daemon-clear goes with --daemon-watch")
+        for modifier in verbs.modifiers_given(ns):
+            raise pytest.UsageError(modifier.usage())
         # The daemon serves the pytest command. pytest.main() runs in its
         # caller's process: the plugin objects it may pass cannot travel.
         if not role.handoff_claimed() and _called_by_console(sys._getframe(0)):
@@ -110,7 +98,7 @@ def _early_handoff(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMana
     except (pytest.UsageError, SystemExit):
         # pytest reports the bad arguments itself, with every plugin loaded.
         return
-    if verbs.given(ns) or getattr(ns, "daemon_json", False) or getattr(ns, "daemon_clear", False):
+    if verbs.given(ns) or verbs.modifiers_given(ns):
         return  # commands and their usage errors come later, with every plugin loaded
     code = handoff.try_handoff(config, ns=ns, args=args)
     if code is not None:
@@ -161,6 +149,13 @@ def _leave(code: int) -> NoReturn:
     from pytest_fastcollect import process_exit
 
     process_exit.exit_now(code)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if role.current() is role.Role.CLIENT:
+        # A bad daemon_* value stops a cold run here, before its first test
+        # (a run handed off was checked before the hand-off).
+        settings.check_all(config)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -31,6 +31,12 @@ ENV_DISABLE = "PYTEST_FASTCOLLECT_DISABLE"  # any true value: never use a daemon
 ENV_POLLING = "PYTEST_FASTCOLLECT_POLLING"  # any true value: poll instead of inotify
 # Set by watch mode for its runs: where client/watch_report.py writes what ran.
 ENV_WATCH_REPORT = "PYTEST_FASTCOLLECT_WATCH_REPORT"
+# The standby worker (warm/standby.py), read by the daemon when it starts:
+# "auto" (default), "off", or "always" (every run through a standby: for tests).
+ENV_STANDBY = "PYTEST_FASTCOLLECT_STANDBY"
+# A file that each run handed to the daemon appends its timeline to (warm/timeline.py).
+ENV_TIMELINE = "PYTEST_FASTCOLLECT_TIMELINE"
+STANDBY_MODES = ("auto", "off", "always")
 
 _FALSE_WORDS = ("", "0", "false", "no", "off")
 _TRUE_WORDS = ("1", "true", "yes", "on", "y", "t")
@@ -40,6 +46,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def env_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
     value = (os.environ if environ is None else environ).get(name, "")
     return value.strip().lower() not in _FALSE_WORDS
+
+
+def standby_mode(environ: Mapping[str, str] | None = None) -> str:
+    """``ENV_STANDBY`` as one of ``STANDBY_MODES``; false words mean off, anything unknown auto."""
+    value = (os.environ if environ is None else environ).get(ENV_STANDBY, "auto").strip().lower()
+    if value in STANDBY_MODES:
+        return value
+    return "off" if value in _FALSE_WORDS and value else "auto"
 
 
 def disabled_by_env(environ: Mapping[str, str] | None = None) -> bool:
@@ -230,25 +244,48 @@ class DaemonSettings:
 
 def ini_value(config: pytest.Config, name: str) -> Any:
     """One ``daemon_*`` ini setting, checked; ValueError names it and what it takes."""
+    import pytest
+
     setting = INI_BY_NAME[name]
     try:
-        raw = config.getini(name)
-    except ValueError:
-        # pytest's own typed ini parsing (bool, int, float) failed: say it our way.
-        raw = _raw_ini(config, name)
-    return setting.parse(raw)
+        return setting.parse(config.getini(name))
+    except (ValueError, TypeError, pytest.UsageError):
+        # pytest's own typed parsing failed (pytest 9 says so without the
+        # setting's name), or it accepted a value we do not (-1 as -1.0):
+        # name the setting and quote the value as the user wrote it.
+        return setting.parse(_raw_ini(config, name))
 
 
 def _raw_ini(config: pytest.Config, name: str) -> object:
-    inicfg: Any = getattr(config, "inicfg", {})
-    value = inicfg.get(name, "") if hasattr(inicfg, "get") else ""
-    return getattr(value, "value", value)
+    """The value as written: the last ``-o name=...``, else the ini file's."""
+    ns = getattr(config, "known_args_namespace", None)
+    for override in reversed(getattr(ns, "override_ini", None) or []):
+        key, sep, value = str(override).partition("=")
+        if sep and key.strip() == name:
+            return value
+    # pytest 9 keeps ConfigValue objects in _inicfg (its ``inicfg`` is a
+    # deprecated proxy); older versions a plain dict in ``inicfg``.
+    inicfg: Any = getattr(config, "_inicfg", None)
+    if inicfg is None:
+        inicfg = getattr(config, "inicfg", {})
+    found = inicfg.get(name, "") if hasattr(inicfg, "get") else ""
+    return getattr(found, "value", found)
 
 
 def check_all(config: pytest.Config) -> None:
-    """Parse every ``daemon_*`` setting once, so a bad value fails before any test runs."""
+    """Parse every ``daemon_*`` setting once, so a bad value fails before any test runs.
+
+    Raises ``pytest.UsageError`` with one line naming the setting and what it
+    accepts: pytest prints it as ``ERROR: ...`` and exits 4, before the
+    session starts (called from the hand-off and from ``pytest_configure``).
+    """
+    import pytest
+
     for setting in INI_SETTINGS:
-        ini_value(config, setting.name)
+        try:
+            ini_value(config, setting.name)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def from_config(config: pytest.Config, environ: Mapping[str, str] | None = None) -> DaemonSettings:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect import fingerprint, settings
-from pytest_fastcollect.client import ui
+from pytest_fastcollect.client import discovery, footprint, locate, starting, ui, verbs
 from pytest_fastcollect.client.connect import (
     DaemonClient,
     lock_is_free,
@@ -31,54 +30,15 @@ from pytest_fastcollect.errors import (
     NoDaemon,
     UsageError,
 )
-from pytest_fastcollect.paths import ProjectFiles, ensure_runtime_dir, project_files
+from pytest_fastcollect.paths import (
+    ProjectFiles,
+    check_runtime_dir,
+    ensure_runtime_dir,
+    project_files,
+)
 from pytest_fastcollect.wire import protocol as p
 
-OUR_FLAGS = frozenset({"--daemon-start", "--daemon-restart", "--daemon-json", "--no-daemon"})
-# Options that only steer a test run; warm-up collects everything regardless.
-RUN_ONLY_FLAGS = frozenset(
-    {
-        "--lf",
-        "--last-failed",
-        "--ff",
-        "--failed-first",
-        "--nf",
-        "--new-first",
-        "--sw",
-        "--stepwise",
-        "--sw-skip",
-        "--stepwise-skip",
-        "--pdb",
-        "-x",
-        "--exitfirst",
-        "--co",
-        "--collect-only",
-        "--cov-append",
-        "--cov-branch",
-        "--no-cov",
-        "--no-cov-on-fail",
-    }
-)
-# Options with a value that write a run's reports or measure it: the warm-up
-# (a collect-only session) must not overwrite the user's report with an empty
-# one, nor start coverage in the warm process that every run is forked from.
-RUN_OUTPUT_OPTIONS = (
-    "--junitxml",
-    "--junit-xml",
-    "--report-log",
-    "--cov",
-    "--cov-report",
-    "--cov-config",
-    "--cov-fail-under",
-    "--cov-context",
-    "--durations",
-    "--durations-min",
-)
 STOP_TIMEOUT = 10.0
-
-
-class _LostStartRace(DaemonError):
-    """Our supervisor found the lock taken: a concurrent start got there first."""
 
 
 def run_verb(function: Callable[[pytest.Config], int], config: pytest.Config) -> int:
@@ -88,6 +48,17 @@ def run_verb(function: Callable[[pytest.Config], int], config: pytest.Config) ->
     except FastCollectError as exc:
         sys.stderr.write(f"pytest-fastcollect: error: {exc.message}\n")
         return int(exc.exit_code)
+    except KeyboardInterrupt:
+        # A start that is interrupted leaves a daemon that goes on warming up
+        # (it is detached on purpose): say so, and how to stop it.
+        starting = function.__name__ in ("start", "restart")
+        hint = (
+            "; the daemon goes on warming up in the background (pytest --daemon-stop stops it)"
+            if starting
+            else ""
+        )
+        sys.stderr.write(f"\npytest-fastcollect: interrupted{hint}\n")
+        return int(Exit.INTERRUPTED)
 
 
 def _files(config: pytest.Config, create: bool = False) -> ProjectFiles:
@@ -96,35 +67,48 @@ def _files(config: pytest.Config, create: bool = False) -> ProjectFiles:
 
 
 def _client(files: ProjectFiles) -> DaemonClient:
+    if not os.path.exists(files.socket):
+        # A live daemon makes a removed socket again within a second.
+        discovery.wait_for_socket(files)
     return DaemonClient(files.socket)
+
+
+def _target(config: pytest.Config) -> ProjectFiles:
+    """The daemon a verb acts on: the rootdir's, else the one started from here."""
+    files = _files(config)
+    if os.path.lexists(files.directory):
+        # Its lock and records are read before any connection (which checks it too).
+        check_runtime_dir(files.directory)
+    chosen, found = locate.choose(files, str(config.invocation_params.dir))
+    if found is not None:
+        _note(
+            f"no daemon serves {files.root}; acting on the one for {found.record.root} "
+            f"(started from {found.record.cwd})"
+        )
+    return chosen
+
+
+def _note(message: str) -> None:
+    sys.stderr.write(f"pytest-fastcollect: {message}\n")
+    sys.stderr.flush()
+
+
+def _not_a_socket(files: ProjectFiles) -> str | None:
+    path = files.socket
+    if os.path.isdir(path) and not os.path.islink(path):
+        return f"{path} is a directory, not a daemon's socket; remove it (rmdir {path})"
+    return None
 
 
 def _no_daemon(files: ProjectFiles) -> NoDaemon:
     removed = remove_stale_files(files) if lock_is_free(files) else []
     extra = " (removed its stale files)" if removed else ""
+    blocked = _not_a_socket(files)
+    if blocked is not None:
+        return NoDaemon(f"no daemon running for {files.root}; {blocked}")
     return NoDaemon(
         f"no daemon running for {files.root}{extra}; start one with: pytest --daemon-start"
     )
-
-
-def warm_args_from(config: pytest.Config) -> list[str]:
-    out = []
-    args = list(config.invocation_params.args)
-    skip_value = False
-    for arg in args:
-        if skip_value:
-            skip_value = False
-            if not arg.startswith("-"):
-                continue
-        if arg in OUR_FLAGS or arg in RUN_ONLY_FLAGS or arg.startswith("--daemon-"):
-            continue
-        if arg in RUN_OUTPUT_OPTIONS:
-            skip_value = True  # its value is the next argument
-            continue
-        if arg.startswith(tuple(o + "=" for o in RUN_OUTPUT_OPTIONS)):
-            continue
-        out.append(arg)
-    return out
 
 
 def check_paths(config: pytest.Config) -> None:
@@ -139,96 +123,26 @@ def check_paths(config: pytest.Config) -> None:
             raise UsageError(f"{raw} is outside the project root {root}")
 
 
-def spawn_supervisor(
-    config: pytest.Config, warm_args: list[str], wait: bool, sys_path: list[str] | None = None
-) -> p.StartReady | None:
-    """Start the daemon detached (double fork, new session, stdio on /dev/null).
-
-    ``sys_path``: the client's sys.path from before conftests and test modules
-    changed it, when called later than ``pytest_load_initial_conftests``.
-    """
-    try:
-        resolved = settings.from_config(config)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    files = _files(config, create=True)
-    if sys_path is None:
-        sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
-    cmd = [
-        sys.executable,
-        "-m",
-        "pytest_fastcollect.supervisor",
-        "--root",
-        str(files.root),
-        "--cwd",
-        str(config.invocation_params.dir),
-        "--settings",
-        resolved.to_json(),
-    ]
-    if sys_path:
-        cmd += ["--sys-path0", sys_path[0]]
-    read_fd, write_fd = os.pipe() if wait else (-1, -1)
-    if wait:
-        cmd += ["--progress-fd", str(write_fd)]
-    cmd += ["--", *warm_args]
-    _daemonize(cmd, cwd=str(files.directory), keep_fd=write_fd if wait else None)
-    if not wait:
-        return None
-    os.close(write_fd)
-    return _follow_start(read_fd)
+def _warm_paths(config: pytest.Config) -> list[str]:
+    base = str(config.invocation_params.dir)
+    given = getattr(config.known_args_namespace, "file_or_dir", None) or []
+    return [os.path.join(base, str(a).split("::", 1)[0]) for a in given] or [base]
 
 
-def _daemonize(cmd: list[str], cwd: str, keep_fd: int | None) -> None:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        try:
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            os.chdir(cwd)
-            devnull = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(devnull, fd)
-            if keep_fd is not None:
-                os.set_inheritable(keep_fd, True)
-            os.closerange(3, keep_fd if keep_fd is not None else 3)
-            if keep_fd is not None:
-                os.closerange(keep_fd + 1, 65536)
-            else:
-                os.closerange(3, 65536)
-            os.execv(sys.executable, cmd)
-        finally:
-            os._exit(127)
-    os.waitpid(pid, 0)
-
-
-def _follow_start(read_fd: int) -> p.StartReady:
-    tty = sys.stderr.isatty()
-    buffer = b""
-    try:
-        with os.fdopen(read_fd, "rb") as stream:
-            for line in stream:
-                buffer = line
-                event = p.start_event_adapter().validate_json(line)
-                if isinstance(event, p.StartProgress):
-                    if tty:
-                        sys.stderr.write(
-                            f"\rpytest-fastcollect: warming up: {event.done}/{event.total} modules"
-                        )
-                        sys.stderr.flush()
-                elif isinstance(event, p.StartReady):
-                    return event
-                elif isinstance(event, p.StartFailed):
-                    if event.already_running:
-                        raise _LostStartRace(event.message)
-                    raise DaemonError(f"the daemon did not start: {event.message}")
-    finally:
-        if tty:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-    raise DaemonError(
-        f"the daemon exited during start-up{' after ' + buffer.decode()[:200] if buffer else ''}; "
-        "see its log in the runtime directory"
+def check_footprint(config: pytest.Config) -> None:
+    """Refuse (unless confirmed) a rootdir with no ini file and far more files
+    than the warm paths: the system temp directory, a home directory."""
+    reason = footprint.oversized(
+        str(config.rootpath), config.inipath is not None, _warm_paths(config)
+    )
+    if reason is None:
+        return
+    if getattr(config.known_args_namespace, "daemon_confirm", False):
+        _note(f"warning: {reason}; starting anyway ({verbs.CONFIRM_FLAG})")
+        return
+    raise UsageError(
+        f"{reason}; start it from the project's directory, give the project an ini file "
+        f"(pytest.ini), or confirm with {verbs.CONFIRM_FLAG}"
     )
 
 
@@ -237,12 +151,16 @@ def start(config: pytest.Config) -> int:
     files = _files(config, create=True)
     if not lock_is_free(files):
         return _already_running(files)
+    blocked = _not_a_socket(files)
+    if blocked is not None:
+        raise DaemonError(blocked)
+    check_footprint(config)
     # Stale files are left to the supervisor, which replaces them once it
     # holds the lock: removing them here could delete the files of a daemon
     # that a concurrent start has just brought up.
     try:
-        ready = spawn_supervisor(config, warm_args_from(config), wait=True)
-    except _LostStartRace:
+        ready = starting.spawn_supervisor(config, starting.warm_args_from(config), wait=True)
+    except starting.LostStartRace:
         return _already_running(files)
     assert ready is not None
     sys.stdout.write(ui.render_started(ready, str(files.root)))
@@ -260,15 +178,21 @@ def _already_running(files: ProjectFiles) -> int:
 
 
 def stop(config: pytest.Config) -> int:
-    files = _files(config)
-    return stop_files(files)
+    return stop_files(_target(config))
 
 
 def stop_files(files: ProjectFiles) -> int:
 
     client = _client(files)
     try:
-        pid = int(client.stop()["pid"])
+        answer = client.stop()
+        pid = int(answer["pid"])
+        if answer.get("runs"):
+            sys.stdout.write(
+                f"pytest-fastcollect: {answer['runs']} run(s) in progress may finish within "
+                f"{answer['grace']:g}s (pytest --daemon-stop again stops them now)\n"
+            )
+            sys.stdout.flush()
     except DaemonConnectionError:
         pid = 0
     except DaemonError:
@@ -286,6 +210,13 @@ def stop_files(files: ProjectFiles) -> int:
         sys.stdout.write(
             f"pytest-fastcollect: killed the unresponsive daemon (pid {record.pid}) "
             f"for {files.root}\n"
+        )
+        return int(Exit.OK)
+    stopped = discovery.stop_orphans(files)
+    if stopped:
+        sys.stdout.write(
+            f"pytest-fastcollect: stopped the daemon (pid {', '.join(map(str, stopped))}) for "
+            f"{files.root}, which ran without its files\n"
         )
         return int(Exit.OK)
     raise _no_daemon(files)
@@ -343,7 +274,7 @@ def _kill_verified(files: ProjectFiles, pid: int) -> bool:
 
 
 def status(config: pytest.Config) -> int:
-    files = _files(config)
+    files = _target(config)
     try:
         data = _client(files).get_status()
     except DaemonConnectionError:
@@ -356,7 +287,7 @@ def status(config: pytest.Config) -> int:
 
 
 def health(config: pytest.Config) -> int:
-    files = _files(config)
+    files = _target(config)
     try:
         data = _client(files).get_health()
     except DaemonConnectionError:
@@ -371,25 +302,52 @@ def health(config: pytest.Config) -> int:
 
 
 def restart(config: pytest.Config) -> int:
-    files = _files(config)
+    """Stop, then start: with the given paths, else as the previous start did
+    (its arguments, in the directory it ran in)."""
+    positional = getattr(config.known_args_namespace, "file_or_dir", None) or []
+    if positional:
+        check_paths(config)
+        files = _files(config)
+        found = None
+    else:
+        files = _target(config)
+        found = files != _files(config)
     record = read_record(files)
     try:
         stop_files(files)
     except NoDaemon:
         pass
-    check_paths(config)
-    args = warm_args_from(config)
-    positional = getattr(config.known_args_namespace, "file_or_dir", None) or []
+    args, cwd = starting.warm_args_from(config), None
+    if found and record is not None:
+        # Another rootdir's daemon: start it again as it was started, where it was.
+        return _start_again(record)
     if not positional and record is not None:
-        args = record.warm_args
-    ready = spawn_supervisor(config, args, wait=True)
+        args, cwd = record.warm_args, record.cwd or None
+    else:
+        check_footprint(config)
+    ready = starting.spawn_supervisor(config, args, wait=True, cwd=cwd)
     assert ready is not None
     sys.stdout.write(ui.render_started(ready, str(files.root)))
     return int(Exit.OK)
 
 
+def _start_again(record: p.DaemonRecord) -> int:
+    """``pytest --daemon-start ARGS`` in the directory the record's start ran in:
+    pytest finds that project's rootdir and ini file from there."""
+    import subprocess
+
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "__main__.py" or not os.path.isfile(argv0):
+        command = [sys.executable, "-m", "pytest"]
+    else:
+        command = [sys.executable, argv0]  # the pytest script: its directory first on sys.path
+    cmd = [*command, "--daemon-start", verbs.CONFIRM_FLAG, *record.warm_args]
+    sys.stdout.flush()
+    return subprocess.call(cmd, cwd=record.cwd or record.root)
+
+
 def reload(config: pytest.Config) -> int:
-    files = _files(config)
+    files = _target(config)
     started = time.perf_counter()
     try:
         data = _client(files).reload()

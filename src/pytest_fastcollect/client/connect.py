@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,20 @@ from pytest_fastcollect.client.transport import (
     lock_is_free,
     remove_stale_files,
 )
-from pytest_fastcollect.errors import DaemonConnectionError, DaemonError, FastCollectError
+from pytest_fastcollect.errors import (
+    DaemonBusy,
+    DaemonConnectionError,
+    DaemonError,
+    FastCollectError,
+)
 from pytest_fastcollect.paths import ProjectFiles, project_files
 from pytest_fastcollect.wire import protocol as p
-from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
+from pytest_fastcollect.wire.framing import FrameError, FrameTimeout, recv_frame, send_frame
 
 RESPONSE_LIMIT = 256 * 1024 * 1024
+# A busy daemon (every run slot taken, or a burst of connections) is asked
+# again for this long before the caller hears it.
+BUSY_RETRY_FOR = 5.0
 
 __all__ = [
     "DaemonClient",
@@ -45,10 +54,19 @@ def get_socket_path(project_root: str | os.PathLike[str]) -> str:
 
 
 def read_response(
-    sock: socket.socket, timeout: float | None = None, adapter: TypeAdapter[Any] | None = None
+    sock: socket.socket,
+    timeout: float | None = None,
+    adapter: TypeAdapter[Any] | None = None,
+    hint: str = "",
 ) -> Any:
+    """The next response; ``hint`` says how to wait longer, for the timeout message."""
     try:
         raw, _ = recv_frame(sock, RESPONSE_LIMIT, timeout=timeout)
+    except FrameTimeout as exc:
+        # This client gave up waiting; the daemon may still be working.
+        raise DaemonError(
+            f"no answer from the daemon within {timeout:g}s; {hint or 'it may be busy'}"
+        ) from exc
     except FrameError as exc:
         raise DaemonError(f"the daemon closed the connection ({exc})") from exc
     except OSError as exc:
@@ -78,16 +96,35 @@ class DaemonClient:
         answers and ``DaemonError`` when the daemon answers with an error.
         """
         t = self.timeout if timeout is None else timeout
-        with connect(self.socket_path, t) as sock:
+        hint = f"DaemonClient({self.socket_path!r}, timeout=SECONDS) waits longer"
+        return self._ask(req, t, hint)
+
+    def _ask(self, req: pydantic.BaseModel, timeout: float | None, hint: str) -> p.Response:
+        """One request, asked again for a moment while the daemon answers ``busy``;
+        ``timeout`` None waits as long as the daemon works."""
+        deadline = time.monotonic() + min(BUSY_RETRY_FOR, timeout or BUSY_RETRY_FOR)
+        delay = 0.01
+        while True:
+            response = self._exchange(req, timeout, hint)
+            if not isinstance(response, p.ErrorResponse):
+                return response
+            if response.code is not p.ErrorCode.BUSY:
+                raise DaemonError(f"{response.code.value}: {response.message}")
+            if time.monotonic() + delay > deadline:
+                raise DaemonBusy(f"{response.message}; try again in a moment")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    def _exchange(self, req: pydantic.BaseModel, timeout: float | None, hint: str) -> p.Response:
+        with connect(self.socket_path, self.timeout if timeout is None else timeout) as sock:
+            sock.settimeout(timeout)  # connecting is bounded; the answer as asked
             try:
                 send_frame(sock, p.dump(req))
             except OSError as exc:
                 raise DaemonConnectionError(
                     f"Cannot send to daemon at {self.socket_path}: {exc}"
                 ) from exc
-            response: p.Response = read_response(sock, t)
-        if isinstance(response, p.ErrorResponse):
-            raise DaemonError(f"{response.code.value}: {response.message}")
+            response: p.Response = read_response(sock, timeout, hint=hint)
         return response
 
     def is_daemon_running(self) -> bool:
@@ -103,7 +140,7 @@ class DaemonClient:
         versions, generation, warm_pid, cached_modules, metrics{total_requests,
         successful_requests, failed_requests, error_rate, ...}, warmup, reload,
         processes[...] and limits."""
-        return self.request(p.StatusRequest()).model_dump(mode="json")
+        return self.request(p.StatusRequest(full=True)).model_dump(mode="json")
 
     def get_health(self) -> dict[str, Any]:
         """HealthResponse as a dict: status (healthy/degraded/unhealthy) and
@@ -111,13 +148,17 @@ class DaemonClient:
         return self.request(p.HealthRequest()).model_dump(mode="json")
 
     def collect(
-        self, root: str | os.PathLike[str], filters: dict[str, Any] | None = None
+        self,
+        root: str | os.PathLike[str],
+        filters: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> dict[str, Any]:
         """Collect like ``pytest --collect-only`` would, in the warm process.
 
         ``filters`` accepts ``-k``, ``-m`` and ``paths``. Returns node_ids,
         count, errors[{nodeid, message}], exit_code, collection_time (seconds)
-        and generation.
+        and generation. ``timeout``: seconds to wait for the answer; None (the
+        default) waits as long as the collection takes.
         """
         try:
             parsed = p.CollectFilters.model_validate(filters or {})
@@ -125,9 +166,12 @@ class DaemonClient:
             raise ValueError(
                 f"unsupported collect filters {filters!r}: use '-k', '-m' and 'paths'"
             ) from exc
-        return self.request(
-            p.CollectRequest(root=os.path.abspath(os.fspath(root)), filters=parsed), timeout=None
-        ).model_dump(mode="json")
+        req = p.CollectRequest(root=os.path.abspath(os.fspath(root)), filters=parsed)
+        hint = (
+            "the collection may still be running; collect(..., timeout=None) waits "
+            "as long as it takes"
+        )
+        return self._ask(req, timeout, hint).model_dump(mode="json")
 
     def affected(
         self,
@@ -152,9 +196,11 @@ class DaemonClient:
         )
         return self.request(req, timeout=None).model_dump(mode="json")
 
-    def reload(self) -> dict[str, Any]:
-        """Replace the warm process with a freshly warmed one; returns generation and duration_ms."""
-        return self.request(p.ReloadRequest(), timeout=None).model_dump(mode="json")
+    def reload(self, timeout: float | None = None) -> dict[str, Any]:
+        """Replace the warm process with a freshly warmed one; returns generation and
+        duration_ms. ``timeout``: None (the default) waits as long as the warm-up takes."""
+        hint = "the warm-up may still be running; reload(timeout=None) waits as long as it takes"
+        return self._ask(p.ReloadRequest(), timeout, hint).model_dump(mode="json")
 
     def stop(self) -> dict[str, Any]:
         """Ask the daemon to stop; returns its pid. The daemon removes its files as it exits."""

@@ -16,12 +16,17 @@ import comes from the console script itself (its text must be a console
 script's and nothing more) or from runpy for ``python -m pytest``, asks
 client/route.py where the run goes, and hands it off with the payload the
 plugin path sends (arguments, working directory, environment with
-``PYTEST_VERSION``, umask, ``sys.executable``, ``sys.path`` without the
-ini ``pythonpath`` entries, ``argv[0]``). The run's exit code ends the
+``PYTEST_VERSION``, umask, ``sys.executable``, ``sys.path`` as the
+interpreter set it up (pytest has inserted nothing yet), ``argv[0]``). The run's exit code ends the
 process. Anything else (an unexpected error included) returns, and Python
 imports pytest as usual: the plugin's own hand-off still runs. If the
 daemon was asked and declined, ``State.declined`` tells the plugin not to ask
 again, and pytest runs in this process after the notice.
+
+``pytest --daemon-status`` and ``--daemon-health`` (alone, or with
+``--daemon-json``) are answered here too, by client/fastverbs.py, when a
+daemon serves the rootdir: they are asked for often and pytest's import
+would be most of their cost.
 
 ``PYTEST_FASTCOLLECT_EARLY=0`` turns this off (the plugin path remains).
 """
@@ -193,9 +198,14 @@ def _hand_off(args: list[str], argv0: str) -> None:
         from pytest_fastcollect import fingerprint
         from pytest_fastcollect.client import route as routing
 
+        cwd = os.getcwd()
+        verb = routing.quick_verb(args)
+        if verb is not None:
+            # Before the interpreter check: a verb runs no code in the daemon.
+            _quick_verb(*verb, cwd)
+            return
         if fingerprint.interpreter_options():
             return  # the plugin says why the daemon cannot honour them
-        cwd = os.getcwd()
         found = routing.route(args, cwd)
         if not isinstance(found, routing.Route):
             return
@@ -203,7 +213,8 @@ def _hand_off(args: list[str], argv0: str) -> None:
         from pytest_fastcollect.client.transport import connect
         from pytest_fastcollect.errors import FastCollectError
 
-        sys_path = fingerprint.base_sys_path(found.setup.pythonpath)
+        # pytest has not inserted its ini pythonpath copies yet: nothing to leave out.
+        sys_path = fingerprint.interpreter_sys_path((), cwd)
         env = routing.run_env(found.setup)
         try:
             sock = connect(found.socket, timeout=None)
@@ -219,3 +230,21 @@ def _hand_off(args: list[str], argv0: str) -> None:
     from pytest_fastcollect import process_exit
 
     process_exit.exit_now(code)
+
+
+def _quick_verb(name: str, as_json: bool, cwd: str) -> None:
+    """``pytest --daemon-status`` or ``--daemon-health``: answered here, or by the plugin.
+
+    The rootdir is found as for a run with no arguments (the flags do not
+    change it); no daemon serving it, or anything pytest would decide (an
+    ini option that blocks the plugin, ...), returns to the plugin's verb.
+    """
+    from pytest_fastcollect.client import route as routing
+
+    found = routing.route([], cwd)
+    if not isinstance(found, routing.Route):
+        return
+    from pytest_fastcollect import process_exit
+    from pytest_fastcollect.client import fastverbs
+
+    process_exit.exit_now(fastverbs.serve(name, found.setup.rootdir, as_json))

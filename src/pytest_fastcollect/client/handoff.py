@@ -12,7 +12,9 @@ import os
 import signal
 import socket
 import sys
+import time
 
+from pytest_fastcollect import settings
 from pytest_fastcollect.client.transport import connect, lock_is_free, remove_stale_files
 from pytest_fastcollect.errors import DaemonConnectionError, FastCollectError, RuntimeDirError
 from pytest_fastcollect.settings import disabled_by_env
@@ -29,8 +31,12 @@ if TYPE_CHECKING:
 
     import pytest
 
+    from pytest_fastcollect.paths import ProjectFiles
+
 
 def notice(message: str) -> None:
+    if sys.stderr is None:  # started with stderr closed, as a cold run would be
+        return
     sys.stderr.write(f"pytest-fastcollect: {message}\n")
     sys.stderr.flush()
 
@@ -56,7 +62,10 @@ def try_handoff(
     from pytest_fastcollect import fingerprint
     from pytest_fastcollect.paths import project_files
 
-    startup_sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
+    # Before pytest inserts its ini pythonpath and test directories: the
+    # supervisor compares it with the warm process's, and an autostarted
+    # daemon mirrors its first entry.
+    startup_sys_path = fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(config))
     config.stash[_startup_sys_path_key()] = startup_sys_path
     if ns is None:
         ns = config.known_args_namespace
@@ -66,8 +75,11 @@ def try_handoff(
         files = project_files(config.rootpath)
     except FastCollectError:
         return None
-    if not os.path.exists(files.socket):
+    if not os.path.exists(files.socket) and not _socket_coming_back(files):
         return None
+    # Bad daemon_* values fail the run as pytest's own bad ini values do
+    # (UsageError: one line, exit 4), before the daemon could start it.
+    settings.check_all(config)
     interpreter_options = fingerprint.interpreter_options()
     if interpreter_options:
         notice(
@@ -86,23 +98,30 @@ def try_handoff(
         notice(f"{exc.message}; running without the daemon")
         return None
     except DaemonConnectionError:
-        if lock_is_free(files):
-            remove_stale_files(files)
-            notice(f"removed stale daemon files for {files.root}; running without the daemon")
-        else:
-            notice(
-                "the daemon is not answering; running without it (pytest --daemon-stop cleans up)"
-            )
+        _not_answering(files)
         return None
-    sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
     with sock:
         return run_through(
             sock,
             config.invocation_params.args,
             str(config.invocation_params.dir),
-            sys_path,
+            startup_sys_path,
             sys.argv[0] if sys.argv else "pytest",
         )
+
+
+def _not_answering(files: ProjectFiles) -> None:
+    """The socket is there but refuses connections: say why, clean up if stale."""
+    if os.path.isdir(files.socket):
+        notice(
+            f"{files.socket} is a directory, not a daemon's socket; running without the "
+            "daemon (remove it to use one)"
+        )
+    elif lock_is_free(files):
+        remove_stale_files(files)
+        notice(f"removed stale daemon files for {files.root}; running without the daemon")
+    else:
+        notice("the daemon is not answering; running without it (pytest --daemon-stop cleans up)")
 
 
 def _stays_here(ns: argparse.Namespace) -> bool:
@@ -126,15 +145,49 @@ def _declined_at_startup() -> bool:
     return bool(getattr(state, "declined", False))
 
 
-def _stdio_fds() -> tuple[int, int, int]:
+# A live daemon makes a removed socket again within its self-check interval.
+SOCKET_BACK_WITHIN = 1.5
+
+
+def _socket_coming_back(files: ProjectFiles) -> bool:
+    """No socket: True if a live daemon (its lock held) has just made it again."""
+    if not os.path.exists(files.lock) or lock_is_free(files):
+        return False
+    deadline = time.monotonic() + SOCKET_BACK_WITHIN
+    while time.monotonic() < deadline:
+        if os.path.exists(files.socket):
+            return True
+        time.sleep(0.01)
+    notice(
+        "the daemon holds its lock but has no socket; running without it "
+        "(pytest --daemon-stop stops it)"
+    )
+    return False
+
+
+def _stdio_fds() -> tuple[tuple[int, int, int], list[int]]:
+    """The descriptors to hand the run as its stdin, stdout and stderr, and those of
+    them this process was started without.
+
+    A stream closed at start-up is ``None`` in ``sys.__stdin__`` and the like (the
+    number may hold something else by now: never send that). ``/dev/null`` travels
+    in its place and the run closes it again, so it starts as a cold one would.
+    """
     fds = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
+    closed = []
+    for fd, stream in enumerate((sys.__stdin__, sys.__stdout__, sys.__stderr__)):
+        usable = stream is not None
+        if usable:
+            try:
+                os.fstat(fd)
+            except OSError:
+                usable = False
+        if usable:
             fds.append(fd)
-        except OSError:
-            fds.append(os.open(os.devnull, os.O_RDWR))
-    return (fds[0], fds[1], fds[2])
+        else:
+            closed.append(fd)
+            fds.append(os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC))
+    return (fds[0], fds[1], fds[2]), closed
 
 
 def _umask() -> int:
@@ -219,19 +272,7 @@ def run_through(
 
     ``env``: the run's environment (default: this process's).
     """
-    payload = lite.encode_run(
-        args,
-        cwd,
-        dict(os.environ) if env is None else env,
-        _umask(),
-        sys.executable,
-        sys_path,
-        argv0,
-    )
-    try:
-        send_frame(sock, payload, fds=_stdio_fds())
-    except OSError as exc:
-        notice(f"could not reach the daemon ({exc}); running without it")
+    if not _send_run(sock, args, cwd, sys_path, argv0, env):
         return None
     started = False
     forwarder = _Forwarder(sock, follow)
@@ -255,7 +296,7 @@ def run_through(
                 notice(f"{response.reason}; running without the daemon")
                 return None
             elif isinstance(response, lite.Error):
-                notice(f"the daemon refused the run ({response.message}); running without it")
+                notice(_refusal(response))
                 return None
             else:
                 started = False
@@ -263,6 +304,35 @@ def run_through(
     finally:
         if started:
             forwarder.__exit__()
+
+
+def _send_run(
+    sock: socket.socket,
+    args: Sequence[str],
+    cwd: str,
+    sys_path: list[str],
+    argv0: str,
+    env: dict[str, str] | None,
+) -> bool:
+    stdio, closed = _stdio_fds()
+    run_env = dict(os.environ) if env is None else env
+    payload = lite.encode_run(args, cwd, run_env, _umask(), sys.executable, sys_path, argv0, closed)
+    try:
+        send_frame(sock, payload, fds=stdio)
+    except OSError as exc:
+        notice(f"could not reach the daemon ({exc}); running without it")
+        return False
+    finally:
+        for fd in closed:
+            os.close(stdio[fd])
+    return True
+
+
+def _refusal(error: lite.Error) -> str:
+    if error.code == "busy":
+        # Every run slot is taken: a cold run now beats waiting for one.
+        return f"{error.message}; running without it"
+    return f"the daemon refused the run ({error.message}); running without it"
 
 
 def _finished(response: lite.Finished, forwarder: _Forwarder, follow: Follow | None) -> int:
@@ -277,7 +347,8 @@ def _finished(response: lite.Finished, forwarder: _Forwarder, follow: Follow | N
     forwarder.__exit__()
     if die_with is not None:
         # Die the way the run died, so the shell sees the same status.
-        sys.stdout.flush()
+        if sys.stdout is not None:
+            sys.stdout.flush()
         if die_with not in (signal.SIGKILL, signal.SIGSTOP):
             signal.signal(die_with, signal.SIG_DFL)
         os.kill(os.getpid(), die_with)
@@ -296,12 +367,12 @@ def autostart(config: pytest.Config) -> None:
         return
     if os.path.exists(files.socket) and not lock_is_free(files):
         return
-    from pytest_fastcollect.client import commands
+    from pytest_fastcollect.client import starting
 
     try:
-        commands.spawn_supervisor(
+        starting.spawn_supervisor(
             config,
-            commands.warm_args_from(config),
+            starting.warm_args_from(config),
             wait=False,
             sys_path=config.stash.get(_startup_sys_path_key(), None),
         )

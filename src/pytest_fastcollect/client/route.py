@@ -86,6 +86,24 @@ def route(args: Sequence[str], cwd: str) -> Route | Defer:
     return Route(path, setup)
 
 
+# The verbs the start-up hook answers itself (client/fastverbs.py), by flag.
+QUICK_VERBS = {"--daemon-status": "status", "--daemon-health": "health"}
+JSON_FLAG = "--daemon-json"
+
+
+def quick_verb(args: Sequence[str]) -> tuple[str, bool] | None:
+    """(verb, as JSON) when ``args`` are one quick verb and maybe ``--daemon-json``.
+
+    Nothing else may be on the command line: another option or a path could
+    change the rootdir or be an error pytest reports, so those go to pytest.
+    """
+    verbs = [QUICK_VERBS[arg] for arg in args if arg in QUICK_VERBS]
+    rest = [arg for arg in args if arg not in QUICK_VERBS]
+    if len(verbs) != 1 or rest not in ([], [JSON_FLAG]):
+        return None
+    return verbs[0], bool(rest)
+
+
 def run_here(setup: rootdir.Setup) -> str | None:
     """Why the plugin would not hand this command off (or might not), else None.
 
@@ -103,11 +121,28 @@ def run_here(setup: rootdir.Setup) -> str | None:
             return arg
         if arg == "--cov" or arg.startswith("--cov="):
             return "--cov"  # the plugin says why it runs without the daemon
+    if _overrides_a_setting(setup.args):
+        # The plugin checks daemon_* values before it hands off (a bad one
+        # stops the run with one line); the daemon's own were checked at start.
+        return "-o daemon_*: the plugin checks the value"
     for arg in setup.unknown:
         # -nh: -n and -h, or -n with the value "h"? It depends on the plugins.
         if not arg.startswith("--") and ("h" in arg or "V" in arg):
             return f"{arg}: cannot tell whether it asks for help or the version"
     return None
+
+
+def _overrides_a_setting(args: Sequence[str]) -> bool:
+    """Whether ``args`` hold ``-o daemon_*=...`` (or ``--override-ini``), in any spelling."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg in ("-o", "--override-ini") and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith("--override-ini="):
+            values.append(arg.removeprefix("--override-ini="))
+        elif arg.startswith("-o") and not arg.startswith("--"):
+            values.append(arg[2:])
+    return any(value.strip().startswith("daemon_") for value in values)
 
 
 def run_env(setup: rootdir.Setup) -> dict[str, str]:

@@ -77,7 +77,8 @@ def _main(argv: list[str]) -> int:
     # sys.argv[0] of the pytest this stands in for (the one _exec_pytest runs).
     script = os.path.join(os.path.dirname(sys.executable), "pytest")
     argv0 = script if os.path.exists(script) else "pytest"
-    sys_path = fingerprint.base_sys_path(found.setup.pythonpath)
+    # No pytest here: sys.path holds none of its ini pythonpath copies.
+    sys_path = fingerprint.interpreter_sys_path((), cwd)
     with sock:
         code = run_through(sock, args, cwd, sys_path, argv0, env=routing.run_env(found.setup))
     if code is None:

@@ -50,7 +50,21 @@ def connect(
                 f"Cannot connect to daemon at {path}. Is the daemon running? "
                 f"({exc.strerror or exc}; start one with: pytest --daemon-start)"
             ) from exc
+        return _above_stdio(sock)
+
+
+def _above_stdio(sock: socket.socket) -> socket.socket:
+    """Move a socket off fds 0-2: a client started with a standard stream closed
+    (``2>&-``) gets the socket on that number, and would hand it to the run as
+    that stream, or read it back as one."""
+    if sock.fileno() > 2:
         return sock
+    fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+    moved = socket.socket(fileno=fd)
+    moved.settimeout(sock.gettimeout())
+    # Detach, then close the low number: the stream stays closed, as the user made it.
+    os.close(sock.detach())
+    return moved
 
 
 def lock_is_free(files: ProjectFiles) -> bool:
@@ -73,11 +87,18 @@ def lock_is_free(files: ProjectFiles) -> bool:
 
 
 def remove_stale_files(files: ProjectFiles) -> list[str]:
+    """Remove a dead daemon's files (call only when ``lock_is_free``): what was removed."""
     removed = []
-    for path in (files.socket, files.state, files.lock):
+    for path in (files.socket, files.state, files.state.with_suffix(".json.tmp"), files.lock):
         try:
             os.unlink(path)
             removed.append(str(path))
-        except FileNotFoundError:
-            pass
+        except (FileNotFoundError, IsADirectoryError):
+            pass  # a directory in its place is not ours to remove: the verbs name it
+    if os.path.isdir(files.cache):
+        # The warm process's pytest cache, left behind by a daemon that crashed.
+        import shutil
+
+        shutil.rmtree(files.cache, ignore_errors=True)
+        removed.append(str(files.cache))
     return removed

@@ -63,9 +63,42 @@ VERBS = (
 )
 BY_DEST = {v.dest: v for v in VERBS}
 
-# Options that change how a verb answers, not verbs themselves.
+
+class Modifier:
+    """An option that changes how some verbs answer; alone it is a usage error."""
+
+    __slots__ = ("goes_with", "help", "name")
+
+    def __init__(self, name: str, help: str, goes_with: tuple[str, ...]) -> None:
+        self.name = name  # "json" -> --daemon-json
+        self.help = help
+        self.goes_with = goes_with  # verb names
+
+    @property
+    def flag(self) -> str:
+        return f"--daemon-{self.name}"
+
+    @property
+    def dest(self) -> str:
+        return f"daemon_{self.name}"
+
+    def usage(self) -> str:
+        verbs = " or ".join(f"--daemon-{name}" for name in self.goes_with)
+        return f"{self.flag} goes with {verbs}"
+
+
+MODIFIERS = (
+    Modifier("json", "With --daemon-status or --daemon-health: print JSON.", ("status", "health")),
+    Modifier(
+        "confirm",
+        "With --daemon-start or --daemon-restart: start even though the rootdir has no "
+        "ini file and holds far more files than the paths to warm up.",
+        ("start", "restart"),
+    ),
+    Modifier("clear", "With --daemon-watch: clear the screen before each run.", ("watch",)),
+)
 JSON_FLAG = "--daemon-json"
-CLEAR_FLAG = "--daemon-clear"  # with --daemon-watch
+CONFIRM_FLAG = "--daemon-confirm"
 NO_DAEMON_FLAG = "--no-daemon"
 
 
@@ -74,8 +107,20 @@ def given(namespace: object) -> list[Verb]:
     return [v for v in VERBS if getattr(namespace, v.dest, False)]
 
 
+def modifiers_given(namespace: object) -> list[Modifier]:
+    return [m for m in MODIFIERS if getattr(namespace, m.dest, False)]
+
+
+# Verbs served without pydantic (client/fastverbs.py): asked for often, answered quickly.
+QUICK = frozenset({"status", "health"})
+
+
 def run(verb: Verb, config: pytest.Config) -> int:
     """Run a verb; its function returns the exit code (errors print one line)."""
+    if verb.name in QUICK:
+        from pytest_fastcollect.client import fastverbs
+
+        return fastverbs.run(verb.name, config)
     from pytest_fastcollect.client import commands
 
     return commands.run_verb(getattr(commands, verb.function), config)

@@ -34,19 +34,21 @@ def cold_command() -> list[str]:
 def from_config(config: pytest.Config, clear: bool) -> int:
     """``pytest --daemon-watch [ARGS]``: the verb, before any conftest is imported."""
     from pytest_fastcollect import fingerprint
-    from pytest_fastcollect.client import commands, ui
+    from pytest_fastcollect.client import commands, starting, ui
     from pytest_fastcollect.client.transport import lock_is_free
     from pytest_fastcollect.paths import ensure_runtime_dir, project_files
 
     files = project_files(config.rootpath, ensure_runtime_dir())
 
-    sys_path = fingerprint.base_sys_path(fingerprint.ini_pythonpath(config))
+    # Before conftests and test modules change it, as for a run handed off.
+    sys_path = fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(config))
 
     def start() -> Daemon:
         if lock_is_free(files):
+            commands.check_footprint(config)
             try:
-                ready = commands.spawn_supervisor(
-                    config, commands.warm_args_from(config), wait=True
+                ready = starting.spawn_supervisor(
+                    config, starting.warm_args_from(config), wait=True, sys_path=sys_path
                 )
             except DaemonError:
                 if lock_is_free(files):
@@ -109,7 +111,8 @@ def _route(args: list[str], cwd: str) -> Daemon | None:
         return None
     return Daemon(
         found.socket,
-        fingerprint.base_sys_path(found.setup.pythonpath),
+        # No pytest here: sys.path holds none of its ini pythonpath copies.
+        fingerprint.interpreter_sys_path((), cwd),
         routing.run_env(found.setup),
     )
 

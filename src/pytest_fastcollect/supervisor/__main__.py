@@ -3,7 +3,10 @@
 Started detached (new session, stdio on /dev/null) by ``pytest --daemon-start``.
 Reports start-up progress over an inherited pipe, which it closes once warm,
 so the starting command returns promptly and the daemon keeps none of its
-file descriptors.
+file descriptors. Every way start-up can fail is reported over that pipe
+in one line that names the cause, and leaves no file behind. Once serving,
+the main thread checks twice a second that the daemon's files are still
+its own (``selfcheck.py``).
 """
 
 from __future__ import annotations
@@ -17,21 +20,28 @@ import site
 import socket
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 
-from pytest_fastcollect import __version__
+from pytest_fastcollect import __version__, processes
 from pytest_fastcollect.paths import ProjectFiles, ensure_runtime_dir, project_files
 from pytest_fastcollect.settings import DaemonSettings
 from pytest_fastcollect.supervisor.core import DaemonConfig, Supervisor, process_layers
 from pytest_fastcollect.supervisor.runtime import AlreadyRunning, Runtime
-from pytest_fastcollect.supervisor.server import Server
+from pytest_fastcollect.supervisor.selfcheck import SELF_CHECK_INTERVAL, SelfCheck
+from pytest_fastcollect.supervisor.server import BACKLOG, Server
 from pytest_fastcollect.wire import protocol as p
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
 LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
+# A supervisor of the same project found by process (its files deleted) is
+# given this long to notice and exit before a new one gives up.
+OTHER_SUPERVISOR_GRACE = 5.0
+# On the way out, answers being sent get this long to leave.
+REPLY_GRACE = 2.0
 
 
 class ProgressPipe:
@@ -62,12 +72,27 @@ class ProgressPipe:
             self.close_locked()
 
 
+# Control characters in a message (a client's text in a rejection, say) are
+# escaped: every log line is one line that the daemon wrote, never a forged one.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, 0x85)}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+class OneLineFormatter(logging.Formatter):
+    """One line per message; a traceback, when logged, follows on its own lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = record.message.translate(_ESCAPES)
+        return super().formatMessage(record)
+
+
 def setup_logging(path: str, level: str) -> int:
     handler = logging.handlers.RotatingFileHandler(
         path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS
     )
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
+        OneLineFormatter("%(asctime)s %(levelname)s %(name)s [%(process)d]: %(message)s")
     )
     root = logging.getLogger("pytest_fastcollect")
     root.addHandler(handler)
@@ -78,7 +103,10 @@ def setup_logging(path: str, level: str) -> int:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="pytest-fastcollect-daemon")
+    # What `ps` shows, so `pgrep -f pytest-fastcollect` finds it (processes.py).
+    ap.add_argument("--title", default="")
     ap.add_argument("--root", required=True)
+    ap.add_argument("--runtime-dir", default=None)
     ap.add_argument("--cwd", required=True)
     ap.add_argument("--progress-fd", type=int, default=None)
     ap.add_argument("--sys-path0", default=None)
@@ -107,7 +135,8 @@ class Claimed:
 def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
     """Take the lock, open the log, bind the socket; None (and a reason sent) if we cannot."""
     try:
-        files = project_files(ns.root, ensure_runtime_dir())
+        directory = Path(ns.runtime_dir) if ns.runtime_dir else None
+        files = project_files(ns.root, ensure_runtime_dir(directory))
     except Exception as exc:
         progress.emit(p.StartFailed(message=str(exc)))
         return None
@@ -118,16 +147,57 @@ def claim(ns: argparse.Namespace, progress: ProgressPipe) -> Claimed | None:
         message = f"a daemon is already running for {files.root}"
         progress.emit(p.StartFailed(message=message, already_running=True))
         return None
+    except OSError as exc:
+        progress.emit(p.StartFailed(message=f"cannot create the lock {files.lock}: {exc.strerror}"))
+        return None
+    failure = _other_supervisor(files)
+    if failure is not None:
+        runtime.release()
+        progress.emit(p.StartFailed(message=failure))
+        return None
     settings: DaemonSettings = ns.settings
-    log_fd = setup_logging(str(files.log), settings.log_level)
     try:
-        listener = runtime.bind(backlog=max(settings.max_connections, 16))
+        log_fd = setup_logging(str(files.log), settings.log_level)
+    except OSError as exc:
+        runtime.release()
+        progress.emit(p.StartFailed(message=f"cannot write the log {files.log}: {exc.strerror}"))
+        return None
+    try:
+        listener = runtime.bind(backlog=BACKLOG)
     except OSError as exc:
         log.error("Cannot create socket: %s", exc)
-        progress.emit(p.StartFailed(message=f"Cannot create socket: {exc}"))
+        progress.emit(p.StartFailed(message=f"cannot create the socket {files.socket}: {exc}"))
         runtime.release()
         return None
     return Claimed(files, runtime, log_fd, listener)
+
+
+def _other_supervisor(files: ProjectFiles) -> str | None:
+    """A supervisor of this project that runs without its files (they were deleted):
+    it notices and exits (``selfcheck.py``); wait for that, else do not start beside it.
+
+    Only older ones count: a younger one is a concurrent start that loses the lock."""
+    mine = psutil.Process().create_time()
+    others = [
+        proc
+        for proc in processes.find_supervisors(str(files.root), str(files.directory))
+        if _started_before(proc, mine)
+    ]
+    alive = processes.wait_gone(others, OTHER_SUPERVISOR_GRACE) if others else []
+    if not alive:
+        return None
+    pids = ", ".join(str(proc.pid) for proc in alive)
+    return (
+        f"a daemon is already running for {files.root} (pid {pids}) without its files "
+        f"in {files.directory}; stop it with: pytest --daemon-stop"
+    )
+
+
+def _started_before(proc: psutil.Process, create_time: float) -> bool:
+    try:
+        return proc.create_time() < create_time
+    except psutil.Error:
+        return False
 
 
 def daemon_config(ns: argparse.Namespace, files: ProjectFiles) -> DaemonConfig:
@@ -181,6 +251,8 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
     )
 
     def on_signal(signum: int, _frame: object) -> None:
+        if sup.stop_event.is_set():
+            sup.force_stop.set()  # a second stop: runs in progress end now
         sup.stop_event.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -189,6 +261,15 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
 
     sup.start_watching()
     server = Server(sup, claimed.listener)
+    check = SelfCheck(
+        claimed.runtime,
+        sup,
+        server,
+        lambda warm_pid: write_record(claimed, config, warm_pid),
+        BACKLOG,
+    )
+    # The record names the current warm process from the moment it serves.
+    sup.on_adopted = check.record
     threading.Thread(target=server.serve_forever, name="accept", daemon=True).start()
 
     wp = sup.start()
@@ -198,7 +279,6 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
         exit_code = 1
         sup.stop_event.set()
     else:
-        write_record(claimed, config, wp.pid)
         ready = p.StartReady(
             pid=os.getpid(),
             socket_path=config.socket_path,
@@ -208,14 +288,14 @@ def serve(claimed: Claimed, config: DaemonConfig, progress: ProgressPipe) -> int
         progress.emit(ready)
         exit_code = 0
     progress.close()
-    sup.stop_event.wait()
+    while not sup.stop_event.wait(SELF_CHECK_INTERVAL):
+        if not check.run_once():
+            sup.stop_event.set()
     log.info("Daemon %d stopping", os.getpid())
-    try:
-        # shutdown() wakes the thread blocked in accept(); close() alone does not.
-        claimed.listener.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    claimed.listener.close()
+    # Still listening: a second --daemon-stop ends the runs at once.
+    sup.stop_runs()
+    server.replace_listener(None)
+    server.wait_replies(REPLY_GRACE)
     sup.shutdown()
     return exit_code
 
@@ -226,10 +306,23 @@ def main(argv: list[str] | None = None) -> int:
     claimed = claim(ns, progress)
     if claimed is None:
         return 1
-    config = daemon_config(ns, claimed.files)
-    write_record(claimed, config, None)
     try:
+        config = daemon_config(ns, claimed.files)
+        try:
+            write_record(claimed, config, None)
+        except OSError as exc:
+            progress.emit(
+                p.StartFailed(
+                    message=f"cannot write the record {claimed.files.state}: {exc.strerror}"
+                )
+            )
+            return 1
         return serve(claimed, config, progress)
+    except Exception as exc:
+        # Once warm, the pipe is closed and this only reaches the log.
+        log.exception("Daemon %d failed", os.getpid())
+        progress.emit(p.StartFailed(message=f"{type(exc).__name__}: {exc}"))
+        return 1
     finally:
         claimed.runtime.release()
         log.info("Daemon %d stopped", os.getpid())

@@ -13,6 +13,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 
+from pytest_fastcollect.paths import IGNORED_DIRS as IGNORED_DIRS  # re-exported
 from pytest_fastcollect.supervisor import effects
 
 CONFIG_FILES = frozenset(
@@ -27,31 +28,6 @@ CONFIG_FILES = frozenset(
     }
 )
 EXTENSION_SUFFIXES = (".so", ".pyd", ".dylib")
-IGNORED_DIRS = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        "__pycache__",
-        ".tox",
-        ".nox",
-        ".venv",
-        "venv",
-        "env",
-        ".env",
-        "site-packages",
-        "dist-packages",
-        "build",
-        "dist",
-        ".eggs",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".pytest_cache",
-        "node_modules",
-        ".idea",
-        ".vscode",
-    }
-)
 
 
 class Replace(str, enum.Enum):
@@ -66,6 +42,7 @@ class Replace(str, enum.Enum):
     ALIVE = "alive"
     MANUAL = "manual"
     CRASH = "crash"
+    UNRESPONSIVE = "unresponsive"  # stopped, or did not answer a ping in time
     TAINTED = "tainted"
     RETRY = "retry"  # a change after a failed warm-up (perhaps the fix): warm again
 

@@ -4,8 +4,9 @@ Runs in the supervisor (threads allowed, never imports user code). The
 rooms each own their data and lock: ``Freshness`` (what is on disk and what
 changed), ``WarmSlot`` (the warm process and the reload lock), ``IdleWork``
 (re-warm, learned imports), ``Runs`` (runs and collects), ``Stats``
-(counters), ``WatchRoom`` (watch mode's change log and selection). The server calls ``handle_<command>`` for each request; adding
-a command means adding its handler here.
+(counters), ``WatchRoom`` (watch mode's change log and selection). The
+server calls ``handle_<command>`` for each request; adding a command means
+adding its handler here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -40,6 +42,12 @@ if TYPE_CHECKING:
     from pytest_fastcollect.supervisor.watcher import Watcher
 
 log = logging.getLogger("pytest_fastcollect.daemon")
+
+# --daemon-stop lets runs in progress finish for this long, then stops them.
+STOP_GRACE = 5.0
+# A replaced warm process that still does not answer is killed after this long:
+# runs in progress on it get their result if it answers again before.
+UNRESPONSIVE_KILL_AFTER = 30.0
 
 
 class Incoming:
@@ -109,19 +117,30 @@ class Supervisor:
         self.root = os.path.realpath(config.root)
         self.started = time.time()
         self.stop_event = threading.Event()
+        # A second stop (or SIGTERM) while runs drain: end them now.
+        self.force_stop = threading.Event()
         self.watcher_kind = "none"
         self._watcher: Watcher | None = None
+        # The server's figures, once a server serves this supervisor.
+        self.connection_stats: Callable[[], p.ConnectionStats] = p.ConnectionStats
         self.stats = Stats()
         self.records = Freshness(
             self.root,
             config.settings.debounce,
             on_quiet=self._changes_quiet,
             site_dirs=config.site_dirs,
+            on_outside=self._watch_outside,
         )
 
         self.layers = layers(self._base_died)
         self.slot = WarmSlot(self.root, self.layers, config.env, self.records, self.stats)
         self.idle = IdleWork(self.slot, config.settings.learn_imports)
+        # Hears of every warm process that starts serving (the record names it).
+        self.on_adopted: Callable[[int | None], None] | None = None
+        self.slot.listener = _Adoptions(self.idle, self._adopted)
+        # Warm processes that stopped answering, and since when (``check_warm``).
+        self._unresponsive: dict[int, tuple[WarmHandle, float]] = {}
+        self._log_lowered = False
         self.runs = Runs(
             self.slot,
             self.idle,
@@ -129,18 +148,42 @@ class Supervisor:
             config.cache_dir,
             config.settings.request_timeout,
         )
-        self.watching = WatchRoom(
-            self.slot,
-            self.records,
-            ChangeLog(self.root, config.settings.debounce),
-            self._node_ids,
-        )
+        changes = ChangeLog(self.root, config.settings.debounce)
+        self.watching = WatchRoom(self.slot, self.records, changes, self.runs.collect)
 
     def start(self) -> WarmHandle:
         return self.slot.start()
 
+    def _adopted(self, wp: WarmHandle) -> None:
+        self._follow_log_level(wp)
+        if self.on_adopted is not None:
+            self.on_adopted(wp.pid)
+
     def _changes_quiet(self) -> None:
         self.slot.apply_when_quiet()
+
+    def _follow_log_level(self, wp: WarmHandle) -> None:
+        """A conftest that lowered the level of the daemon's loggers (as older
+        guides advise) gets that level here, while its warm process serves."""
+        configured = logging.getLevelName(self.config.settings.log_level)
+        requested = wp.ready.log_level if wp.ready is not None else None
+        logger = logging.getLogger("pytest_fastcollect")
+        if requested is None or requested >= configured:
+            if self._log_lowered:
+                self._log_lowered = False
+                logger.setLevel(configured)
+                log.info(
+                    "Log level back to %s (daemon_log_level)", logging.getLevelName(configured)
+                )
+            return
+        if logger.level != requested:
+            logger.setLevel(requested)
+            log.info(
+                "Log level %s, set by a conftest (daemon_log_level is %s)",
+                logging.getLevelName(requested),
+                logging.getLevelName(configured),
+            )
+        self._log_lowered = True
 
     def _base_died(self) -> None:
         if not self.stop_event.is_set():
@@ -158,6 +201,52 @@ class Supervisor:
             return
         self._watcher = watcher
 
+    def _watch_outside(self, dirs: dict[str, bool]) -> None:
+        """Loaded project code outside the rootdir (``outside.py``): watch it too."""
+        if self._watcher is not None:
+            self._watcher.watch_outside(dirs)
+
+    def watched(self) -> tuple[list[str], dict[str, str]]:
+        """(watched paths, paths only the stat sweep covers, with why)."""
+        if self._watcher is None:
+            reason = "no file watcher: only the per-run stat sweep sees changes"
+            return [], {d: reason for d in self.records.outside_dirs()}
+        watched, unwatched = self._watcher.outside_state()
+        return [self.root, *watched], unwatched
+
+    def check_warm(self) -> None:
+        """Self-check: replace a warm process that stopped answering, and kill it once it
+        has had ``UNRESPONSIVE_KILL_AFTER`` to answer again for the runs it still holds."""
+        wp = self.slot.current
+        reason = wp.check_responsive() if wp is not None else None
+        if wp is not None and reason is not None and id(wp) not in self._unresponsive:
+            self._unresponsive[id(wp)] = (wp, time.monotonic())
+            threading.Thread(
+                target=self._replace_unresponsive, args=(wp, reason), name="replace", daemon=True
+            ).start()
+        base = self.layers.base_for_runs()
+        if base is not None and base.check_responsive() is not None:
+            # Killed outright: its death replaces it and its layers (``layers.py``).
+            log.warning("Killing the base process %d: it does not answer", base.pid)
+            try:
+                os.kill(base.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for key, (old, since) in list(self._unresponsive.items()):
+            if not old.alive():
+                del self._unresponsive[key]
+            elif (
+                old is not self.slot.current and time.monotonic() - since > UNRESPONSIVE_KILL_AFTER
+            ):
+                log.warning("Killing warm process %d: it still does not answer", old.pid)
+                old.kill()
+                del self._unresponsive[key]
+
+    def _replace_unresponsive(self, wp: WarmHandle, reason: str) -> None:
+        with self.slot.hold() as held:
+            if held.current is wp and not self.slot.stopping.is_set():
+                held.replace(changes.Replace.UNRESPONSIVE, f"it does not answer: {reason}", None)
+
     def note_changes(self, paths: set[str]) -> None:
         """The watcher's sink (its thread)."""
         self.records.note(paths)
@@ -169,7 +258,7 @@ class Supervisor:
     # -- handlers, one per protocol command -----------------------------------------------
 
     def handle_status(self, req: p.StatusRequest, _in: Incoming) -> p.StatusResponse:
-        return self.status().model_copy(update={"request_id": req.request_id})
+        return self.status(full=req.full).model_copy(update={"request_id": req.request_id})
 
     def handle_health(self, req: p.HealthRequest, _in: Incoming) -> p.HealthResponse:
         return self.health().model_copy(update={"request_id": req.request_id})
@@ -228,47 +317,50 @@ class Supervisor:
     ) -> p.AffectedResponse | p.ErrorResponse:
         return self.watching.affected(req)
 
-    def _node_ids(self, files: list[str]) -> dict[str, list[str]]:
-        """Node ids of these test files, by file, from a collect in the warm process."""
-        if not files:
-            return {}
-        found = self.runs.collect(
-            p.CollectRequest(root=self.root, filters=p.CollectFilters(paths=files))
-        )
-        out: dict[str, list[str]] = {}
-        wanted = set(files)
-        if isinstance(found, p.CollectResponse):
-            for nodeid in found.node_ids:
-                path = os.path.realpath(os.path.join(self.root, nodeid.split("::", 1)[0]))
-                if path in wanted:
-                    out.setdefault(path, []).append(nodeid)
-        return out
-
     def handle_stop(self, req: p.StopRequest, _in: Incoming) -> p.StopResponse:
         # The server sets stop_event once this answer is sent.
-        return p.StopResponse(request_id=req.request_id, pid=os.getpid())
+        if self.slot.stopping.is_set():
+            self.force_stop.set()
+        else:
+            # No new run from now on; those in progress may finish (``stop_runs``).
+            self.slot.stopping.set()
+        return p.StopResponse(
+            request_id=req.request_id,
+            pid=os.getpid(),
+            runs=0 if self.force_stop.is_set() else self.runs.active(),
+            grace=STOP_GRACE,
+        )
+
+    def stop_runs(self) -> None:
+        """Once stopping: runs in progress finish within ``STOP_GRACE``, or are stopped."""
+        self.slot.stopping.set()
+        self.runs.drain(STOP_GRACE, self.force_stop)
 
     # -- status and health ----------------------------------------------------------------
 
-    def processes(self) -> list[p.ProcessInfo]:
+    def processes(self, full: bool = True) -> list[p.ProcessInfo]:
+        """``full``: with PSS (slow for large processes; status asks for it on request)."""
+        tree = health.process_tree()
         out = []
-        me = health.process_info("supervisor", os.getpid())
+        me = health.process_info("supervisor", os.getpid(), tree=tree, full=full)
         if me is not None:
             out.append(me)
         base = self.layers.base_for_runs()
         if base is not None:
-            info = health.process_info("base", base.pid, exclude=self._layer_pids())
+            info = health.process_info(
+                "base", base.pid, exclude=self._layer_pids(), tree=tree, full=full
+            )
             if info is not None:
                 out.append(info)
         wp = self.slot.current
         if wp is not None and wp.alive():
-            info = health.process_info("warm", wp.pid)
+            info = health.process_info("warm", wp.pid, tree=tree, full=full)
             if info is not None:
                 out.append(info)
         running = dict(base.running) if base is not None else {}
         if wp is not None:
             running.update(wp.running)
-        out.extend(self.runs.workers.live(running))
+        out.extend(self.runs.workers.live(running, tree=tree, full=full))
         return out
 
     def _layer_pids(self) -> set[int]:
@@ -284,15 +376,23 @@ class Supervisor:
         learned, refused, pending = self.idle.counts()
         return self.slot.warmup.model_copy(
             update={
+                "failures": self.import_failures(),
                 "learned_imports": learned,
                 "unlearnable_imports": refused,
                 "pending_imports": pending,
             }
         )
 
-    def status(self) -> p.StatusResponse:
+    def import_failures(self) -> list[p.ImportFailure]:
+        """The warm-up's import failures whose file has not changed since: an
+        edited file is imported afresh by the next run, which shows its error."""
+        since = self.slot.warmup_ns
+        return [f for f in self.slot.warmup.failures if not _changed_since(f.path, since)]
+
+    def status(self, full: bool = True) -> p.StatusResponse:
         wp = self.slot.current
         limits = self.config.settings
+        watched, unwatched = self.watched()
         return p.StatusResponse(
             pid=os.getpid(),
             state=self.slot.state,
@@ -311,12 +411,14 @@ class Supervisor:
             warm_paths=list(wp.ready.warm_paths) if wp is not None and wp.ready else [],
             cached_modules=wp.cached_modules if wp is not None else 0,
             project_modules=len(wp.modules) if wp is not None else 0,
-            watched_paths=[self.root] if self.watcher_kind != "none" else [],
+            watched_paths=watched,
+            unwatched_paths=unwatched,
             inotify_watches=health.inotify_watches(os.getpid()),
             metrics=self.stats.metrics(),
             warmup=self.warmup(),
             reload=self.reload_stats(),
-            processes=self.processes(),
+            connections=self.connection_stats(),
+            processes=self.processes(full),
             limits={
                 "max_connections": limits.max_connections,
                 "max_request_bytes": limits.max_request_bytes,
@@ -336,12 +438,13 @@ class Supervisor:
             socket_path=self.config.socket_path,
             warm_pid=wp.pid if wp is not None else None,
             fork_safe=fork.safe if fork is not None else None,
-            fork_detail=_fork_detail(fork),
-            processes=self.processes(),
+            fork_detail=health.fork_detail(fork),
+            processes=self.processes(full=False),
             metrics=self.stats.metrics(),
             pending_age=self.records.pending_age(),
+            unresponsive=wp.unresponsive if wp is not None else None,
             watcher=self.watcher_kind,
-            import_failures=len(self.slot.warmup.failures),
+            import_failures=len(self.import_failures()),
         )
         checks = health.checks(facts, self.config.thresholds)
         checks["leaked_workers"] = self.runs.workers.check()
@@ -351,6 +454,7 @@ class Supervisor:
             generation=self.slot.generation,
             uptime=round(time.time() - self.started, 3),
             checks=checks,
+            reload=self.reload_stats(),
         )
 
     # -- shutdown -------------------------------------------------------------------------
@@ -369,10 +473,23 @@ class Supervisor:
         self.layers.kill()
 
 
-def _fork_detail(fork: wm.ForkVerdict | None) -> str:
-    if fork is None:
-        return "no verdict yet"
-    if not fork.safe:
-        return fork.reason
-    pools = ", ".join(f"{n} {name}" for name, n in sorted(fork.native.items()))
-    return f"other threads belong to fork-safe pools ({pools})" if pools else "one OS thread"
+class _Adoptions:
+    """The slot's one listener: idle work first, then whoever wants to know."""
+
+    def __init__(self, idle: IdleWork, adopted: Callable[[WarmHandle], None]) -> None:
+        self.idle = idle
+        self._adopted = adopted
+
+    def adopted(self, wp: WarmHandle) -> None:
+        self.idle.adopted(wp)
+        self._adopted(wp)
+
+    def reloaded(self, wp: WarmHandle, purged_tests: list[str]) -> None:
+        self.idle.reloaded(wp, purged_tests)
+
+
+def _changed_since(path: str, since_ns: int) -> bool:
+    try:
+        return os.stat(path).st_mtime_ns >= since_ns
+    except OSError:
+        return True  # deleted: nothing left to fail

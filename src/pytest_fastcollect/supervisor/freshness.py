@@ -5,7 +5,8 @@ dictionary updates, never across a file read of more than one stat). Three
 jobs:
 
 - records: stat signature and content hash of every file the warm process
-  loaded, and the ``*.py`` names of their directories;
+  loaded (project code under the rootdir and outside it: ``outside.py``),
+  and the ``*.py`` names of their directories;
 - pending changes: paths reported by the watcher or found by the sweep,
   with a debounce that calls ``on_quiet`` once saves have stopped;
 - the sweep: a stat of every recorded file and directory before each run,
@@ -20,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from pytest_fastcollect.supervisor import changes, effects
+from pytest_fastcollect.supervisor import changes, effects, outside
 
 log = logging.getLogger("pytest_fastcollect.daemon.freshness")
 
@@ -67,6 +68,7 @@ class Freshness:
         debounce: float,
         on_quiet: Callable[[], None],
         site_dirs: Iterable[str] = (),
+        on_outside: Callable[[outside.WatchDirs], None] | None = None,
     ) -> None:
         self.root = root
         self.debounce = debounce
@@ -80,14 +82,21 @@ class Freshness:
         self._site_mtimes: dict[str, int] = {}
         self._pending: set[str] = set()
         self._pending_since: float | None = None
+        # Directories outside the rootdir holding loaded project code: their
+        # events are relevant too; ``on_outside`` hears when the set changes.
+        self._outside: outside.WatchDirs = {}
+        self._on_outside = on_outside
         self._timer: threading.Timer | None = None
         self.events_seen = 0
+        # Moves with every change noted (watcher or sweep), applied or not: what
+        # a cached collect result was made under (supervisor/collects.py).
+        self.stamp = 0
 
     # -- pending changes ---------------------------------------------------------------
 
     def note(self, paths: Iterable[str]) -> None:
         """Remember changed paths (watcher thread, sweep, records); debounce, then on_quiet."""
-        relevant = {os.path.realpath(x) for x in paths if changes.is_relevant(x, self.root)}
+        relevant = {os.path.realpath(x) for x in paths if self._relevant(x)}
         if not relevant:
             return
         log.debug("Changes noted: %s", ", ".join(sorted(relevant)))
@@ -100,7 +109,28 @@ class Freshness:
             self._timer.daemon = True
             self._timer.start()
 
+    def _relevant(self, path: str) -> bool:
+        if changes.is_relevant(path, self.root):
+            return True
+        with self._lock:
+            dirs = list(self._outside.items())
+        for directory, recursive in dirs:
+            inside = (
+                path.startswith(directory + os.sep)
+                if recursive
+                else os.path.dirname(path) == directory
+            )
+            if inside and changes.is_relevant(path, directory):
+                return True
+        return False
+
+    def outside_dirs(self) -> outside.WatchDirs:
+        with self._lock:
+            return dict(self._outside)
+
     def _add_pending(self, paths: set[str]) -> None:
+        if paths:
+            self.stamp += 1
         self._pending |= paths
         if self._pending and self._pending_since is None:
             self._pending_since = time.monotonic()
@@ -257,9 +287,14 @@ class Freshness:
             if test_dir not in dirs:
                 dirs[test_dir] = dir_signature(test_dir)
         site = {d: dir_signature(d)[0] for d in self.site_dirs}
+        outside_now = outside.watch_dirs(stats, self.root)
         with self._lock:
             self._stats, self._hashes, self._dirs, self._site_mtimes = stats, hashes, dirs, site
             self._profiles = profiles
+            outside_changed = outside_now != self._outside
+            self._outside = outside_now
+        if outside_changed and self._on_outside is not None:
+            self._on_outside(outside_now)
         if suspects - force_changed:
             self.note(suspects - force_changed)
 

@@ -22,6 +22,10 @@ from pytest_fastcollect.wire.protocol import (
     ProcessInfo,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pytest_fastcollect.wire import warm as wm
+
 
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
@@ -46,10 +50,17 @@ class Facts:
     pending_age: float
     watcher: str
     import_failures: int
+    unresponsive: str | None = None  # why the warm process stopped answering
 
 
 def _mib(n: int) -> str:
     return f"{n / (1024 * 1024):.1f} MiB"
+
+
+def _memory(total: int, processes: list[ProcessInfo]) -> str:
+    """``82.1 MiB (supervisor 42.0 MiB, warm 40.1 MiB)``: the sum and who holds it."""
+    parts = ", ".join(f"{x.role} {_mib(x.rss_bytes)}" for x in processes)
+    return f"{_mib(total)} ({parts})" if parts else _mib(total)
 
 
 def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCheck]:
@@ -63,6 +74,11 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
         "socket_alive": HealthCheck(ok=True, value=True, detail=facts.socket_path),
         "running": HealthCheck(ok=ready, value=ready, detail=facts.state_detail),
         "warm_process_alive": HealthCheck(ok=warm is not None, value=facts.warm_pid),
+        "warm_process_responsive": HealthCheck(
+            ok=facts.unresponsive is None,
+            value=facts.unresponsive is None,
+            detail=f"{facts.unresponsive}; it is being replaced" if facts.unresponsive else "",
+        ),
         "warm_process_fork_safe": HealthCheck(
             ok=facts.fork_safe is not False,
             value=facts.fork_safe,
@@ -82,7 +98,7 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
         "memory_rss_bytes": HealthCheck(
             ok=rss <= t.max_rss_bytes,
             value=rss,
-            display=_mib(rss),
+            display=_memory(rss, facts.processes),
             detail=f"limit {_mib(t.max_rss_bytes)}",
             severity="degraded",
         ),
@@ -108,25 +124,30 @@ def checks(facts: Facts, limits: Thresholds | None = None) -> dict[str, HealthCh
     }
 
 
-def process_info(role: str, pid: int, exclude: set[int] | None = None) -> ProcessInfo | None:
-    """``exclude``: children counted elsewhere (the base's project layer and its runs)."""
+def process_info(
+    role: str,
+    pid: int,
+    exclude: set[int] | None = None,
+    tree: Tree | None = None,
+    full: bool = True,
+) -> ProcessInfo | None:
+    """``exclude``: children counted elsewhere (the base's project layer and its runs).
+    ``tree``: the process table read once for every role (``process_tree``).
+    ``full``: also PSS, which makes the kernel walk every page table of the
+    process (milliseconds for a large warm process): only when asked for."""
+    tree = tree if tree is not None else process_tree()
     try:
         proc = psutil.Process(pid)
         with proc.oneshot():
             mem = proc.memory_info()
             cpu = proc.cpu_times()
-            children = _children(proc, exclude or set())
-            zombies = 0
-            for child in children:
+            children = tree.descendants(pid, exclude or set())
+            pss: int | None = None
+            if full:
                 try:
-                    if child.status() == psutil.STATUS_ZOMBIE:
-                        zombies += 1
-                except psutil.Error:
-                    pass
-            try:
-                pss: int | None = int(getattr(proc.memory_full_info(), "pss", 0)) or None
-            except (psutil.AccessDenied, AttributeError):
-                pss = None
+                    pss = int(getattr(proc.memory_full_info(), "pss", 0)) or None
+                except (psutil.AccessDenied, AttributeError):
+                    pss = None
             return ProcessInfo(
                 role=role,
                 pid=pid,
@@ -137,23 +158,59 @@ def process_info(role: str, pid: int, exclude: set[int] | None = None) -> Proces
                 threads=proc.num_threads(),
                 open_fds=proc.num_fds(),
                 children=len(children),
-                zombies=zombies,
+                zombies=sum(1 for c in children if tree.zombie(c)),
             )
     except psutil.Error:
         return None
 
 
-def _children(proc: psutil.Process, exclude: set[int]) -> list[psutil.Process]:
-    out = []
-    for child in proc.children():
-        if child.pid in exclude:
+class Tree:
+    """Parent and state of every process, read once (psutil's ``children()`` reads
+    the whole process table on every call, and status asks for several)."""
+
+    def __init__(self, parents: dict[int, int], zombies: set[int]) -> None:
+        self._kids: dict[int, list[int]] = {}
+        for pid, ppid in parents.items():
+            self._kids.setdefault(ppid, []).append(pid)
+        self._zombies = zombies
+
+    def descendants(self, pid: int, exclude: set[int]) -> list[int]:
+        out: list[int] = []
+        todo = [c for c in self._kids.get(pid, []) if c not in exclude]
+        while todo:
+            child = todo.pop()
+            out.append(child)
+            todo.extend(self._kids.get(child, []))
+        return out
+
+    def zombie(self, pid: int) -> bool:
+        return pid in self._zombies
+
+
+def process_tree() -> Tree:
+    """Linux: one pass over /proc/*/stat; elsewhere psutil's process table."""
+    parents: dict[int, int] = {}
+    zombies: set[int] = set()
+    if not os.path.isdir("/proc/self"):
+        for proc in psutil.process_iter(["ppid", "status"]):
+            parents[proc.pid] = proc.info["ppid"] or 0
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                zombies.add(proc.pid)
+        return Tree(parents, zombies)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
-        out.append(child)
         try:
-            out.extend(child.children(recursive=True))
-        except psutil.Error:
-            pass
-    return out
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                data = fh.read()
+            # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+            state, ppid = data[data.rindex(b")") + 2 :].split(b" ", 2)[:2]
+        except (OSError, ValueError):
+            continue
+        parents[int(name)] = int(ppid)
+        if state == b"Z":
+            zombies.add(int(name))
+    return Tree(parents, zombies)
 
 
 def inotify_watches(pid: int) -> int | None:
@@ -180,3 +237,13 @@ def verdict(checks: dict[str, HealthCheck]) -> HealthVerdict:
     if failing:
         return HealthVerdict.DEGRADED
     return HealthVerdict.HEALTHY
+
+
+def fork_detail(fork: wm.ForkVerdict | None) -> str:
+    """The fork-safety verdict in words, for the ``fork_safe`` check."""
+    if fork is None:
+        return "no verdict yet"
+    if not fork.safe:
+        return fork.reason
+    pools = ", ".join(f"{n} {name}" for name, n in sorted(fork.native.items()))
+    return f"other threads belong to fork-safe pools ({pools})" if pools else "one OS thread"

@@ -60,10 +60,14 @@ class Unborn:
         self.conftests: set[str] = set()
         self.cached_modules = 0
         self.running: dict[str, int] = {}
+        self.unresponsive: str | None = None
 
     @property
     def key(self) -> wm.WarmKey:
         raise RuntimeError("an unborn layer has no key")
+
+    def check_responsive(self) -> str | None:
+        return None
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         return False

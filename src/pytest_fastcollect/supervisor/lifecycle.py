@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from pytest_fastcollect import processes
 from pytest_fastcollect.supervisor.channel import Channel, Mailbox, next_order_id
 from pytest_fastcollect.wire import warm as wm
 
@@ -64,6 +65,7 @@ class WarmHandle(Protocol):
     conftests: set[str]
     cached_modules: int
     running: dict[str, int]  # order id -> worker pid
+    unresponsive: str | None  # why it stopped answering; None while it answers
 
     @property
     def key(self) -> wm.WarmKey: ...
@@ -75,6 +77,7 @@ class WarmHandle(Protocol):
     def alive(self) -> bool: ...
     def retire(self) -> None: ...
     def kill(self) -> None: ...
+    def check_responsive(self) -> str | None: ...
 
 
 def loaded_files(wp: WarmHandle) -> set[str]:
@@ -192,7 +195,9 @@ class BaseProcess(Channel):
         self.cached_modules = 0
         self._layers: dict[int, LayerProcess] = {}
         self._ready_event = threading.Event()
-        cmd = [sys.executable, "-m", "pytest_fastcollect.warm.zygote"]
+        cmd = [sys.executable, "-m", processes.WARM_MODULE]
+        # What `ps` shows, so `pgrep -f pytest-fastcollect` finds it (processes.py).
+        cmd += ["--title", processes.title("warm base process", spec.root)]
         cmd += ["--control-fd", str(child.fileno()), "--root", spec.root]
         cmd += ["--cache-dir", spec.cache_dir]
         if spec.sys_path0 is not None:
@@ -264,7 +269,7 @@ class BaseProcess(Channel):
         order = wm.LayerOrder(id=next_order_id(), env=env)
         box = self.request(order)
         try:
-            event = box.get()
+            event = self.wait(box)
             if isinstance(event, wm.Tainted):
                 return f"the base process cannot fork safely: {event.reason}"
             if not isinstance(event, wm.LayerForked) or len(box.fds) != 1:

@@ -37,6 +37,37 @@ def _rel(paths: Iterable[str], root: str) -> str:
     return ", ".join(sorted(os.path.relpath(x, root) for x in paths))
 
 
+def _log_decision(paths: set[str], decision: changes.Decision, root: str) -> None:
+    """DEBUG: what a batch of changes leads to, and why."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    if decision.replace is not None:
+        what = f"replace the warm process ({decision.replace.value}: {decision.reason})"
+    elif not decision.changed and not decision.conftests:
+        what = "nothing to do (content unchanged, or files no warm process has loaded)"
+    else:
+        files = {*decision.changed.values(), *decision.conftests}
+        broken = f"; does not compile: {_rel(decision.broken, root)}" if decision.broken else ""
+        what = f"re-import the closure of {_rel(files, root)}{broken}"
+    log.debug("Reload decision for %s: %s", _rel(paths, root), what)
+
+
+def _log_closure(seeds: dict[str, str], closure: list[str], tests: set[str]) -> None:
+    """DEBUG: the reverse-dependency closure of the changed modules, and its size."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    shown = sorted(closure)[:12]
+    more = f" and {len(closure) - len(shown)} more" if len(closure) > len(shown) else ""
+    log.debug(
+        "Closure of %s: %d modules (%d test modules): %s%s",
+        ", ".join(sorted(seeds)),
+        len(closure),
+        len(tests),
+        ", ".join(shown),
+        more,
+    )
+
+
 def apply_pending(held: Held, notify: Callable[[str], None] | None) -> None:
     slot = held.slot
     paths = slot.records.take_pending()
@@ -51,13 +82,11 @@ def apply_pending(held: Held, notify: Callable[[str], None] | None) -> None:
             held.replace(changes.Replace.RETRY, reason, notify, changed=paths)
         return
     decision = changes.classify(paths, slot.root, wp.modules, slot.records.hashes(), wp.conftests)
-    log.debug(
-        "Changes %s: %s", _rel(paths, slot.root), decision.replace or "reload if content changed"
-    )
     if decision.replace is None:
         decision.reason = _conftest_edit_blocker(held, decision) or ""
         if decision.reason:
             decision.replace = changes.Replace.CONFTEST
+    _log_decision(paths, decision, slot.root)
     if decision.replace is not None:
         held.replace(decision.replace, decision.reason, notify, changed=paths)
         return
@@ -99,7 +128,7 @@ def _closure(held: Held, decision: changes.Decision) -> tuple[list[str], dict[st
     if synthetic:
         closure.remove("conftest")
         del by_name["conftest"]
-    log.debug("Closure of %s: %d modules", sorted(seeds), len(closure))
+    _log_closure(seeds, closure, {n for n in closure if by_name[n] in wp.test_files})
     return closure, by_name
 
 

@@ -71,18 +71,23 @@ class RunWorkers:
         self._leftovers: list[_Leftover] = []
         self._reported: set[tuple[int, float]] = set()
 
-    def live(self, running: Mapping[str, int]) -> list[ProcessInfo]:
-        """Each running run (order id -> pid), then its xdist processes."""
+    def live(
+        self, running: Mapping[str, int], tree: health.Tree | None = None, full: bool = True
+    ) -> list[ProcessInfo]:
+        """Each running run (order id -> pid), then its xdist processes.
+
+        ``tree`` and ``full`` as for ``health.process_info``: the status's one
+        reading of the process table, and PSS only when asked for."""
         out: list[ProcessInfo] = []
         for run_id, pid in list(running.items()):
-            info = health.process_info("run", pid)
+            info = health.process_info("run", pid, tree=tree, full=full)
             if info is not None:
                 out.append(info)
             record = read_record(xdist_record(self.cache_dir, run_id))
             if record is None:
                 continue
             for role, xpid in _roles(record):
-                info = health.process_info(role, xpid)
+                info = health.process_info(role, xpid, tree=tree, full=full)
                 if info is not None:
                     out.append(info)
         return out

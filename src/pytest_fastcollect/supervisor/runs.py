@@ -15,12 +15,14 @@ import os
 import select
 import signal
 import socket
+import threading
 import time
 
 import pydantic
 
 from pytest_fastcollect import fingerprint
 from pytest_fastcollect.supervisor import changes
+from pytest_fastcollect.supervisor.collects import CollectCache
 from pytest_fastcollect.supervisor.idle import IdleWork
 from pytest_fastcollect.supervisor.lifecycle import BaseProcess, Mailbox, WarmHandle, next_order_id
 from pytest_fastcollect.supervisor.run_workers import RunWorkers
@@ -33,6 +35,12 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 
 COLLECT_RESULT = pydantic.TypeAdapter(wm.CollectResult)
 SIGNAL_FRAME_LIMIT = 4096
+# A fork order is answered in milliseconds; past this the warm process is not answering.
+FORK_ANSWER_TIMEOUT = 10.0
+# How often a run waiting on the warm process looks whether it stopped answering.
+WAIT_POLL = 0.5
+# After SIGTERM, a run stopped by --daemon-stop has this long before SIGKILL.
+STOP_KILL_AFTER = 2.0
 
 
 class Isolated(Refused):
@@ -68,6 +76,11 @@ class Runs:
         self.root = root
         self.cache_dir = cache_dir
         self.request_timeout = request_timeout
+        self._active = 0  # runs being served (connection threads inside ``run``)
+        self._idle = threading.Condition()
+        # Set once --daemon-stop ends the runs still going: what their clients hear.
+        self.stopped_by: str | None = None
+        self.collects = CollectCache(root, ignore=(cache_dir,))
         self.workers = RunWorkers(cache_dir)  # parallel runs' xdist processes
 
     # -- runs ---------------------------------------------------------------------------
@@ -76,15 +89,30 @@ class Runs:
         self, conn: socket.socket, req: p.RunRequest, fds: list[int]
     ) -> p.RunFinished | p.RunRefused:
         """Serve one run; RunStarted and Notice frames are sent from here."""
+        if self.slot.stopping.is_set():
+            return p.RunRefused(request_id=req.request_id, reason="the daemon is stopping")
+        with self._idle:
+            self._active += 1
+        try:
+            return self._run(conn, req, fds)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
 
+    def _run(
+        self, conn: socket.socket, req: p.RunRequest, fds: list[int]
+    ) -> p.RunFinished | p.RunRefused:
         def notify(message: str) -> None:
             send_frame(conn, p.dump(p.Notice(message=message)))
 
+        received = time.monotonic()
         status_r, status_w = os.pipe()
         try:
-            fork = self._fork_run(req, fds, status_w, notify)
+            fork = self._fork_run(req, fds, status_w, notify, received)
         except Refused as exc:
             os.close(status_r)
+            log.debug("Run [%s] refused (the client runs it cold): %s", req.request_id, exc)
             return p.RunRefused(request_id=req.request_id, reason=str(exc))
         except BaseException:
             os.close(status_r)
@@ -101,16 +129,16 @@ class Runs:
             self.workers.finished(fork.order_id, req.request_id)
 
     def _fork_run(
-        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify, received: float
     ) -> RunFork:
         try:
-            return self._fork_from_layer(req, fds, status_w, notify)
+            return self._fork_from_layer(req, fds, status_w, notify, received)
         except (Restarting, Isolated) as exc:
             # A new project layer warms up: waiting would be slower than cold.
             base = self.slot.layers.base_for_runs()
             if base is None:
                 raise Refused(str(exc)) from None
-            return self._fork_from_base(base, req, fds, status_w, notify, str(exc))
+            return self._fork_from_base(base, req, fds, status_w, notify, str(exc), received)
 
     def _fork_from_base(
         self,
@@ -120,20 +148,27 @@ class Runs:
         status_w: int,
         notify: Notify,
         why: str,
+        received: float,
     ) -> RunFork:
         """A run that imports the project itself, in a fork of the base process."""
-        reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path)
+        reasons = fingerprint.interpreter_differences(base.key, req.python, req.sys_path, req.cwd)
         reasons += fingerprint.env_differences(base.key.env, req.env)
         if reasons:
             raise Refused(why if reasons[0] in why else f"{why}; {reasons[0]}")
         notify(f"{why}; this run imports the project itself")
-        order = self._fork_order(req)
+        order = self._fork_order(req, received)
         box = base.request(order, (*fds, status_w))
-        log.debug("Run [%s] is order %s on the base process %d", req.request_id, order.id, base.pid)
+        log.debug(
+            "Run [%s] served from the base process: order %s on process %d (%s)",
+            req.request_id,
+            order.id,
+            base.pid,
+            why,
+        )
         return RunFork(base, box, order.id, self.slot.generation, learner=None)
 
     @staticmethod
-    def _fork_order(req: p.RunRequest) -> wm.ForkOrder:
+    def _fork_order(req: p.RunRequest, received: float) -> wm.ForkOrder:
         return wm.ForkOrder(
             id=next_order_id(),
             mode="run",
@@ -142,34 +177,56 @@ class Runs:
             env=req.env,
             umask=req.umask,
             argv0=req.argv0,
+            closed_fds=sorted(set(req.closed_fds)),
+            stamps={"received": received, "ordered": time.monotonic()},
         )
 
     def _fork_from_layer(
-        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify
+        self, req: p.RunRequest, fds: list[int], status_w: int, notify: Notify, received: float
     ) -> RunFork:
         with self.slot.hold(for_run=True) as held:
             wp = held.fresh(notify)
-            reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path)
+            reasons = fingerprint.interpreter_differences(wp.key, req.python, req.sys_path, req.cwd)
             if reasons:
                 raise Refused(reasons[0])
             env_reasons = fingerprint.env_differences(wp.key.env, req.env)
             if env_reasons:
                 # Values read at import time changed (an export between runs):
                 # warm a process with the run's environment.
+                log.debug(
+                    "Run [%s]: %s; warming a process with its environment",
+                    req.request_id,
+                    env_reasons[0],
+                )
                 wp = held.use_environment(req.env, env_reasons[0], notify)
             apart = self.slot.isolation.verdict(wp, req.args, req.cwd)
             if apart is not None:
                 raise Isolated(apart)
-            order = self._fork_order(req)
+            order = self._fork_order(req, received)
             box = wp.request(order, (*fds, status_w))
-        log.debug("Run [%s] is order %s on warm process %d", req.request_id, order.id, wp.pid)
+        log.debug(
+            "Run [%s] served warm: order %s on warm process %d (generation %d), args %s",
+            req.request_id,
+            order.id,
+            wp.pid,
+            wp.generation,
+            req.args,
+        )
         return RunFork(wp, box, order.id, wp.generation, learner=wp)
 
     def _follow(
         self, conn: socket.socket, req: p.RunRequest, fork: RunFork, status_r: int
     ) -> p.RunFinished | p.RunRefused:
-        box = fork.box
-        event = box.get()
+        box, source = fork.box, fork.source
+        event = self._fork_answer(source, box)
+        if source.unresponsive is not None and event is None:
+            # The supervisor's self-check replaces it (``Supervisor.check_warm``).
+            _abandon(source)
+            return p.RunRefused(
+                request_id=req.request_id,
+                reason=f"the warm process is not answering ({source.unresponsive}); "
+                "it is being replaced",
+            )
         if isinstance(event, wm.Tainted):
             self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
             return p.RunRefused(
@@ -180,16 +237,29 @@ class Runs:
                 request_id=req.request_id, reason="the warm process died before the run started"
             )
         pid = event.pid
+        if event.standby:
+            log.debug("Run [%s] took the standby worker %d", req.request_id, pid)
+        else:
+            log.debug("Run [%s] forked afresh as %d: %s", req.request_id, pid, event.why_fresh)
+        self.slot.stats.count_served("standby" if event.standby else "fresh")
         # The worker may still refuse the run (its option check comes first,
         # before it writes anything); the client then runs cold.
         started = p.RunStarted(request_id=req.request_id, pid=pid, generation=fork.generation)
         send_frame(conn, p.dump(started))
         client_gone = False
+        told_unresponsive = False
         while True:
             waiting: list[Mailbox | socket.socket] = [box] if client_gone else [box, conn]
-            readable, _, _ = select.select(waiting, [], [])
+            readable, _, _ = select.select(waiting, [], [], WAIT_POLL)
+            if source.unresponsive is not None and not told_unresponsive and not client_gone:
+                told_unresponsive = True
+                _notice(
+                    conn,
+                    f"the warm process stopped answering ({source.unresponsive}); this run's "
+                    "result arrives if it answers again",
+                )
             if box in readable:
-                done = self._finished(req, fork.learner, box.get(), pid, status_r)
+                done = self._finished(req, fork, box.get(), pid, status_r)
                 if done is not None:
                     return done
             if not client_gone and conn in readable:
@@ -198,31 +268,56 @@ class Runs:
     def _finished(
         self,
         req: p.RunRequest,
-        learner: WarmHandle | None,
+        fork: RunFork,
         event: wm.Event | None,
         pid: int,
         status_r: int,
     ) -> p.RunFinished | p.RunRefused | None:
+        if self.stopped_by is not None and (event is None or _killed(event)):
+            return p.RunFinished(request_id=req.request_id, exit_code=3, message=self.stopped_by)
         if event is None:
             _killpg(pid, signal.SIGKILL)
-            return p.RunFinished(
-                request_id=req.request_id,
-                exit_code=3,
-                message="the warm process died during the run",
+            lost = fork.source.unresponsive
+            died = (
+                f"the warm process stopped answering ({lost}) and was killed; "
+                "this run's result is lost"
+                if lost is not None
+                else "the warm process died during the run"
             )
+            return p.RunFinished(request_id=req.request_id, exit_code=3, message=died)
         if not isinstance(event, wm.Exited):
             return None
-        if event.imports and learner is not None:
-            self.idle.want_imports(learner, event.imports)
+        if event.imports and fork.learner is not None:
+            self.idle.want_imports(fork.learner, event.imports)
         if event.code == fingerprint.REFUSED_EXIT:
             reason = _read_available(status_r).decode(errors="replace").strip()
             if reason:
+                log.debug("Run [%s] refused by its worker (runs cold): %s", req.request_id, reason)
                 return p.RunRefused(request_id=req.request_id, reason=reason)
+        log.debug("Run [%s] finished: exit code %d", req.request_id, event.code)
         if event.code < 0:
             return p.RunFinished(
                 request_id=req.request_id, exit_code=128 - event.code, signal=-event.code
             )
         return p.RunFinished(request_id=req.request_id, exit_code=event.code)
+
+    def _fork_answer(self, source: WarmHandle | BaseProcess, box: Mailbox) -> wm.Event | None:
+        """The first answer to a fork order; None if the process died or stopped answering."""
+        deadline = time.monotonic() + FORK_ANSWER_TIMEOUT
+        while True:
+            try:
+                return box.get(WAIT_POLL)
+            except TimeoutError:
+                if source.unresponsive is not None:
+                    return None
+                if time.monotonic() > deadline:
+                    source.unresponsive = (
+                        f"it did not answer a fork order within {FORK_ANSWER_TIMEOUT:g}s"
+                    )
+                    log.warning(
+                        "Warm process %d does not answer: %s", source.pid, source.unresponsive
+                    )
+                    return None
 
     def _client_message(self, conn: socket.socket, pid: int) -> bool:
         """A signal to forward, or the client went away (True: its run goes with it)."""
@@ -261,18 +356,17 @@ class Runs:
         if req.filters.markers:
             args += ["-m", req.filters.markers]
         try:
-            wp, raw = self._collect_in_worker([*args, *targets])
+            wp, result, cached = self._collect_in_worker([*args, *targets], targets or [root])
         except Refused as exc:
             return p.ErrorResponse(
                 request_id=req.request_id, code=p.ErrorCode.NOT_READY, message=str(exc)
             )
-        if not raw:
+        if result is None:
             return p.ErrorResponse(
                 request_id=req.request_id,
                 code=p.ErrorCode.INTERNAL,
                 message="the collect worker produced no result (it crashed); see the daemon log",
             )
-        result = COLLECT_RESULT.validate_json(raw)
         return p.CollectResponse(
             request_id=req.request_id,
             node_ids=result.node_ids,
@@ -281,14 +375,26 @@ class Runs:
             exit_code=result.exit_code,
             collection_time=round(time.perf_counter() - started, 4),
             generation=wp.generation,
+            cached=cached,
         )
 
-    def _collect_in_worker(self, args: list[str]) -> tuple[WarmHandle, bytes]:
+    def _collect_in_worker(
+        self, args: list[str], targets: list[str]
+    ) -> tuple[WarmHandle, wm.CollectResult | None, bool]:
+        """The result, from the cache (True) or from a worker forked for it."""
         r, w = os.pipe()
         try:
             # The API has no cold collect to fall back on: it waits for a warm-up.
             with self.slot.hold() as held:
                 wp = held.fresh(lambda _m: None)
+                stamp = self.slot.records.stamp
+                hit = self.collects.get(args, wp.generation, stamp)
+                if hit is not None:
+                    os.close(r)
+                    self.slot.stats.count_served("collect_cache")
+                    log.debug("Collect %s answered from the cache", " ".join(args))
+                    return wp, hit, True
+                started_ns = time.time_ns()
                 order = wm.ForkOrder(
                     id=next_order_id(),
                     mode="collect",
@@ -304,27 +410,81 @@ class Runs:
         finally:
             os.close(w)
         try:
-            raw = read_to_eof(r)
-            while True:
+            event = self._fork_answer(wp, box)
+            if event is None and wp.unresponsive is not None:
+                _abandon(wp)
+                raise Refused(
+                    f"the warm process is not answering ({wp.unresponsive}); it is being replaced"
+                )
+            raw = read_to_eof(r) if isinstance(event, wm.Forked) else b""
+            while event is not None and not isinstance(event, (wm.Exited, wm.Tainted)):
                 event = box.get()
-                if event is None or isinstance(event, (wm.Exited, wm.Tainted)):
-                    break
         finally:
             os.close(r)
             wp.done(order.id)
         if isinstance(event, wm.Tainted):
             self.slot.replace_soon(changes.Replace.TAINTED, event.reason)
-        return wp, raw
+        result = COLLECT_RESULT.validate_json(raw) if raw else None
+        unchanged = self.slot.records.stamp == stamp and self.slot.generation == wp.generation
+        if result is not None and isinstance(event, wm.Exited) and unchanged:
+            self.collects.put(args, targets, result, wp.generation, stamp, started_ns)
+        return wp, result, False
 
     def inside_root(self, path: str) -> bool:
         real = os.path.realpath(path)
         return real == self.root or real.startswith(self.root + os.sep)
 
-    def kill_all(self) -> None:
-        wp = self.slot.current
-        if wp is not None:
-            for pid in list(wp.running.values()):
-                _killpg(pid, signal.SIGKILL)
+    def kill_all(self, sig: int = signal.SIGKILL) -> None:
+        base = self.slot.layers.base_for_runs()
+        for source in (self.slot.current, base):
+            if source is not None:
+                for pid in list(source.running.values()):
+                    _killpg(pid, sig)
+
+    def active(self) -> int:
+        with self._idle:
+            return self._active
+
+    def _wait_idle(self, timeout: float, force: threading.Event | None = None) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0 or (force is not None and force.is_set()):
+                    return False
+                self._idle.wait(min(left, 0.1))
+        return True
+
+    def drain(self, grace: float, force: threading.Event) -> None:
+        """--daemon-stop: runs in progress may finish within ``grace`` (a second stop
+        ends them at once); then they are stopped, and their clients told so."""
+        if self._wait_idle(grace, force):
+            return
+        self.stopped_by = "the run was stopped by pytest --daemon-stop"
+        log.info("Stopping %d runs still in progress", self.active())
+        self.kill_all(signal.SIGTERM)
+        if not self._wait_idle(STOP_KILL_AFTER):
+            self.kill_all(signal.SIGKILL)
+            self._wait_idle(STOP_KILL_AFTER)
+
+
+def _killed(event: wm.Event) -> bool:
+    return isinstance(event, wm.Exited) and event.code < 0
+
+
+def _abandon(source: WarmHandle | BaseProcess) -> None:
+    """It holds a fork order it never answered: were it to wake up, it would run that
+    run a second time (the client has gone cold), and the client's descriptors queued
+    with the order keep its pipes open. Kill it; runs in progress on it are lost."""
+    log.warning("Killing warm process %d: it holds a fork order it did not answer", source.pid)
+    source.kill()
+
+
+def _notice(conn: socket.socket, message: str) -> None:
+    try:
+        send_frame(conn, p.dump(p.Notice(message=message)))
+    except OSError:
+        pass
 
 
 def _read_available(fd: int) -> bytes:

@@ -131,6 +131,7 @@ class WarmSlot:
         self.warm_env = dict(env)
         self.warmup = p.WarmupStats()
         self.spawned_ns = 0
+        self.warmup_ns = 0  # when the adopted process's warm-up began (spawned_ns then)
         # Why the current warm process cannot serve (a failed warm-up, or it
         # cannot fork safely); None while it serves. Cleared by an adoption.
         self.failure: str | None = None
@@ -237,6 +238,7 @@ class Held:
         slot = self.slot
         assert wp.ready is not None
         ready = wp.ready
+        slot.warmup_ns = slot.spawned_ns
         slot.warmup = p.WarmupStats(
             imported=ready.imported,
             total=ready.total,

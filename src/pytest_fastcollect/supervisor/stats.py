@@ -36,12 +36,17 @@ class Stats:
         self._replacements = Counter[str]()
         self._last: p.LastReload | None = None
         self.listeners: list[ReloadListener] = []
+        self._served = Counter[str]()  # "standby", "fresh", "collect_cache"
 
     def count_request(self, command: str, ok: bool) -> None:
         with self._lock:
             self._requests["total"] += 1
             self._requests["ok" if ok else "failed"] += 1
             self._by_command[command] += 1
+
+    def count_served(self, how: str) -> None:
+        with self._lock:
+            self._served[how] += 1
 
     def count_reload(
         self, files: list[str], modules: int, duration_ms: float, action: str
@@ -80,7 +85,11 @@ class Stats:
                 error_rate=round(failed / total, 4) if total else 0.0,
                 by_command=dict(self._by_command),
                 runs=self._by_command["run"],
+                runs_refused=self._by_command["run_refused"],
                 collects=self._by_command["collect"],
+                standby_runs=self._served["standby"],
+                fresh_runs=self._served["fresh"],
+                collect_cache_hits=self._served["collect_cache"],
             )
 
     def reloads(self, pending: int, events_seen: int, watcher: str) -> p.ReloadStats:

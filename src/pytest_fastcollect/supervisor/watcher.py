@@ -2,8 +2,11 @@
 
 Runs in the supervisor. The root is watched non-recursively and each
 top-level directory that is not a cache, VCS or virtualenv directory
-recursively, so a project's .venv costs no inotify watches. If the native
-observer cannot start (inotify limits), polling takes over and health says
+recursively, so a project's .venv costs no inotify watches. Directories
+outside the root that hold loaded project code (``outside.py``) are added
+as the warm process reports them; one that cannot be watched is left to the
+stat sweep, with the reason kept for the status. If the native observer
+cannot start (inotify limits), polling takes over and health says
 degraded. Debouncing happens in the supervisor, which owns the pending set.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 
 from watchdog.events import (
@@ -26,6 +30,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from pytest_fastcollect.supervisor import outside
 from pytest_fastcollect.supervisor.changes import IGNORED_DIRS
 
 log = logging.getLogger("pytest_fastcollect.daemon.watcher")
@@ -73,6 +78,9 @@ class Watcher:
         self.kind = "none"
         self._handler = _Handler(self)
         self._scheduled: set[str] = set()
+        self._outside: dict[str, bool] = {}  # outside directory -> recursive, watched
+        self._unwatched: dict[str, str] = {}  # outside directory -> why it is not watched
+        self._outside_lock = threading.Lock()  # status reads what a reload's record writes
         self.observer: BaseObserver = PollingObserver() if force_polling else Observer()
         self._force_polling = force_polling
 
@@ -124,6 +132,42 @@ class Watcher:
                     self.sink({os.path.join(dirpath, f) for f in files})
             if kind in (EVENT_TYPE_DELETED, EVENT_TYPE_MOVED):
                 self.sink({os.path.join(path, "__init__.py")})
+
+    def watch_outside(
+        self, dirs: outside.WatchDirs, mounts: list[tuple[str, str]] | None = None
+    ) -> dict[str, str]:
+        """Watch these directories outside the root too. Returns every directory
+        asked for so far that is not watched (only stat-swept), with the reason."""
+        with self._outside_lock:
+            self._add_outside(dirs, mounts)
+            return dict(self._unwatched)
+
+    def _add_outside(self, dirs: outside.WatchDirs, mounts: list[tuple[str, str]] | None) -> None:
+        for directory, recursive in sorted(dirs.items()):
+            current = self._outside.get(directory)
+            if (current is not None and (current or not recursive)) or directory in self._unwatched:
+                continue
+            if mounts is None:
+                mounts = outside.system_mounts()
+            reason = outside.why_not_watched(directory, recursive, mounts)
+            if reason is None:
+                try:
+                    self.observer.schedule(self._handler, directory, recursive=recursive)
+                except OSError as exc:
+                    reason = f"cannot be watched ({exc.strerror or exc}): only the per-run stat sweep sees changes"
+            if reason is not None:
+                self._unwatched[directory] = reason
+                log.warning("Not watching %s outside the rootdir: %s", directory, reason)
+                continue
+            self._outside[directory] = recursive
+            log.info(
+                "Watching %s outside the rootdir%s", directory, "" if recursive else " (its files)"
+            )
+
+    def outside_state(self) -> tuple[list[str], dict[str, str]]:
+        """(watched, unwatched with why) directories outside the root."""
+        with self._outside_lock:
+            return sorted(self._outside), dict(self._unwatched)
 
     def stop(self) -> None:
         try:

@@ -38,7 +38,8 @@ WAKE = 0.25  # how often a waiting watch checks that its client is still there
 SWEEP_EVERY = 1.0  # how often a waiting watch stats the loaded files
 HISTORY = 20_000  # entries kept; a client further behind selects everything
 
-Collect = Callable[[list[str]], dict[str, list[str]]]
+# Runs.collect: a collect in a fork of the warm process.
+Collect = Callable[[p.CollectRequest], p.CollectResponse | p.ErrorResponse]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +310,7 @@ class WatchRoom:
             )
         self._apply()
         selection = self.select(paths, req.test_files, req.patterns)
-        node_ids = self._collect(selection.test_files) if req.collect else {}
+        node_ids = self._node_ids(selection.test_files) if req.collect else {}
         return p.AffectedResponse(
             request_id=req.request_id,
             generation=self.slot.generation,
@@ -319,3 +320,19 @@ class WatchRoom:
             companions=selection.companions,
             node_ids=node_ids,
         )
+
+    def _node_ids(self, files: list[str]) -> dict[str, list[str]]:
+        """Node ids of these test files, by file, from a collect in the warm process."""
+        if not files:
+            return {}
+        found = self._collect(
+            p.CollectRequest(root=self.root, filters=p.CollectFilters(paths=files))
+        )
+        out: dict[str, list[str]] = {}
+        wanted = set(files)
+        if isinstance(found, p.CollectResponse):
+            for nodeid in found.node_ids:
+                path = os.path.realpath(os.path.join(self.root, nodeid.split("::", 1)[0]))
+                if path in wanted:
+                    out.setdefault(path, []).append(nodeid)
+        return out

@@ -30,9 +30,10 @@ from typing import Any
 
 import pytest
 
-from pytest_fastcollect import fingerprint, role
+from pytest_fastcollect import fingerprint, processes, role, settings
 from pytest_fastcollect.warm import envtrack, metadata_cache, threads
 from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verdict
+from pytest_fastcollect.warm.standby import StandbySlot
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import send_frame
 
@@ -46,6 +47,8 @@ class Base(OrderLoop):
         self.layers: set[int] = set()
         self.key: wm.WarmKey | None = None
         self.handlers["layer"] = self.layer
+        # Read before envtrack starts recording: the daemon's own setting, not the project's.
+        self.standby_mode = settings.standby_mode()
 
     def start(self) -> None:
         started = time.monotonic()
@@ -57,7 +60,7 @@ class Base(OrderLoop):
         role.become_worker()
         self.key = wm.WarmKey(
             python=sys.executable,
-            sys_path=fingerprint.base_sys_path(),
+            sys_path=fingerprint.interpreter_sys_path(),
             options={},
             env={**fingerprint.fixed_env(), **envtrack.recorded},
         )
@@ -132,9 +135,17 @@ def _become_layer(base: Base, ctl: socket.socket, env: dict[str, str]) -> None:
             os.environ.update(env)
         from pytest_fastcollect.warm.zygote import Zygote
 
+        # Its command line is the base's: say in `ps` that this one is the layer.
+        processes.set_title(processes.title("warm process", base.root))
+
         layer = Zygote(ctl, base.root, base.warm_args, base.cache_dir)
         layer.warm_up()
+        layer.standby = StandbySlot(base.standby_mode, base.warm_args)
         layer.loop()
+    except ConnectionError:
+        # The supervisor went away during the warm-up (stopped meanwhile): a
+        # traceback in the log would read as a failure.
+        code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -175,6 +186,8 @@ def _import_plugins() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pytest-fastcollect-warm")
+    # What `ps` shows, so `pgrep -f pytest-fastcollect` finds it (processes.py).
+    parser.add_argument("--title", default="")
     parser.add_argument("--control-fd", type=int, required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("--sys-path0", default=None)
@@ -188,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     warm_args = [a for a in ns.warm_args if a != "--"]
     ctl = socket.socket(fileno=ns.control_fd)
     base = Base(ctl, ns.root, warm_args, ns.cache_dir)
-    base.start()
-    base.loop()
+    try:
+        base.start()
+        base.loop()
+    except ConnectionError:
+        base.shutdown()  # the supervisor went away: take the layers down, quietly
     assert pytest  # imported above for the layers to inherit
     return 0

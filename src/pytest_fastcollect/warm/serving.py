@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pytest_fastcollect.warm import learn, threads, worker
+from pytest_fastcollect.warm.standby import StandbySlot
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
 
@@ -63,11 +64,14 @@ class OrderLoop:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
         self.wake_r, self.wake_w = rfd, wfd
+        # The next run's worker, forked ahead (project layers only: standby.py).
+        self.standby: StandbySlot | None = None
         self.handlers: dict[str, Callable[[Any, list[int]], bool]] = {
             "fork": self.fork,
             "trial": self.trial,
             "learn": self.learn,
             "exit": self.exit,
+            "ping": self.ping,
         }
 
     def send(self, event: Any) -> None:
@@ -94,7 +98,12 @@ class OrderLoop:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         while True:
             watched: list[socket.socket | int] = [self.ctl, self.wake_r]
+            preparing = self._standby_tick()
+            if preparing is not None:
+                watched.append(preparing)
             readable, _, _ = select.select(watched, [], [])
+            if preparing is not None and preparing in readable and self.standby is not None:
+                self.standby.readable()
             if self.wake_r in readable:
                 try:
                     while os.read(self.wake_r, 512):
@@ -105,12 +114,26 @@ class OrderLoop:
             if self.ctl in readable:
                 try:
                     raw, fds = recv_frame(self.ctl, CONTROL_FRAME_LIMIT, want_fds=True)
-                except PeerClosed:
+                except (PeerClosed, ConnectionError):
+                    # The supervisor went away (a reset when it left unread
+                    # events behind): nobody to serve, nothing to report.
                     self.shutdown()
                     return
                 order = wm.decode_order(raw)
+                if order.op != "fork" and self.standby is not None:
+                    # The layer is about to change: what the standby holds would be stale.
+                    self.standby.changed()
                 if not self.handlers[order.op](order, fds):
                     return
+
+    def _standby_tick(self) -> socket.socket | None:
+        """Fork a standby when idle; the socket to watch while one prepares."""
+        slot = self.standby
+        if slot is None or not slot.enabled:
+            return None
+        if slot.current is None and not self.children and not self.jobs:
+            slot.spawn(self)
+        return slot.fileno_waiting()
 
     def reap(self) -> None:
         while True:
@@ -147,6 +170,8 @@ class OrderLoop:
         if not verdict.safe:
             for fd in fds:
                 os.close(fd)
+            if self.standby is not None:
+                self.standby.discard()
             self.send(wm.Tainted(id=order.id, reason=verdict.reason))
             return True
         known = None
@@ -155,15 +180,22 @@ class OrderLoop:
             # The run records the library modules it imports (learn.py).
             known = frozenset(sys.modules)
             learn_file = self.learn_file(order.id)
-        pid = fork_accounted()
-        if pid == 0:
-            close = [self.ctl.fileno(), self.wake_r, self.wake_w]
-            worker.run_child(order, fds, close, self.fork_options(), known, learn_file)
-            os._exit(3)  # run_child never returns; belt and braces
+        pid, why = None, ""
+        if self.standby is not None and self.standby.enabled:
+            pid, why = self.standby.take(self, order, fds)
+        standby = pid is not None
+        if pid is None:
+            pid = fork_accounted()
+            if pid == 0:
+                close = [self.ctl.fileno(), self.wake_r, self.wake_w]
+                if self.standby is not None:
+                    close += self.standby.close_fds()
+                worker.run_child(order, fds, close, self.fork_options(), known, learn_file)
+                os._exit(3)  # run_child never returns; belt and braces
         for fd in fds:
             os.close(fd)
         self.children[pid] = order.id
-        self.send(wm.Forked(id=order.id, pid=pid))
+        self.send(wm.Forked(id=order.id, pid=pid, standby=standby, why_fresh=why))
         return True
 
     def trial(self, order: wm.TrialOrder, _fds: list[int]) -> bool:
@@ -203,6 +235,11 @@ class OrderLoop:
         )
         return True
 
+    def ping(self, order: wm.PingOrder, _fds: list[int]) -> bool:
+        """The supervisor checks that this process still answers."""
+        self.send(wm.Pong(id=order.id))
+        return True
+
     def exit(self, _order: wm.ExitOrder, _fds: list[int]) -> bool:
         """Retired by the supervisor: let running workers finish, then exit."""
         while self.children:
@@ -221,6 +258,8 @@ class OrderLoop:
         return False
 
     def shutdown(self) -> None:
+        if self.standby is not None:
+            self.standby.discard()
         for pid in list(self.children):
             try:
                 os.killpg(pid, signal.SIGKILL)

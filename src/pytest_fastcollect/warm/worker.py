@@ -15,13 +15,19 @@ import os
 import random
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any
 
-from pytest_fastcollect import fingerprint, process_exit, role
+from pytest_fastcollect import fingerprint, process_exit, processes, role
 from pytest_fastcollect.settings import plugin_disabled
-from pytest_fastcollect.warm import envtrack, learn, metadata_cache, xdist_fork
+from pytest_fastcollect.warm import (
+    collect_reads,
+    envtrack,
+    learn,
+    metadata_cache,
+    timeline,
+    xdist_fork,
+)
 from pytest_fastcollect.wire import warm as wm
 
 
@@ -94,14 +100,21 @@ def _become_client(order: wm.ForkOrder, fds: list[int], close: list[int]) -> Non
     for fd in set(fds[:3]):
         if fd > 2:
             os.close(fd)
-    sys.stdin = _stream(0, "r", env)
-    sys.stdout = _stream(1, "w", env)
-    sys.stderr = _stream(2, "w", env)
+    # A stream the client was started without is closed here too, and is None,
+    # as CPython makes it at start-up (the number is then free, as in a cold run).
+    closed = set(order.closed_fds)
+    for fd in closed:
+        os.close(fd)
+    sys.stdin = None if 0 in closed else _stream(0, "r", env)
+    sys.stdout = None if 1 in closed else _stream(1, "w", env)
+    sys.stderr = None if 2 in closed else _stream(2, "w", env)
     # faulthandler and pytest's capture fall back to the dunder streams.
     setattr(sys, "__stdin__", sys.stdin)  # noqa: B010
     setattr(sys, "__stdout__", sys.stdout)  # noqa: B010
     setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
 
+    # `ps` shows a run worker of this project (the warm process's title says which).
+    processes.set_title(processes.worker_title(sys.argv, order.argv0 or "pytest", order.args))
     sys.argv = [order.argv0 or "pytest", *order.args]
     # A cold process starts with fresh random state; so does each run.
     random.seed()
@@ -118,9 +131,33 @@ def _console_entry() -> Callable[[], int]:
     return entry if entry is not None else pytest_config.console_main
 
 
-def _finish(code: int) -> None:
+def _finish(code: int, die_of: int | None = None) -> None:
     # Threads, atexit handlers and streams, in a cold interpreter's order.
-    process_exit.exit_now(code)
+    process_exit.exit_now(code, die_of)
+
+
+def _uncaught(exc: BaseException) -> None:
+    """Print an exception that escaped pytest as the interpreter would (sys.excepthook),
+    without this module's frames: a cold run's traceback starts at pytest's entry point."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    try:
+        # The hook prints the exception's own traceback: trim that one.
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+    except BaseException:
+        pass  # stderr closed, as a cold run's would be: nothing is printed there either
+
+
+def _system_exit_code(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    try:
+        # sys.exit("message"): the interpreter prints it and exits 1.
+        print(exc.code, file=sys.stderr)
+    except BaseException:
+        pass
+    return 1
 
 
 def _check_options(warm_options: dict[str, str], refuse_fd: int) -> Callable[[Any], None]:
@@ -159,6 +196,7 @@ def _run_pytest(
             hooks.append(_check_options(warm_options, fds[3]))
         else:
             os.close(fds[3])
+    hooks.extend(timeline.hooks())
     # Last, before any conftest: xdist's workers fork from this state.
     hooks.append(xdist_fork.start)
     role.set_worker_hooks(hooks)
@@ -183,27 +221,31 @@ def run_child(
     run imported.
     """
     code = 3
+    die_of = None
+    timeline.begin(order)
     try:
         if order.mode == "collect":
             code = _collect_child(order, fds, close)
         else:
             code = _run_pytest(order, fds, close, warm_options, learn_file)
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except KeyboardInterrupt:
-        code = 2
-    except BaseException:
-        try:
-            traceback.print_exc()
-        except BaseException:
-            pass
-        code = 3
+        code = _system_exit_code(exc)
+    except KeyboardInterrupt as exc:
+        # Unhandled: the interpreter prints it, then dies of SIGINT (as a shell expects).
+        _uncaught(exc)
+        code, die_of = 130, signal.SIGINT
+    except BaseException as exc:
+        # What escapes pytest (a pytest_unconfigure that raises, a stdout a test
+        # closed): printed as the interpreter prints it, and exit status 1.
+        _uncaught(exc)
+        code = 1
     if known is not None and learn_file is not None:
         try:
             learn.record(known, learn_file)
         except BaseException:
             pass
-    _finish(code)
+    timeline.finish(code)
+    _finish(code, die_of)
 
 
 class _Collector:
@@ -239,9 +281,16 @@ def _collect_child(order: wm.ForkOrder, fds: list[int], close: list[int]) -> int
     collector = _Collector()
     role.set_worker_hooks([_uninstall_metadata_cache])
     metadata_cache.install()
+    reads = collect_reads.Reads(order.cwd)
     code = int(pytest.main(list(order.args), plugins=[collector]))
     payload = wm.encode(
-        wm.CollectResult(node_ids=collector.node_ids, errors=collector.errors, exit_code=code)
+        wm.CollectResult(
+            node_ids=collector.node_ids,
+            errors=collector.errors,
+            exit_code=code,
+            files=sorted(reads.files),
+            dirs=sorted(reads.dirs),
+        )
     )
     view = memoryview(payload)
     while view:

@@ -29,6 +29,7 @@ from pytest_fastcollect import fingerprint, role
 from pytest_fastcollect.warm import (
     envtrack,
     learn,
+    loaded,
     metadata_cache,
     registrants,
     reload,
@@ -40,6 +41,22 @@ from pytest_fastcollect.warm.serving import OrderLoop, fork_accounted, fork_verd
 from pytest_fastcollect.wire import warm as wm
 
 PROGRESS_INTERVAL = 0.1
+
+
+def requested_log_level() -> int | None:
+    """The level a conftest set on the daemon's loggers, as older guides advise
+    (``logging.getLogger("pytest_fastcollect.daemon").setLevel(logging.DEBUG)``).
+
+    Conftests run here, not in the supervisor that writes the log, so the
+    level is reported with ``Ready`` and the supervisor applies it.
+    """
+    import logging
+
+    levels = [
+        logging.getLogger(n).level for n in ("pytest_fastcollect", "pytest_fastcollect.daemon")
+    ]
+    chosen = [level for level in levels if level != logging.NOTSET]
+    return min(chosen) if chosen else None
 
 
 class WarmupPlugin:
@@ -61,9 +78,10 @@ class WarmupPlugin:
     def pytest_load_initial_conftests(self, early_config: pytest.Config) -> Generator[None]:
         self.key = wm.WarmKey(
             python=sys.executable,
-            sys_path=fingerprint.base_sys_path(fingerprint.ini_pythonpath(early_config)),
+            sys_path=fingerprint.interpreter_sys_path(fingerprint.ini_pythonpath(early_config)),
             options=fingerprint.option_key(early_config),
             env=fingerprint.fixed_env(),
+            ini_pythonpath=fingerprint.ini_pythonpath(early_config),
         )
         return (yield)
 
@@ -265,24 +283,16 @@ class Zygote(OrderLoop):
                 failures=plugin.failures,
                 warm_paths=self.warm_paths,
                 fork=fork_verdict(),
+                log_level=requested_log_level(),
                 **self.report(),
             )
         )
 
     def report(self) -> dict[str, Any]:
-        """The fields of ``wm.ModuleReport``: the project modules held now."""
-        project: list[tuple[str, str]] = []
-        prefix = self.root + os.sep
-        for name, mod in list(sys.modules.items()):
-            f = getattr(mod, "__file__", None)
-            if not f:
-                continue
-            real = os.path.realpath(f)
-            if real.startswith(prefix) and "site-packages" not in real:
-                project.append((name, real))
+        """The fields of ``wm.ModuleReport``: the project modules held now (``loaded.py``)."""
         return {
             "cached_modules": len(sys.modules),
-            "modules": project,
+            "modules": loaded.project_modules(self.root),
             "env_keys": sorted(envtrack.recorded),
             "test_files": sorted(self.test_files),
             "conftests": sorted(self.conftests),

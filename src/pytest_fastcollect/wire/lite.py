@@ -100,6 +100,7 @@ def encode_run(
     python: str,
     sys_path: Sequence[str],
     argv0: str = "pytest",
+    closed_fds: Sequence[int] = (),
 ) -> bytes:
     return json.dumps(
         {
@@ -114,6 +115,7 @@ def encode_run(
             "sys_path": list(sys_path),
             "argv0": argv0,
             "fd_count": 3,
+            "closed_fds": list(closed_fds),
         }
     ).encode()
 

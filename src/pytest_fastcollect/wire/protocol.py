@@ -28,9 +28,18 @@ def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+# What a process turns into a log line, a file name or a path must be
+# checked here: ids are a strict pattern (no newline can forge a log line),
+# and no string that becomes a path, an argument or an environment entry
+# may hold a NUL byte (the OS refuses it with ValueError, deep inside).
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+NoNul = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+EnvName = Annotated[str, Field(pattern=r"^[^\x00=]+$")]
+
+
 class _Request(_Model):
     protocol_version: int = PROTOCOL_VERSION
-    request_id: str = Field(default_factory=new_request_id, max_length=64)
+    request_id: str = Field(default_factory=new_request_id, pattern=REQUEST_ID_PATTERN)
 
 
 # --- requests ---------------------------------------------------------------
@@ -38,6 +47,8 @@ class _Request(_Model):
 
 class StatusRequest(_Request):
     command: Literal["status"] = "status"
+    # Also the figures that cost the daemon time (PSS: a walk of every page table).
+    full: bool = False
 
 
 class HealthRequest(_Request):
@@ -47,30 +58,33 @@ class HealthRequest(_Request):
 class CollectFilters(_Model):
     """What ``DaemonClient.collect(root, filters=...)`` accepts."""
 
-    keyword: str | None = Field(default=None, alias="-k")
-    markers: str | None = Field(default=None, alias="-m")
-    paths: list[str] = Field(default_factory=list)
+    keyword: NoNul | None = Field(default=None, alias="-k")
+    markers: NoNul | None = Field(default=None, alias="-m")
+    paths: list[NoNul] = Field(default_factory=list)
 
 
 class CollectRequest(_Request):
     command: Literal["collect"] = "collect"
-    root: str
+    root: NoNul
     filters: CollectFilters = Field(default_factory=CollectFilters)
 
 
 class RunRequest(_Request):
     command: Literal["run"] = "run"
-    args: list[str]
-    cwd: str
-    env: dict[str, str]
+    args: list[NoNul]
+    cwd: Annotated[str, Field(pattern=r"^/[^\x00]*$")]  # absolute
+    env: dict[EnvName, NoNul]
     umask: int = Field(ge=0, le=0o777)
-    python: str
-    sys_path: list[str]
+    python: NoNul
+    sys_path: list[NoNul]
     # The client's sys.argv[0]: pytest names itself after it in usage errors
     # ("python -m pytest"), and tests may read it.
-    argv0: str = Field(default="pytest", max_length=4096)
+    argv0: NoNul = Field(default="pytest", max_length=4096)
     # Sent with SCM_RIGHTS: the client's stdin, stdout and stderr.
     fd_count: int = Field(default=3, ge=0, le=3)
+    # Standard streams the client was started without (``2>&-``): the run
+    # gets them closed too (``/dev/null`` travels in their place).
+    closed_fds: list[Annotated[int, Field(ge=0, le=2)]] = Field(default_factory=list, max_length=3)
 
 
 class SignalRequest(_Request):
@@ -89,11 +103,9 @@ class StopRequest(_Request):
 
 
 class WatchRequest(_Request):
-    """Watch mode's long poll: answered once the changes after ``cursor`` have
-    been quiet and applied (or after ``timeout`` seconds with none).
-
-    No ``cursor`` (or another daemon's ``epoch``): answered at once with the
-    current cursor, where the client's next request starts.
+    """Watch mode's long poll: answered once the changes after ``cursor`` are quiet
+    and applied (or after ``timeout`` s with none); with no ``cursor`` (or another
+    daemon's ``epoch``), at once with the cursor the client's next request starts at.
     """
 
     command: Literal["watch"] = "watch"
@@ -149,6 +161,7 @@ class ErrorCode(str, enum.Enum):
     OUTSIDE_ROOT = "outside_root"
     NOT_READY = "not_ready"
     BUSY = "busy"
+    DUPLICATE_ID = "duplicate_id"  # a request with this id is still in progress
     INTERNAL = "internal"
 
 
@@ -174,8 +187,12 @@ class Metrics(_Model):
     failed_requests: int = 0
     error_rate: float = 0.0
     by_command: dict[str, int] = Field(default_factory=dict)
-    runs: int = 0
+    runs: int = 0  # run requests served warm
+    runs_refused: int = 0  # run requests the daemon refused (the client ran them cold)
     collects: int = 0
+    standby_runs: int = 0  # runs handed to a prepared standby worker (warm/standby.py)
+    fresh_runs: int = 0  # runs forked afresh
+    collect_cache_hits: int = 0  # collects answered from the cache (supervisor/collects.py)
 
 
 class ImportFailure(_Model):
@@ -211,6 +228,24 @@ class ReloadStats(_Model):
     pending_changes: int = 0
     events_seen: int = 0
     watcher: str = "none"
+
+
+class ConnectionStats(_Model):
+    """Connections now, and how runs fared for a slot since the daemon started."""
+
+    open: int = 0  # connections being served, whatever they wait for
+    reading: int = 0  # still sending their request (they hold no slot)
+    max_reading: int = 0  # beyond it the longest idle reader is closed, else busy
+    running: int = 0  # runs, collects and reloads holding a slot
+    max_running: int = 0  # daemon_max_connections
+    slot_waits: int = 0  # requests that found every slot taken and waited
+    max_slot_wait_ms: float = 0.0
+    busy: int = 0  # answered busy (no slot within the bounded wait, or too many readers)
+    evicted: int = 0  # idle readers closed to make room for a new connection
+    # A slot freed while a request waited is handed to it at once; these
+    # measure that hand-over (a late one would be a run waiting beside a free slot).
+    max_handover_ms: float = 0.0
+    late_handovers: int = 0  # hand-overs that took longer than 1 s
 
 
 class ProcessInfo(_Model):
@@ -249,12 +284,17 @@ class StatusResponse(_Model):
     cached_modules: int
     project_modules: int
     watched_paths: list[str]
+    # Directories of loaded project code that only the per-run stat sweep
+    # covers (a network file system, too many directories), with why.
+    unwatched_paths: dict[str, str] = Field(default_factory=dict)
     inotify_watches: int | None = None
     metrics: Metrics
     warmup: WarmupStats
     reload: ReloadStats
+    connections: ConnectionStats = Field(default_factory=ConnectionStats)
     processes: list[ProcessInfo]
-    limits: dict[str, float]
+    # Counts stay ints (max_connections 10, not 10.0); durations are floats.
+    limits: dict[str, int | float]
 
 
 class HealthVerdict(str, enum.Enum):
@@ -279,6 +319,8 @@ class HealthResponse(_Model):
     generation: int
     uptime: float
     checks: dict[str, HealthCheck]
+    # The same reload statistics as status: health is where people look for them.
+    reload: ReloadStats = Field(default_factory=ReloadStats)
 
 
 class CollectError(_Model):
@@ -295,6 +337,7 @@ class CollectResponse(_Model):
     exit_code: int
     collection_time: float
     generation: int
+    cached: bool = False  # answered from the collect cache (nothing changed since)
 
 
 class Notice(_Model):
@@ -338,6 +381,8 @@ class StopResponse(_Model):
     kind: Literal["stop"] = "stop"
     request_id: str | None = None
     pid: int
+    runs: int = 0  # runs in progress, given ``grace`` seconds to finish
+    grace: float = 0.0
 
 
 class Selection(_Model):

@@ -47,6 +47,10 @@ class ForkOrder:
     env: dict[str, str]
     umask: int
     argv0: str = "pytest"
+    closed_fds: list[int] = dataclasses.field(default_factory=list)  # stdio the client lacks
+    # When the supervisor received the request and ordered the fork (time.monotonic,
+    # one clock for every process on the machine): for the run's timeline (timeline.py).
+    stamps: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -112,6 +116,14 @@ class ExitOrder:
     id: str = ""
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PingOrder:
+    """Answer at once (``Pong``): the supervisor checks that the process still answers."""
+
+    op: Literal["ping"] = "ping"
+    id: str
+
+
 Order = (
     ForkOrder
     | ReloadOrder
@@ -121,6 +133,7 @@ Order = (
     | ScanOrder
     | LayerOrder
     | ExitOrder
+    | PingOrder
 )
 ORDERS: dict[str, type[Order]] = {
     "fork": ForkOrder,
@@ -131,6 +144,7 @@ ORDERS: dict[str, type[Order]] = {
     "learn": LearnOrder,
     "scan": ScanOrder,
     "exit": ExitOrder,
+    "ping": PingOrder,
 }
 
 
@@ -148,9 +162,10 @@ class WarmKey:
 
     __pydantic_config__ = _FORBID
     python: str
-    sys_path: list[str]
+    sys_path: list[str]  # as the interpreter set it up, absolute (fingerprint.py)
     options: dict[str, str]
     env: dict[str, str | None]  # None: the variable was not set
+    ini_pythonpath: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -206,6 +221,8 @@ class Ready(ModuleReport):
     # the base learns them, so the next project layer finds them warm.
     libraries: list[tuple[str, str]]
     env_written: list[str]  # environment variables set while the project was imported
+    # A level a conftest set on the daemon's loggers (logging.DEBUG = 10), or None.
+    log_level: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -221,6 +238,8 @@ class Forked:
     ev: Literal["forked"] = "forked"
     id: str
     pid: int
+    standby: bool = False  # handed to the prepared standby worker (warm/standby.py)
+    why_fresh: str = ""  # else why it was forked afresh ("" when no standby is kept)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -264,6 +283,13 @@ class Learned(ModuleReport):
     deferred: list[str]
     tainted: str
     duration_ms: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Pong:
+    __pydantic_config__ = _FORBID
+    ev: Literal["pong"] = "pong"
+    id: str
 
 
 # A trial verdict: not tried, because an earlier module failed its trial.
@@ -332,6 +358,7 @@ Event = (
     | BaseReady
     | LayerForked
     | LayerExited
+    | Pong
 )
 
 
@@ -351,3 +378,7 @@ class CollectResult:
     node_ids: list[str]
     errors: list[CollectedError]
     exit_code: int
+    # What the collection read and listed (project paths, absolute): while they stay
+    # as they are, so does the result (supervisor/collects.py).
+    files: list[str] = dataclasses.field(default_factory=list)
+    dirs: list[str] = dataclasses.field(default_factory=list)
