@@ -27,6 +27,7 @@ BENCH_SCRIPTS = (
     "bench_runs.py",
     "bench_reload.py",
     "bench_warm.py",
+    "bench_watch.py",
     "bench_overhead.py",
     "bench_early.py",
     "bench_parallel.py",
@@ -148,7 +149,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks for issues 2-4, 9, 12 and 13: JSON in bench-results/, then one summary table.
+    """Benchmarks for issues 2-4, 9, 12, 13 and 14: JSON in bench-results/, then one summary table.
 
     ``nox -s bench -- --quick`` for a short run. posargs go to every script,
     so use the options they share (--quick, --reps N, --bytecode MODE).

@@ -1,5 +1,5 @@
 """Summarize benchmark JSON files (bench_daemon, bench_runs, bench_reload, bench_warm,
-bench_overhead, bench_early, bench_parallel) in one table.
+bench_overhead, bench_early, bench_parallel, bench_watch) in one table.
 
 Run: ``python bench/report.py bench-results/*.json``. Exits 1 when a file is
 missing, recorded an error, or has a failed sanity check (targets that are
@@ -99,6 +99,26 @@ def rows_reload(mode: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def rows_watch(mode: dict[str, Any]) -> list[list[str]]:
+    d, t = mode["derived"], mode["targets"]
+    rows = []
+    for kind in ("test", "leaf"):
+        rows += [
+            [
+                f"watch: save to footer, {kind} edit (<= 300 ms + bodies)",
+                f"{b.fmt(_median(mode, f'watch_{kind}'), ' ms')} "
+                f"(bodies {b.fmt(mode['bodies_ms'][kind], ' ms')}) "
+                f"{_mark(t[f'{kind}_within_300ms_plus_bodies'])}",
+            ],
+            [
+                f"  cold rerun of the same selection, {kind} edit",
+                f"{b.fmt(_median(mode, f'cold_{kind}'), ' ms')} "
+                f"({b.fmt(d[f'cold_over_watch_{kind}'], 'x')} watch)",
+            ],
+        ]
+    return rows
+
+
 def rows_warm(mode: dict[str, Any]) -> list[list[str]]:
     d = mode["derived"]
     rows = [
@@ -186,6 +206,7 @@ ROWS = {
     "runs": rows_runs,
     "reload": rows_reload,
     "warm": rows_warm,
+    "watch": rows_watch,
     "overhead": rows_overhead,
     "early": rows_early,
     "parallel": rows_parallel,

@@ -12,8 +12,11 @@ edits (every way an editor saves, syntax and import errors, tests added,
 deleted and renamed, conftests, config, moved modules, new packages,
 import-time environment). After every edit it runs one pytest command
 through the daemon and the same command with ``--no-daemon``, immediately
-(no waiting), and compares exit codes and per-test outcomes. A difference
-prints a reproducer: the seed, the sequence, both outputs and the daemon log.
+(no waiting), and compares exit codes and per-test outcomes. Then the
+selection check (tests/selection_check.py): the tests watch mode would rerun
+after that edit, run alone, must give what a full run gives, and no other
+test may have changed outcome. A difference prints a reproducer: the seed,
+the sequence, both outputs and the daemon log.
 
 Sequence ``i`` of seed ``s`` draws from its own RNG (``f"{s}:{i}"``), so it
 replays alone. Timing is not part of the seed: pauses drawn by the RNG have
@@ -754,6 +757,10 @@ class Failure:
         )
 
 
+# Cycles the selection check judged, and how many of them selected a part of the tests.
+SELECTION_STATS = {"cycles": 0, "partial": 0}
+
+
 def run_sequence(
     seed: int,
     index: int,
@@ -762,11 +769,15 @@ def run_sequence(
     echo: Callable[[str], None] | None = None,
 ) -> Failure | None:
     """One random sequence on a fresh copy with a fresh daemon: the first difference, or None."""
+    from selection_check import SelectionCheck
+
     rng = random.Random(f"{seed}:{index}")
     bench = StaleBench(workdir / f"seq{index}")
     steps: list[Step] = []
+    selection: SelectionCheck | None = None
     try:
         bench.start()
+        selection = SelectionCheck(bench)
         state = FuzzState(bench, rng)
         for _ in range(rng.randint(2, max_steps)):
             step = state.random_op()
@@ -782,8 +793,16 @@ def run_sequence(
             comparison = bench.compare(step.command, state.env, thin=step.thin)
             if comparison.problems:
                 return Failure(seed, index, steps, comparison, bench.log_tail())
+            # Never too few: what watch mode would rerun after this edit.
+            reuse = comparison.cold if step.command == list(selection.args) else None
+            missed = selection.check(state.env, reuse)
+            if missed is not None:
+                return Failure(seed, index, steps, missed, bench.log_tail())
         return None
     finally:
+        if selection is not None:
+            SELECTION_STATS["cycles"] += selection.cycles
+            SELECTION_STATS["partial"] += selection.partial
         bench.cleanup()
 
 
@@ -829,7 +848,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = fuzz(ns.seed, indices, ns.max_steps, ns.verbose)
     print(
         f"{len(indices)} sequences, seed {ns.seed}: {len(failures)} with differences "
-        f"in {time.monotonic() - started:.0f}s",
+        f"in {time.monotonic() - started:.0f}s; selection check: {SELECTION_STATS['cycles']} "
+        f"edits, {SELECTION_STATS['partial']} of them selecting part of the tests",
         flush=True,
     )
     return 1 if failures else 0

@@ -237,6 +237,31 @@ def test_bench_runs_heavy_example(tmp_path: Path) -> None:
     assert_mode(data["modes"]["cached"], RUNS_RESULTS, RUNS_DERIVED)
 
 
+WATCH_RESULTS = {"watch_test", "cold_test", "watch_leaf", "cold_leaf"}
+WATCH_DERIVED = {
+    "cold_over_watch_test",
+    "cold_over_watch_leaf",
+    "watch_minus_bodies_test_ms",
+    "watch_minus_bodies_leaf_ms",
+}
+
+
+def test_bench_watch_basic_example(tmp_path: Path) -> None:
+    data = run_bench(
+        "bench_watch.py", tmp_path, "--project", "basic", "--reps", "1", "--bytecode", "cached"
+    )
+    mode = data["modes"]["basic-cached"]
+    assert_mode(mode, WATCH_RESULTS, WATCH_DERIVED)
+    assert mode["selections"] == {
+        "test": ["tests/test_money.py"],
+        "leaf": ["tests/test_discounts.py"],
+    }
+    assert set(mode["targets"]) == {
+        "test_within_300ms_plus_bodies",
+        "leaf_within_300ms_plus_bodies",
+    }
+
+
 @pytest.mark.skipif(
     find_spec("numpy") is None or find_spec("pandas") is None, reason="needs numpy and pandas"
 )

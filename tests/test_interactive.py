@@ -10,107 +10,18 @@ or an exit, with a deadline; nothing sleeps.
 from __future__ import annotations
 
 import difflib
-import fcntl
-import os
 import re
-import select
 import signal
-import struct
-import subprocess
-import sys
-import termios
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import psutil
 import pytest
 
-from helpers import Project, command_pytest, daemon_runs, daemon_status, run_workers
+from helpers import Project, PtyRun, command_pytest, daemon_runs, daemon_status, run_workers
 
-# Makes the pty the controlling terminal of the new session, then becomes the command.
-# SIGINT back to its default first: a shell's background job (``cmd &``)
-# inherits it ignored, and Python then never installs its Ctrl-C handler.
-CTTY_EXEC = (
-    "import fcntl, os, signal, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
-    "signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.argv[1], sys.argv[1:])"
-)
 ANSI = re.compile(rb"\x1b\[[0-9;]*[A-Za-z]")
 INTERRUPT_AT = re.compile(r"^\S+\.py(?:\x1b\[0m)?:\d+: KeyboardInterrupt$", re.M)
-
-
-class PtyRun:
-    """A command whose stdin, stdout and stderr are one pty, read with deadlines."""
-
-    def __init__(self, cmd: list[str], cwd: str, env: Mapping[str, str]) -> None:
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", CTTY_EXEC, *cmd],
-            cwd=cwd,
-            env=dict(env),
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            start_new_session=True,
-        )
-        os.close(slave)
-        self.output = b""
-        self.closed = False
-
-    def _read(self, timeout: float) -> None:
-        if self.closed:
-            return
-        ready, _, _ = select.select([self.master], [], [], max(timeout, 0))
-        if ready:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:  # EIO: every slave end is closed
-                chunk = b""
-            if chunk:
-                self.output += chunk
-            else:
-                self.closed = True
-
-    def expect(self, needle: bytes, timeout: float = 30, start: int = 0) -> int:
-        """Wait until ``needle`` shows up after offset ``start``; return the offset after it."""
-        deadline = time.monotonic() + timeout
-        while True:
-            at = self.output.find(needle, start)
-            if at >= 0:
-                return at + len(needle)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or (self.closed and self.proc.poll() is not None):
-                raise AssertionError(
-                    f"{needle!r} not seen within {timeout}s; output so far:\n{self.text()}"
-                )
-            self._read(min(remaining, 0.5))
-
-    def send(self, data: bytes) -> None:
-        os.write(self.master, data)
-
-    def wait(self, timeout: float = 60) -> int:
-        """Wait for exit, draining output (a full pty would block the writer)."""
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None or not self.closed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                if self.proc.poll() is None:
-                    raise AssertionError(
-                        f"still running after {timeout}s; output so far:\n{self.text()}"
-                    )
-                break  # exited, but something (a stray grandchild) holds the pty open
-            self._read(min(remaining, 0.2))
-        return int(self.proc.returncode)
-
-    def text(self) -> str:
-        return self.output.decode(errors="replace")
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        os.close(self.master)
 
 
 @pytest.fixture

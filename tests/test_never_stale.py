@@ -6,7 +6,8 @@ through the daemon (first, immediately after the save) and with
 ``--no-daemon``: exit codes and every test's outcome (``-rA``) must be
 identical, and the warm run must really have been served by the daemon.
 The expected cold outcomes are asserted too, so a scenario whose edit had
-no effect cannot pass by accident. Ordinary edits (a project or test module
+no effect cannot pass by accident. After each check, the selection check
+(tests/selection_check.py) judges what watch mode would rerun. Ordinary edits (a project or test module
 changed in place) must not replace the warm process.
 """
 
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from selection_check import SelectionCheck
+
 from fuzz_edits import StaleBench, Style, edit, outcomes, save
 
 pytestmark = pytest.mark.timeout(240)
@@ -29,6 +32,7 @@ class Checker:
     def __init__(self, bench: StaleBench, extra: tuple[str, ...] = ()) -> None:
         self.bench = bench
         self.extra = extra  # appended to every command (``-n 2``: parallel runs)
+        self.selection = SelectionCheck(bench)
 
     def path(self, rel: str) -> Path:
         return self.bench.path(rel)
@@ -69,6 +73,15 @@ class Checker:
             assert not any(line.startswith(prefix) for line in cold), (
                 f"{prefix!r} still there\n{cmp.report()}"
             )
+        # Never too few: what watch mode would rerun after this edit.
+        reuse = cmp.cold if run_args == list(self.selection.args) else None
+        missed = self.selection.check(env, reuse)
+        assert missed is None, (
+            "watch mode's selection missed a change:\n"
+            + missed.report()
+            + "\n----- daemon log -----\n"
+            + self.bench.log_tail()
+        )
         if before is not None:
             after = self.bench.replacements()
             assert after == before, (

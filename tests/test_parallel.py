@@ -28,6 +28,7 @@ import pytest
 from helpers import (
     EXAMPLES,
     Project,
+    PtyRun,
     Result,
     command_pytest,
     daemon_runs,
@@ -37,7 +38,7 @@ from helpers import (
     standby_workers,
     wait_until,
 )
-from test_interactive import ANSI, PtyRun
+from test_interactive import ANSI
 
 NOTICE = "pytest-fastcollect:"
 OUTCOME_LINE = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)")

@@ -28,8 +28,6 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from helpers import Project, Result, files_of, record_of
 
 PYTHON = sys.executable

@@ -520,7 +520,17 @@ def test_every_command_has_a_handler() -> None:
         typing.get_args(model.model_fields["command"].annotation)[0]
         for model in typing.get_args(typing.get_args(p.Request)[0])
     }
-    assert commands == {"status", "health", "collect", "run", "signal", "reload", "stop"}
+    assert commands == {
+        "status",
+        "health",
+        "collect",
+        "run",
+        "signal",
+        "reload",
+        "stop",
+        "watch",
+        "affected",
+    }
     for command in commands:
         assert callable(getattr(Supervisor, f"handle_{command}", None)), command
 

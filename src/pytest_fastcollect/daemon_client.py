@@ -2,7 +2,7 @@
 
 PYTEST_DONT_REWRITE. ``DaemonClient(socket_path)`` with ``is_daemon_running()``,
 ``get_status()``, ``get_health()``, ``collect(root, filters=...)``,
-``reload()`` and ``stop()``; ``get_socket_path(project_root)``;
+``affected(paths)``, ``reload()`` and ``stop()``; ``get_socket_path(project_root)``;
 ``stop_daemon(socket_path)``. See docs/api.md for what each returns.
 """
 

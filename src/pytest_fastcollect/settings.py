@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 ENV_RUNTIME_DIR = "PYTEST_FASTCOLLECT_RUNTIME_DIR"  # where sockets, records and logs live
 ENV_DISABLE = "PYTEST_FASTCOLLECT_DISABLE"  # any true value: never use a daemon
 ENV_POLLING = "PYTEST_FASTCOLLECT_POLLING"  # any true value: poll instead of inotify
+# Set by watch mode for its runs: where client/watch_report.py writes what ran.
+ENV_WATCH_REPORT = "PYTEST_FASTCOLLECT_WATCH_REPORT"
 # The standby worker (warm/standby.py), read by the daemon when it starts:
 # "auto" (default), "off", or "always" (every run through a standby: for tests).
 ENV_STANDBY = "PYTEST_FASTCOLLECT_STANDBY"

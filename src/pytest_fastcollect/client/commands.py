@@ -358,3 +358,9 @@ def reload(config: pytest.Config) -> int:
         f"in {time.perf_counter() - started:.2f}s\n"
     )
     return int(Exit.OK)
+
+
+def watch(config: pytest.Config) -> int:
+    from pytest_fastcollect.client import watch_cli
+
+    return watch_cli.from_config(config, clear=bool(config.known_args_namespace.daemon_clear))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,29 @@ class DaemonClient:
             "as long as it takes"
         )
         return self._ask(req, timeout, hint).model_dump(mode="json")
+
+    def affected(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        test_files: Iterable[str | os.PathLike[str]] | None = None,
+        collect: bool = False,
+    ) -> dict[str, Any]:
+        """Which test files changes to ``paths`` can affect, as watch mode selects them.
+
+        Returns generation, everything (True when the import graph cannot
+        tell, with reasons), test_files (absolute paths) and node_ids
+        (file -> node ids, filled when ``collect`` is true). ``test_files``:
+        the test files to choose from (default: every one the daemon knows).
+        Relative paths are taken from the current directory.
+        """
+        req = p.AffectedRequest(
+            paths=[os.path.abspath(os.fspath(x)) for x in paths],
+            test_files=None
+            if test_files is None
+            else [os.path.abspath(os.fspath(x)) for x in test_files],
+            collect=collect,
+        )
+        return self.request(req, timeout=None).model_dump(mode="json")
 
     def reload(self, timeout: float | None = None) -> dict[str, Any]:
         """Replace the warm process with a freshly warmed one; returns generation and

@@ -196,14 +196,32 @@ def _umask() -> int:
     return current
 
 
+class Follow:
+    """How a caller that outlives its runs (watch mode) follows one.
+
+    The ``pytest`` command dies of the signal that killed its run, so the shell
+    sees what it would have seen; a caller passing a ``Follow`` gets the exit
+    code 128 + signal instead, and reads afterwards ``interrupts`` (the
+    user's Ctrl-Cs during the run) and ``signal`` (the last other signal
+    forwarded to it: SIGTERM, SIGHUP, SIGQUIT).
+    """
+
+    __slots__ = ("interrupts", "signal")
+
+    def __init__(self) -> None:
+        self.interrupts = 0
+        self.signal: int | None = None
+
+
 class _Forwarder:
     """Forwards signals to the run; a second Ctrl-C kills it."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, follow: Follow | None = None) -> None:
         self.sock = sock
         self.interrupts = 0
+        self.follow = follow
         self.saved: dict[int, object] = {}
 
     def __enter__(self) -> _Forwarder:
@@ -216,8 +234,12 @@ class _Forwarder:
             signal.signal(sig, handler)  # type: ignore[arg-type]
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.follow is not None and signum != signal.SIGINT:
+            self.follow.signal = signum
         if signum == signal.SIGINT:
             self.interrupts += 1
+            if self.follow is not None:
+                self.follow.interrupts = self.interrupts
             if self.interrupts > 1:
                 signum = signal.SIGKILL
         try:
@@ -244,6 +266,7 @@ def run_through(
     sys_path: list[str],
     argv0: str = "pytest",
     env: dict[str, str] | None = None,
+    follow: Follow | None = None,
 ) -> int | None:
     """Send a run over ``sock`` and follow it; None means: run it cold.
 
@@ -252,7 +275,7 @@ def run_through(
     if not _send_run(sock, args, cwd, sys_path, argv0, env):
         return None
     started = False
-    forwarder = _Forwarder(sock)
+    forwarder = _Forwarder(sock, follow)
     try:
         while True:
             try:
@@ -277,7 +300,7 @@ def run_through(
                 return None
             else:
                 started = False
-                return _finished(response, forwarder)
+                return _finished(response, forwarder, follow)
     finally:
         if started:
             forwarder.__exit__()
@@ -312,11 +335,11 @@ def _refusal(error: lite.Error) -> str:
     return f"the daemon refused the run ({error.message}); running without it"
 
 
-def _finished(response: lite.Finished, forwarder: _Forwarder) -> int:
+def _finished(response: lite.Finished, forwarder: _Forwarder, follow: Follow | None) -> int:
     """The run's exit code; a run that died of a signal makes this process die of it."""
     if response.message:
         notice(response.message)
-    die_with = response.signal
+    die_with = response.signal if follow is None else None
     if die_with == signal.SIGKILL and forwarder.interrupts > 1:
         # Killed at the user's second Ctrl-C: die of SIGINT, as a shell
         # expects of a program stopped with Ctrl-C.

@@ -6,6 +6,8 @@ or the command asks to run in-process, or no daemon serves that rootdir, it
 executes the ordinary ``pytest`` with the same arguments (whose plugin then
 decides for itself); when the daemon refuses the run, it executes ``pytest``
 with the daemon turned off. So the outcome is always that of pytest.
+
+``pytest-fastcollect watch ARGS...`` is watch mode (``client/watch_cli.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from __future__ import annotations
 import os
 import sys
 
-USAGE = "usage: pytest-fastcollect run [PYTEST ARGS...]"
+USAGE = (
+    "usage: pytest-fastcollect run [PYTEST ARGS...]\n"
+    "       pytest-fastcollect watch [--clear] [PYTEST ARGS...]"
+)
 
 
 def _exec_pytest(args: list[str], skip_daemon: bool = True) -> int:
@@ -42,6 +47,10 @@ def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         sys.stdout.write(USAGE + "\n")
         return 0 if argv else 4
+    if argv[0] == "watch":
+        from pytest_fastcollect.client.watch_cli import thin_main
+
+        return thin_main(argv[1:])
     if argv[0] != "run":
         sys.stderr.write(f"pytest-fastcollect: error: unknown command {argv[0]!r}\n{USAGE}\n")
         return 4

@@ -54,6 +54,12 @@ VERBS = (
         "restart",
     ),
     Verb("reload", "Replace the daemon's warm process with a freshly warmed one.", "reload"),
+    Verb(
+        "watch",
+        "Run the tests, then after each save rerun those it can affect, warm "
+        "(keys: Enter rerun, a all, f failed, p file, t name, q quit).",
+        "watch",
+    ),
 )
 BY_DEST = {v.dest: v for v in VERBS}
 
@@ -89,6 +95,7 @@ MODIFIERS = (
         "ini file and holds far more files than the paths to warm up.",
         ("start", "restart"),
     ),
+    Modifier("clear", "With --daemon-watch: clear the screen before each run.", ("watch",)),
 )
 JSON_FLAG = "--daemon-json"
 CONFIRM_FLAG = "--daemon-confirm"

@@ -4,8 +4,9 @@ Runs in the supervisor (threads allowed, never imports user code). The
 rooms each own their data and lock: ``Freshness`` (what is on disk and what
 changed), ``WarmSlot`` (the warm process and the reload lock), ``IdleWork``
 (re-warm, learned imports), ``Runs`` (runs and collects), ``Stats``
-(counters). The server calls ``handle_<command>`` for each request; adding
-a command means adding its handler here.
+(counters), ``WatchRoom`` (watch mode's change log and selection). The
+server calls ``handle_<command>`` for each request; adding a command means
+adding its handler here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pytest_fastcollect.supervisor.lifecycle import WarmHandle, WarmSpec
 from pytest_fastcollect.supervisor.runs import Runs
 from pytest_fastcollect.supervisor.slot import WarmSlot
 from pytest_fastcollect.supervisor.stats import Stats
+from pytest_fastcollect.supervisor.watching import ChangeLog, WatchRoom
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
 
@@ -148,6 +150,8 @@ class Supervisor:
             config.settings.request_timeout,
         )
         self.collecting = Collects(self.slot, self.root, config.cache_dir)
+        changes = ChangeLog(self.root, config.settings.debounce)
+        self.watching = WatchRoom(self.slot, self.records, changes, self.collecting.collect)
 
     def start(self) -> WarmHandle:
         return self.slot.start()
@@ -248,6 +252,7 @@ class Supervisor:
     def note_changes(self, paths: set[str]) -> None:
         """The watcher's sink (its thread)."""
         self.records.note(paths)
+        self.watching.log.note(paths)
 
     def count(self, command: str, ok: bool) -> None:
         self.stats.count_request(command, ok)
@@ -305,6 +310,14 @@ class Supervisor:
             generation=self.slot.generation,
             duration_ms=round((time.perf_counter() - started) * 1000, 2),
         )
+
+    def handle_watch(self, req: p.WatchRequest, incoming: Incoming) -> p.WatchResponse:
+        return self.watching.watch(req, incoming.conn)
+
+    def handle_affected(
+        self, req: p.AffectedRequest, _in: Incoming
+    ) -> p.AffectedResponse | p.ErrorResponse:
+        return self.watching.affected(req)
 
     def handle_stop(self, req: p.StopRequest, _in: Incoming) -> p.StopResponse:
         # The server sets stop_event once this answer is sent.
@@ -427,7 +440,7 @@ class Supervisor:
             socket_path=self.config.socket_path,
             warm_pid=wp.pid if wp is not None else None,
             fork_safe=fork.safe if fork is not None else None,
-            fork_detail=_fork_detail(fork),
+            fork_detail=health.fork_detail(fork),
             processes=self.processes(full=False),
             metrics=self.stats.metrics(),
             pending_age=self.records.pending_age(),
@@ -482,12 +495,3 @@ def _changed_since(path: str, since_ns: int) -> bool:
         return os.stat(path).st_mtime_ns >= since_ns
     except OSError:
         return True  # deleted: nothing left to fail
-
-
-def _fork_detail(fork: wm.ForkVerdict | None) -> str:
-    if fork is None:
-        return "no verdict yet"
-    if not fork.safe:
-        return fork.reason
-    pools = ", ".join(f"{n} {name}" for name, n in sorted(fork.native.items()))
-    return f"other threads belong to fork-safe pools ({pools})" if pools else "one OS thread"

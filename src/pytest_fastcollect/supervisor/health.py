@@ -22,6 +22,10 @@ from pytest_fastcollect.wire.protocol import (
     ProcessInfo,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pytest_fastcollect.wire import warm as wm
+
 
 @dataclasses.dataclass(frozen=True)
 class Thresholds:
@@ -233,3 +237,13 @@ def verdict(checks: dict[str, HealthCheck]) -> HealthVerdict:
     if failing:
         return HealthVerdict.DEGRADED
     return HealthVerdict.HEALTHY
+
+
+def fork_detail(fork: wm.ForkVerdict | None) -> str:
+    """The fork-safety verdict in words, for the ``fork_safe`` check."""
+    if fork is None:
+        return "no verdict yet"
+    if not fork.safe:
+        return fork.reason
+    pools = ", ".join(f"{n} {name}" for name, n in sorted(fork.native.items()))
+    return f"other threads belong to fork-safe pools ({pools})" if pools else "one OS thread"

@@ -2,6 +2,8 @@
 
 Runs in the supervisor; owns its data and its lock. Readers get protocol
 models (``Metrics``, ``ReloadStats``) built from a consistent copy.
+Listeners (watch mode's change log) hear of each reload and replacement as
+it is counted, outside the lock.
 """
 
 from __future__ import annotations
@@ -10,11 +12,17 @@ import statistics
 import threading
 import time
 from collections import Counter
+from typing import Protocol
 
 from pytest_fastcollect.wire import protocol as p
 
 # The reload history kept for the mean and p95 (older reloads only count).
 HISTORY = 1000
+
+
+class ReloadListener(Protocol):
+    def reloaded(self, last: p.LastReload) -> None: ...
+    def replaced(self, reason: str) -> None: ...
 
 
 class Stats:
@@ -27,6 +35,7 @@ class Stats:
         self._modules_reloaded = 0
         self._replacements = Counter[str]()
         self._last: p.LastReload | None = None
+        self.listeners: list[ReloadListener] = []
         self._served = Counter[str]()  # "standby", "fresh", "collect_cache"
 
     def count_request(self, command: str, ok: bool) -> None:
@@ -55,11 +64,15 @@ class Stats:
             self._reload_times.append(duration_ms)
             del self._reload_times[:-HISTORY]
             self._last = last
+        for listener in self.listeners:
+            listener.reloaded(last)
         return last
 
     def count_replacement(self, reason: str) -> None:
         with self._lock:
             self._replacements[reason] += 1
+        for listener in self.listeners:
+            listener.replaced(reason)
 
     def metrics(self) -> p.Metrics:
         with self._lock:

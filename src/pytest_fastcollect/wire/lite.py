@@ -2,7 +2,9 @@
 
 Importing pydantic costs a pytest client ~50-90 ms, as much as the rest of
 the hand-off. So the hand-off and the thin client encode ``RunRequest`` and
-``SignalRequest`` and decode the five run responses by hand here. The daemon
+``SignalRequest`` and decode the five run responses by hand here, and watch
+mode (``client/watch.py``, which the thin client runs too) its
+``WatchRequest`` and ``WatchResponse``. The daemon
 still validates every request with the pydantic models and sends only
 model-dumped responses; tests/test_framing_unit.py-style tests keep this
 module and ``protocol`` in step (every encoded request validates against the
@@ -160,6 +162,94 @@ def decode_run_response(raw: bytes) -> RunResponse:
             _field(data, "signal", int, optional=True),
             _field(data, "message", str, optional=True),
         )
+    if kind == "error":
+        return Error(_field(data, "code", str), _field(data, "message", str))
+    raise LiteProtocolError(f"unexpected response kind {kind!r}")
+
+
+# --- watch mode ----------------------------------------------------------------------
+
+
+class Watched(_Response):
+    """A ``WatchResponse``; ``selection`` None: nothing changed (a start or a timeout)."""
+
+    __slots__ = (
+        "changed",
+        "companions",
+        "cursor",
+        "epoch",
+        "everything",
+        "generation",
+        "lost",
+        "ready_ms",
+        "reasons",
+        "reloaded",
+        "replaced",
+        "selection",
+    )
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.epoch: str = _field(data, "epoch", str)
+        self.cursor: int = _field(data, "cursor", int)
+        self.changed: list[str] = _strings(data, "changed")
+        self.lost: bool = bool(_field(data, "lost", bool, optional=True))
+        self.generation: int = _field(data, "generation", int)
+        ready = _field(data, "ready_ms", (int, float), optional=True)
+        self.ready_ms: float | None = None if ready is None else float(ready)
+        self.reloaded: int = _field(data, "reloaded", int, optional=True) or 0
+        self.replaced: list[str] = _strings(data, "replaced", optional=True)
+        raw = _field(data, "selection", dict, optional=True)
+        self.selection: list[str] | None = None
+        self.everything = False
+        self.reasons: list[str] = []
+        self.companions: list[str] = []
+        if raw is not None:
+            self.everything = bool(_field(raw, "everything", bool))
+            self.reasons = _strings(raw, "reasons", optional=True)
+            self.selection = _strings(raw, "test_files", optional=True)
+            self.companions = _strings(raw, "companions", optional=True)
+
+
+def encode_watch(
+    cursor: int | None,
+    epoch: str | None,
+    timeout: float,
+    test_files: Sequence[str] | None,
+    patterns: Sequence[str],
+) -> bytes:
+    return json.dumps(
+        {
+            "protocol_version": PROTOCOL_VERSION,
+            "request_id": _request_id(),
+            "command": "watch",
+            "cursor": cursor,
+            "epoch": epoch,
+            "timeout": timeout,
+            "test_files": None if test_files is None else list(test_files),
+            "patterns": list(patterns),
+        }
+    ).encode()
+
+
+def _strings(data: dict[str, Any], name: str, optional: bool = False) -> list[str]:
+    value = _field(data, name, list, optional)
+    if value is None:
+        return []
+    if not all(isinstance(v, str) for v in value):
+        raise LiteProtocolError(f"field {name!r} holds something other than strings")
+    return list(value)
+
+
+def decode_watch_response(raw: bytes) -> Watched | Error:
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise LiteProtocolError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise LiteProtocolError("not an object")
+    kind = data.get("kind")
+    if kind == "watch":
+        return Watched(data)
     if kind == "error":
         return Error(_field(data, "code", str), _field(data, "message", str))
     raise LiteProtocolError(f"unexpected response kind {kind!r}")

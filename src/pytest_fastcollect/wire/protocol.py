@@ -102,6 +102,34 @@ class StopRequest(_Request):
     command: Literal["stop"] = "stop"
 
 
+class WatchRequest(_Request):
+    """Watch mode's long poll: answered once the changes after ``cursor`` are quiet
+    and applied (or after ``timeout`` s with none); with no ``cursor`` (or another
+    daemon's ``epoch``), at once with the cursor the client's next request starts at.
+    """
+
+    command: Literal["watch"] = "watch"
+    cursor: int | None = Field(default=None, ge=0)
+    epoch: str | None = Field(default=None, max_length=64)
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+    # The test files the client's arguments select (its last run collected
+    # them); None: every test file the daemon knows of.
+    test_files: list[str] | None = None
+    # pytest's python_files patterns, for test files created since.
+    patterns: list[str] = Field(default_factory=list)
+
+
+class AffectedRequest(_Request):
+    """Which test files changes to ``paths`` can affect (``DaemonClient.affected``)."""
+
+    command: Literal["affected"] = "affected"
+    paths: list[str]
+    test_files: list[str] | None = None
+    patterns: list[str] = Field(default_factory=list)
+    # Collect the affected files in the warm process, to list their node ids.
+    collect: bool = False
+
+
 Request = Annotated[
     StatusRequest
     | HealthRequest
@@ -109,7 +137,9 @@ Request = Annotated[
     | RunRequest
     | SignalRequest
     | ReloadRequest
-    | StopRequest,
+    | StopRequest
+    | WatchRequest
+    | AffectedRequest,
     Field(discriminator="command"),
 ]
 
@@ -355,6 +385,46 @@ class StopResponse(_Model):
     grace: float = 0.0
 
 
+class Selection(_Model):
+    """The test files some changes can affect; ``everything`` when the graph cannot tell."""
+
+    everything: bool
+    reasons: list[str] = Field(default_factory=list)  # why everything
+    test_files: list[str] = Field(default_factory=list)  # absolute paths
+    # To run along with any part of the tests: their imports register into
+    # other modules, and a full run would have imported them.
+    companions: list[str] = Field(default_factory=list)
+
+
+class WatchResponse(_Model):
+    kind: Literal["watch"] = "watch"
+    request_id: str | None = None
+    epoch: str
+    cursor: int
+    changed: list[str]  # absolute paths, since the request's cursor
+    # The request's cursor was another daemon's, or too old: changes may have
+    # been missed, so the selection is everything.
+    lost: bool = False
+    generation: int
+    ready_ms: float | None = None  # from the last save of the batch until it was applied
+    reloaded: int = 0  # modules re-imported for the batch
+    replaced: list[str] = Field(default_factory=list)  # why the warm process was replaced
+    selection: Selection | None = None  # None: nothing changed (a start or a timeout)
+
+
+class AffectedResponse(_Model):
+    kind: Literal["affected"] = "affected"
+    request_id: str | None = None
+    generation: int
+    everything: bool
+    reasons: list[str]
+    test_files: list[str]
+    companions: list[str] = Field(default_factory=list)
+    # node ids of the affected files, where known (``collect=True``); a file
+    # that failed to collect has none.
+    node_ids: dict[str, list[str]] = Field(default_factory=dict)
+
+
 Response = Annotated[
     ErrorResponse
     | StatusResponse
@@ -365,7 +435,9 @@ Response = Annotated[
     | RunStarted
     | RunFinished
     | ReloadResponse
-    | StopResponse,
+    | StopResponse
+    | WatchResponse
+    | AffectedResponse,
     Field(discriminator="kind"),
 ]
 
