@@ -290,7 +290,9 @@ def test_registrants_reach_tests_that_do_not_import_them(h: Harness) -> None:
 
 
 def test_before_the_registrant_scan_everything(h: Harness) -> None:
-    h.sup.slot.isolation.adopted()  # a new layer: not scanned yet
+    wp = h.sup.slot.current
+    assert wp is not None
+    h.sup.slot.isolation.adopted(wp)  # a new layer: not scanned yet
     cursor = h.watch(None).cursor
     h.edit("app/core.py", "def greet():\n    return 'yo'\n")
     answer = h.watch(cursor)
