@@ -445,6 +445,20 @@ def init_py_added(c: Checker) -> None:
     )
 
 
+@scenario
+def package_init_edited_above_a_namespace_package(c: Checker) -> None:
+    # app/ns has no __init__.py: re-importing app must not leave the old app.ns
+    # namespace package in sys.modules, unbound from the new app.
+    save(c.path("app/__init__.py"), '"""Edited."""\nEDITED = True\n')
+    c.check(
+        "tests",
+        expect=(
+            "PASSED tests/test_ns.py::test_namespace_package",
+            "PASSED tests/test_ns.py::test_value",
+        ),
+    )
+
+
 # -- environment -------------------------------------------------------------------
 
 

@@ -37,8 +37,29 @@ def _refs(name: str, mod: ModuleType) -> list[tuple[str, weakref.ref[Any]]]:
     return refs
 
 
+def _fileless_subpackages(names: list[str]) -> list[str]:
+    """Namespace packages under the purged packages. The supervisor knows modules by
+    their files and has none for them; left in place, the new parent package would
+    lack them as attributes (``import app.ns`` finds ``app.ns`` in sys.modules and
+    binds nothing), which a cold run never sees."""
+    purged = set(names)
+    prefixes = tuple(f"{n}." for n in names if hasattr(sys.modules.get(n), "__path__"))
+    if not prefixes:
+        return []
+    return [
+        name
+        for name, mod in list(sys.modules.items())
+        if name.startswith(prefixes)
+        and name not in purged
+        and getattr(mod, "__file__", None) is None
+        and hasattr(mod, "__path__")
+    ]
+
+
 def purge(names: list[str]) -> list[tuple[str, weakref.ref[Any]]]:
     refs: list[tuple[str, weakref.ref[Any]]] = []
+    for name in sorted(_fileless_subpackages(names), key=lambda n: -n.count(".")):
+        sys.modules.pop(name, None)
     for name in names:
         mod = sys.modules.pop(name, None)
         if mod is None:
