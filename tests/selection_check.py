@@ -29,14 +29,14 @@ from pathlib import Path
 from fuzz_edits import Comparison, StaleBench
 from helpers import Result
 
-IGNORED = ("__pycache__", ".pytest_cache")
+IGNORED = ("__pycache__", ".pytest_cache", "venv")
 OUTCOMES = ("PASSED", "FAILED", "ERROR", "SKIPPED", "XFAIL", "XPASS")
 
 
-def snapshot(root: Path) -> dict[str, str]:
-    """Content hash of every file under ``root`` (caches left out)."""
+def snapshot(*roots: Path) -> dict[str, str]:
+    """Content hash of every file under ``roots`` (caches and virtualenvs left out)."""
     out = {}
-    for path in root.rglob("*"):
+    for path in (p for root in roots for p in root.rglob("*")):
         if path.is_file() and not any(part in IGNORED for part in path.parts):
             out[str(path)] = hashlib.blake2b(path.read_bytes(), digest_size=12).hexdigest()
     return out
@@ -88,10 +88,18 @@ def file_of(nodeid: str) -> str:
 
 
 class SelectionCheck:
-    def __init__(self, bench: StaleBench, args: tuple[str, ...] = ("tests",)) -> None:
+    def __init__(
+        self,
+        bench: StaleBench,
+        args: tuple[str, ...] = ("tests",),
+        roots: tuple[Path, ...] = (),
+    ) -> None:
+        """``roots``: where edits may happen (default: the project); project code
+        outside the rootdir is edited where it lives."""
         self.bench = bench
         self.args = args
-        self.before = snapshot(bench.root)
+        self.roots = roots or (bench.root,)
+        self.before = snapshot(*self.roots)
         self.env: dict[str, str] = {}
         self.full = Run.of(bench.cold(list(args), {}))
         self.cycles = 0
@@ -105,7 +113,7 @@ class SelectionCheck:
         ``cold``: a cold run of ``self.args`` with ``env`` made already (reused).
         """
         env = dict(env or {})
-        after = snapshot(self.bench.root)
+        after = snapshot(*self.roots)
         changed, self.before = changed_between(self.before, after), after
         full_result = cold if cold is not None else self.bench.cold(list(self.args), env)
         full, previous = Run.of(full_result), self.full

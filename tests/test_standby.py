@@ -66,7 +66,7 @@ def snapshot(config: Any) -> dict[str, object]:
                 group.name,
                 tuple(opt.names()),
                 opt.dest,
-                re.sub(r"0x[0-9a-f]+", "", repr(opt.default)),
+                re.sub(r"0x[0-9a-f]+", "", repr(opt.attrs().get("default"))),
             )
             for group in groups
             for opt in group.options

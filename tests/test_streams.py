@@ -156,5 +156,6 @@ def test_ctrl_c_while_a_thread_that_never_ends_is_waited_for(warm: Project, tmp_
     assert daemon_runs(warm) == before + 1
     cold = _interrupt_at_exit(warm, tmp_path, cold=True)
     assert hot.returncode == cold.returncode == 0, f"{hot}\n{cold}"
-    assert cold.stderr.startswith("Exception ignored in: <module 'threading'"), str(cold)
+    # Python 3.13 prints a plain traceback where earlier versions said "Exception ignored".
+    assert "KeyboardInterrupt" in cold.stderr and "threading" in cold.stderr, str(cold)
     assert hot.stderr == cold.stderr, f"{hot}\n{cold}"

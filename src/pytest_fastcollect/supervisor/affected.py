@@ -288,7 +288,13 @@ class _Answer:
         if base == PACKAGES_CHANGED:
             self.everything.append("installed packages changed")
             return
-        if not in_project(path, self.root) or is_transient(path):
+        if is_transient(path):
+            return
+        if not in_project(path, self.root):
+            # Loaded project code outside the rootdir (a symlink target, an
+            # editable sibling): the graph knows it by other paths; select more.
+            if base.endswith(".py"):
+                self.everything.append(f"{path} changed (project code outside the rootdir)")
             return
         if base in CONFIG_FILES:
             self.everything.append(f"{rel} changed (configuration)")

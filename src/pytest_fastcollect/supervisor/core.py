@@ -150,7 +150,7 @@ class Supervisor:
             config.settings.request_timeout,
         )
         self.collecting = Collects(self.slot, self.root, config.cache_dir)
-        changes = ChangeLog(self.root, config.settings.debounce)
+        changes = ChangeLog(self.root, config.settings.debounce, self.records.relevant)
         self.watching = WatchRoom(self.slot, self.records, changes, self.collecting.collect)
 
     def start(self) -> WarmHandle:

@@ -109,6 +109,10 @@ class Freshness:
             self._timer.daemon = True
             self._timer.start()
 
+    def relevant(self, path: str) -> bool:
+        """A path under the rootdir, or in a directory of loaded code outside it."""
+        return self._relevant(path)
+
     def _relevant(self, path: str) -> bool:
         if changes.is_relevant(path, self.root):
             return True

@@ -65,9 +65,14 @@ def _relevant(path: str, root: str) -> bool:
 
 
 class ChangeLog:
-    def __init__(self, root: str, quiet: float) -> None:
+    def __init__(
+        self, root: str, quiet: float, outside: Callable[[str], bool] | None = None
+    ) -> None:
         self.root = root
         self.quiet = quiet
+        # Loaded project code outside the rootdir (symlink targets, editable
+        # installs): its saves count too (``Freshness.relevant``).
+        self._outside = outside
         self.epoch = os.urandom(8).hex()  # a restarted daemon's cursors mean nothing here
         self._cond = threading.Condition()
         self._entries: collections.deque[Entry] = collections.deque(maxlen=HISTORY)
@@ -84,7 +89,13 @@ class ChangeLog:
 
     def note(self, paths: Iterable[str]) -> None:
         """File events (the watcher's thread, the sweep)."""
-        keep = sorted({os.path.realpath(x) for x in paths if _relevant(x, self.root)})
+        keep = sorted(
+            {
+                os.path.realpath(x)
+                for x in paths
+                if _relevant(x, self.root) or (self._outside is not None and self._outside(x))
+            }
+        )
         if not keep:
             return
         with self._cond:

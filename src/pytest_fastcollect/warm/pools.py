@@ -204,7 +204,7 @@ def _openblas(lib: ctypes.CDLL) -> Pool | None:
         if parallel != 1:
             return 0
         if avail_at is None or size_at is None:
-            return None
+            return _openblas_without_internals(int(get_num()))
         if not ctypes.c_int.from_address(avail_at).value:
             return 0  # shut down, by its own fork handler at the last fork
         # The pool is blas_num_threads - 1 workers; the caller is the last one.
@@ -214,6 +214,24 @@ def _openblas(lib: ctypes.CDLL) -> Pool | None:
     if parallel == 2:
         note = "OpenBLAS on OpenMP (threads accounted to the OpenMP runtime)"
     return Pool("openblas", True, workers, key, note)
+
+
+def _openblas_without_internals(configured: int) -> int | None:
+    """Builds that hide OpenBLAS's globals (scipy-openblas in numpy >= 2.5): its pool is
+    either running, ``configured`` - 1 workers, or stopped by its fork handler; the
+    thread count says which. Any other count is left unexplained (unsafe)."""
+    size = max(configured - 1, 0)
+    if sys.platform.startswith("linux"):
+        try:
+            extra = len(os.listdir("/proc/self/task")) - 1
+        except OSError:
+            return None
+    else:
+        total = darwin_thread_count()
+        if total is None:
+            return None
+        extra = total - 1
+    return size if extra >= size else 0
 
 
 def _kmp(lib: ctypes.CDLL) -> Pool | None:

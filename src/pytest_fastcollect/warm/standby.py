@@ -50,6 +50,7 @@ import pathlib
 import signal
 import socket
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
@@ -66,6 +67,8 @@ READY_TIMEOUT = 2.0
 # (a standby that crashes on start would otherwise be forked again at once, forever).
 MAX_BROKEN = 3
 PR_SET_PDEATHSIG = 1
+# How long discarding a standby waits to reap it.
+REAP_WITHIN = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,8 +320,13 @@ class StandbySlot:
     def __init__(self, mode: str, warm_args: list[str]) -> None:
         self.mode = mode
         self.current: _Standby | None = None
-        initial = run_key(wm.ForkOrder(id="", mode="run", args=warm_args, cwd="", env={}, umask=0))
-        self.next_key = initial or Key((), "pytest")
+        # Until a run shows otherwise: the environment's ``pytest`` script (what
+        # pytest < 9.1 keys on), with the start's arguments.
+        script = os.path.join(os.path.dirname(sys.executable), "pytest")
+        first = wm.ForkOrder(
+            id="", mode="run", args=warm_args, cwd="", env={}, umask=0, argv0=script
+        )
+        self.next_key = run_key(first) or Key((), "pytest")
         self.next_env: dict[str, str] | None = None  # the last run's: None, the layer's
         self.unsafe = ""  # why the last fork-safety check refused a standby
         self.broken = 0  # standbys in a row that died or could not prepare
@@ -378,6 +386,12 @@ class StandbySlot:
         # Our own unreaped child: its pid cannot be anyone else's yet.
         with contextlib.suppress(OSError):
             os.kill(sb.pid, signal.SIGKILL)
+        # Reaped here and now, so health never counts it as a zombie meanwhile
+        # (SIGKILL ends it within milliseconds; the order loop reaps any we miss).
+        deadline = time.monotonic() + REAP_WITHIN
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(sb.pid, os.WNOHANG)[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.001)
 
     def close_fds(self) -> list[int]:
         """Descriptors a fresh worker must close (the layer's end of the standby's socket)."""
