@@ -345,8 +345,9 @@ def wait_for_log(project: Project, pattern: str, timeout: float = 10.0) -> re.Ma
 
 def our_processes(root: Path) -> list[psutil.Process]:
     """Live supervisor and warm processes started for ``root`` (any runtime dir)."""
+    layer = f"pytest-fastcollect warm process for {root}"
     found = []
-    for proc in psutil.process_iter(["cmdline", "status"]):
+    for proc in psutil.process_iter(["cmdline", "status", "ppid"]):
         cmd = proc.info["cmdline"] or []
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
@@ -354,7 +355,18 @@ def our_processes(root: Path) -> list[psutil.Process]:
             "pytest_fastcollect.supervisor" in cmd or "pytest_fastcollect.warm.zygote" in cmd
         ) and str(root) in cmd:
             found.append(proc)
+        elif cmd[:1] == [layer] and not _is_layer(proc.info["ppid"], layer):
+            # A project layer shows its title in place of its command line (a
+            # standby or run forked from it shows the same, under the layer).
+            found.append(proc)
     return found
+
+
+def _is_layer(pid: int, layer: str) -> bool:
+    try:
+        return psutil.Process(pid).cmdline()[:1] == [layer]
+    except psutil.Error:
+        return False
 
 
 def pid_alive(pid: int) -> bool:

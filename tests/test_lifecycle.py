@@ -80,7 +80,7 @@ def test_start_prints_pid_socket_log_and_warmup(project: Project) -> None:
         p for p in our_processes(project.root) if "pytest_fastcollect.supervisor" in p.cmdline()
     ]
     warm = [
-        p for p in our_processes(project.root) if "pytest_fastcollect.warm.zygote" in p.cmdline()
+        p for p in our_processes(project.root) if "pytest_fastcollect.supervisor" not in p.cmdline()
     ]
     assert [p.pid for p in supervisor] == [record["pid"]]
     # The base process (a child of the supervisor) and the project layer it forked.
