@@ -243,9 +243,11 @@ def test_a_request_id_in_use_is_refused_then_free_again(daemon: Project) -> None
     assert "rejected: duplicate_id" in log_text(daemon)
     # Earlier connections close on the server's side a moment after their answer.
     wait_until(
-        lambda: json.loads(daemon.pytest("--daemon-status", "--daemon-json").stdout)[
-            "connections"
-        ]["open"]
-        == 1,
+        lambda: (
+            json.loads(daemon.pytest("--daemon-status", "--daemon-json").stdout)["connections"][
+                "open"
+            ]
+            == 1
+        ),
         what="only the status connection open",
     )
