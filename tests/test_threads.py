@@ -376,3 +376,21 @@ def test_verdict_is_cheap() -> None:
     # Measured about 0.01 ms and 0.02 ms; the bounds leave room for a busy machine.
     assert result["plain"] < 0.5
     assert result["numpy"] < 2.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/task")
+def test_openblas_without_its_globals_is_judged_by_the_thread_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # numpy 2.5's OpenBLAS hides blas_server_avail and blas_num_threads.
+    from pytest_fastcollect.warm import pools
+
+    def tasks(n: int) -> None:
+        monkeypatch.setattr(pools.os, "listdir", lambda _path: [str(i) for i in range(n)])
+
+    tasks(4)  # the main thread and a running pool of 4 (the caller is the 4th)
+    assert pools._openblas_without_internals(4) == 3
+    tasks(1)  # stopped by its fork handler
+    assert pools._openblas_without_internals(4) == 0
+    tasks(2)  # one thread the pool cannot be: left unexplained
+    assert pools._openblas_without_internals(4) == 0
