@@ -94,6 +94,18 @@ def wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proces
     return [p for p in alive if _alive(p)]
 
 
+def terminate(proc: psutil.Process, timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` is still there after ``timeout``; waits for it."""
+    import psutil
+
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def _alive(proc: psutil.Process) -> bool:
     import psutil
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_fastcollect import processes
 from pytest_fastcollect.client import discovery, footprint, locate, starting, ui, verbs
 from pytest_fastcollect.client.connect import (
     DaemonClient,
@@ -262,12 +263,7 @@ def _kill_verified(files: ProjectFiles, pid: int) -> bool:
                 f"pytest-fastcollect: pid {pid} is not this project's daemon; not signalling it\n"
             )
             return False
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except psutil.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        processes.terminate(proc)
     except psutil.NoSuchProcess:
         pass
     return True

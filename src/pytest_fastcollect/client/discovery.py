@@ -50,12 +50,7 @@ def stop_orphans(files: ProjectFiles) -> list[int]:
         try:
             if not processes.is_supervisor_of(proc.cmdline(), str(files.root)):
                 continue
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except psutil.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            processes.terminate(proc)
         except psutil.Error:
             continue
         stopped.append(pid)

@@ -142,13 +142,19 @@ def _field(
     return value
 
 
-def decode_run_response(raw: bytes) -> RunResponse:
+def _object(raw: bytes) -> dict[str, Any]:
+    """A response frame's JSON object."""
     try:
         data = json.loads(raw)
     except ValueError as exc:
         raise LiteProtocolError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise LiteProtocolError("not an object")
+    return data
+
+
+def decode_run_response(raw: bytes) -> RunResponse:
+    data = _object(raw)
     kind = data.get("kind")
     if kind == "notice":
         return Notice(_field(data, "message", str))
@@ -241,12 +247,7 @@ def _strings(data: dict[str, Any], name: str, optional: bool = False) -> list[st
 
 
 def decode_watch_response(raw: bytes) -> Watched | Error:
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise LiteProtocolError(f"not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise LiteProtocolError("not an object")
+    data = _object(raw)
     kind = data.get("kind")
     if kind == "watch":
         return Watched(data)
