@@ -30,6 +30,7 @@ from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from typing import Any
 
     import pytest
@@ -45,7 +46,7 @@ def ask(files: ProjectFiles, command: str, **fields: Any) -> tuple[Any, dict[str
     try:
         sock = connect(files.socket, DEFAULT_TIMEOUT)
     except DaemonConnectionError:
-        raise _no_daemon(files) from None
+        sock = _reconnect(files)
     with sock:
         try:
             send_frame(sock, lite_verbs.encode_request(command, **fields))
@@ -62,6 +63,18 @@ def ask(files: ProjectFiles, command: str, **fields: Any) -> tuple[Any, dict[str
     if data["kind"] == "error":
         raise DaemonError(f"{data['code']}: {data['message']}")
     return record, data
+
+
+def _reconnect(files: ProjectFiles) -> socket.socket:
+    """A live daemon makes a removed socket again within a second: wait for it, as the other verbs do."""
+    from pytest_fastcollect.client import discovery
+
+    if os.path.exists(files.socket) or not discovery.wait_for_socket(files):
+        raise _no_daemon(files)
+    try:
+        return connect(files.socket, DEFAULT_TIMEOUT)
+    except DaemonConnectionError:
+        raise _no_daemon(files) from None
 
 
 def _no_daemon(files: ProjectFiles) -> NoDaemon:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from pytest_fastcollect.supervisor import changes
+from pytest_fastcollect.supervisor.channel import Mailbox
 from pytest_fastcollect.supervisor.freshness import stat_signature
 from pytest_fastcollect.supervisor.lifecycle import (
     WarmHandle,
@@ -78,8 +79,13 @@ class IdleWork:
     def adopted(self, wp: WarmHandle) -> None:
         if wp.ready is not None:
             self.slot.layers.learn_libraries(wp.ready.libraries, wp.ready.env_written)
-        # Which modules register at import: in a child of the layer, right away.
-        threading.Thread(target=self._scan, args=(wp,), name="scan", daemon=True).start()
+        # Which modules register at import: in a child of the layer, right away
+        # (adopted under the reload lock, so no run comes before the order).
+        if wp.state is WarmState.READY:
+            scan = self._send_scan(wp)
+            threading.Thread(
+                target=self._await_scan, args=(wp, *scan), name="scan", daemon=True
+            ).start()
         with self._lock:
             # A new warm process learns again what its predecessor learned.
             self._wanted |= self._learned - self._blocked.keys()
@@ -114,19 +120,29 @@ class IdleWork:
 
     def _scan(self, wp: WarmHandle) -> None:
         """Find the registrant modules the layer holds (``supervisor/isolation.py``)."""
-        slot = self.slot
-        with slot.hold():
-            if slot.current is not wp or wp.state is not WarmState.READY:
+        with self.slot.hold():
+            if self.slot.current is not wp or wp.state is not WarmState.READY:
                 return
-            started = slot.isolation.scan_started()
-            order = wm.ScanOrder(id=next_order_id())
-            box = wp.request(order)
+            scan = self._send_scan(wp)
+        self._await_scan(wp, *scan)
+
+    def _send_scan(self, wp: WarmHandle) -> tuple[Mailbox, str, int]:
+        """Order a scan (the caller holds the reload lock)."""
+        started = self.slot.isolation.scan_started()
+        order = wm.ScanOrder(id=next_order_id())
+        return wp.request(order), order.id, started
+
+    def _await_scan(self, wp: WarmHandle, box: Mailbox, order_id: str, started: int) -> None:
+        isolation = self.slot.isolation
+        begun = time.monotonic()
         try:
             event = box.get()
+            if isinstance(event, wm.Scanned) and self.slot.current is wp:
+                isolation.scanned(event.registrants if event.complete else None, started)
+                log.debug("Registrant scan took %.1f ms", (time.monotonic() - begun) * 1000)
         finally:
-            wp.done(order.id)
-        if isinstance(event, wm.Scanned) and slot.current is wp:
-            slot.isolation.scanned(event.registrants if event.complete else None, started)
+            wp.done(order_id)
+            isolation.scan_ended()
 
     # -- re-warm ------------------------------------------------------------------------
 

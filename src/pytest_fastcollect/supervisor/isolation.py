@@ -18,11 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 from pytest_fastcollect.supervisor.graph import ImportGraph
 from pytest_fastcollect.supervisor.lifecycle import WarmHandle
 
 log = logging.getLogger("pytest_fastcollect.daemon")
+
+# A run that comes while the new layer's first scan is under way waits this
+# long for it (a pass over the heap in a child) rather than going to the base,
+# which imports the project again.
+SCAN_WAIT = 3.0
 
 # pytest's own options that take a value as the next argument.
 VALUE_OPTIONS = frozenset(
@@ -157,6 +164,8 @@ class Isolation:
         # test modules until the next run or re-warm imports them again, and
         # what they import is still known from their source.
         self._test_names: dict[str, str] = {}
+        self._scans = 0  # scans under way
+        self._scan_ended = threading.Condition()
 
     # -- what the layer holds ---------------------------------------------------------------
 
@@ -173,12 +182,34 @@ class Isolation:
             self._unverified[path] = self._reloads
 
     def scan_started(self) -> int:
+        with self._scan_ended:
+            self._scans += 1
         return self._reloads
+
+    def scan_ended(self) -> None:
+        """A scan answered (after ``scanned``) or was abandoned."""
+        with self._scan_ended:
+            self._scans -= 1
+            self._scan_ended.notify_all()
+
+    def wait_first_scan(self, timeout: float = SCAN_WAIT) -> None:
+        """Before the layer's first scan answers every module is a suspect: wait for it."""
+        deadline = time.monotonic() + timeout
+        with self._scan_ended:
+            while self.registrants is None and self._scans > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    log.info(
+                        "The registrant scan takes over %.1f s; the run does not wait", timeout
+                    )
+                    return
+                self._scan_ended.wait(left)
 
     def scanned(self, found: dict[str, str] | None, started_at: int) -> None:
         """``found`` None: the scan failed (every module counts as a registrant)."""
-        self.registrants = found
-        self._unverified = {p: n for p, n in self._unverified.items() if n > started_at}
+        with self._scan_ended:
+            self.registrants = found
+            self._unverified = {p: n for p, n in self._unverified.items() if n > started_at}
         if found is None:
             log.warning("Registrant scan failed: every run that imports less comes from the base")
         elif found:
@@ -197,6 +228,7 @@ class Isolation:
 
     def verdict(self, wp: WarmHandle, args: list[str], cwd: str) -> str | None:
         """None: the layer serves the run exactly; else why it must come from the base."""
+        self.wait_first_scan()
         suspects = self.suspects(wp)
         if not suspects:
             return None

@@ -31,6 +31,8 @@ from pytest_fastcollect.warm.learn import library_dirs
 
 SITE_DIR_NAMES = frozenset({"site-packages", "dist-packages"})
 OWN_PACKAGE = "pytest_fastcollect"
+# The warm process's own main module, and the alias multiprocessing gives it.
+MAIN_NAMES = frozenset({"__main__", "__mp_main__"})
 
 
 def _in_site_dir(real: str) -> bool:
@@ -41,7 +43,7 @@ def _in_site_dir(real: str) -> bool:
 
 def is_project_file(name: str, real: str, root_prefix: str, libraries: tuple[str, ...]) -> bool:
     """``real``: the module's file with symlinks resolved; ``root_prefix``: rootdir + sep."""
-    if name == "__main__":
+    if name in MAIN_NAMES:
         return False
     if real.startswith(root_prefix):
         return "site-packages" not in real
