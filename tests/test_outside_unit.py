@@ -84,6 +84,29 @@ def test_project_modules_sees_a_module_loaded_from_outside(tree: Path) -> None:
     assert found["sib"] == os.path.realpath(tree / "lib" / "src" / "sib" / "__init__.py")
 
 
+def test_project_modules_judges_a_new_module_object_again(tmp_path: Path) -> None:
+    # Verdicts are remembered per module object: one imported again from
+    # elsewhere under the same name is judged by its new file.
+    root, other = tmp_path / "proj", tmp_path / "other"
+    for d in (root, other):
+        d.mkdir()
+        (d / "twin_mod.py").write_text("X = 1\n")
+    try:
+        sys.path.insert(0, str(root))
+        __import__("twin_mod")
+        first = dict(loaded.project_modules(str(root)))
+        sys.path[0] = str(other)
+        del sys.modules["twin_mod"]
+        __import__("twin_mod")
+        second = dict(loaded.project_modules(str(root)))
+        third = dict(loaded.project_modules(str(root)))
+    finally:
+        sys.path.remove(sys.path[0])
+        sys.modules.pop("twin_mod", None)
+    assert first["twin_mod"] == os.path.realpath(root / "twin_mod.py")
+    assert second["twin_mod"] == third["twin_mod"] == os.path.realpath(other / "twin_mod.py")
+
+
 def test_watch_dirs(tree: Path) -> None:
     root = str(tree / "proj")
     files = [

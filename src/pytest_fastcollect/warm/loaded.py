@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
+from types import ModuleType
 
 from pytest_fastcollect.warm.learn import library_dirs
 
@@ -55,16 +57,33 @@ def is_project_file(name: str, real: str, root_prefix: str, libraries: tuple[str
     return os.path.isfile(real)
 
 
+# Module name -> (the module, weakly; its file; the real path if project code, else
+# None): a module object's verdict does not change, and a reload report walks
+# every module (a realpath each is most of its cost on a large heap).
+_seen: dict[tuple[str, str], tuple[weakref.ref[ModuleType], str, str | None]] = {}
+
+
 def project_modules(root: str) -> list[tuple[str, str]]:
     """(module name, real path) of every loaded module that is project code."""
     prefix = root + os.sep
-    libraries = library_dirs()
+    libraries: tuple[str, ...] | None = None
     found: list[tuple[str, str]] = []
     for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
         if not isinstance(f, str) or not f:
             continue
-        real = os.path.realpath(f)
-        if is_project_file(name, real, prefix, libraries):
-            found.append((name, real))
+        seen = _seen.get((root, name))
+        if seen is not None and seen[0]() is mod and seen[1] == f:
+            project = seen[2]
+        else:
+            if libraries is None:
+                libraries = library_dirs()
+            real = os.path.realpath(f)
+            project = real if is_project_file(name, real, prefix, libraries) else None
+            try:
+                _seen[(root, name)] = (weakref.ref(mod), f, project)
+            except TypeError:
+                pass  # not weakly referable: not remembered
+        if project is not None:
+            found.append((name, project))
     return found

@@ -107,59 +107,69 @@ def reload_modules(names: list[str], reimport: list[str]) -> Result:
     later re-warm.
     """
     started = time.perf_counter()
-    gc.unfreeze()
-    try:
-        rewritten = [n for n in names if _rewritten_by_pytest(sys.modules.get(n))]
-        refs = purge(names)
-        for cleanup in getattr(typing, "_cleanups", []):
-            cleanup()
+    rewritten = [n for n in names if _rewritten_by_pytest(sys.modules.get(n))]
+    refs = purge(names)
+    for cleanup in getattr(typing, "_cleanups", []):
+        cleanup()
+    alive = _still_alive(refs)
+    del refs
+    if alive:
+        return Result(
+            started,
+            ReloadFailure.ALIVE,
+            "objects of the old modules are still referenced: "
+            + ", ".join(alive[:ALIVE_REPORT_LIMIT]),
+        )
+    importlib.invalidate_caches()
+    linecache.clearcache()
+    for name in reimport:
+        if name in sys.modules or name in rewritten:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            return Result(
+                started,
+                ReloadFailure.REIMPORT_ERROR,
+                f"re-importing {name} raised {type(exc).__name__}: {exc}",
+            )
+    plain = [n for n in rewritten if n in sys.modules]
+    if plain:
+        # A project module imports it: outside pytest it came back without
+        # assertion rewriting, and pytest would warn and keep it so.
+        listed = ", ".join(plain[:ALIVE_REPORT_LIMIT])
+        return Result(
+            started,
+            ReloadFailure.PLAIN_IMPORT,
+            f"rewritten modules were imported plainly: {listed}",
+        )
+    return Result(started, reimported=sum(1 for n in reimport if n in sys.modules))
+
+
+def _still_alive(refs: list[tuple[str, weakref.ref[Any]]]) -> list[str]:
+    """Labels of the purged objects that a collection leaves alive.
+
+    The layer freezes nothing of its own (``serving.OrderLoop.freezes_heap``):
+    what the base froze (pytest, plugins, libraries) is left out of the
+    collection, and a frozen object that refers to a purged one still keeps
+    it alive, as it must. Only when something survives is the whole heap
+    collected, in case a frozen cycle was all that held it (a project module
+    the base imported, say as a plugin); the heap then stays unfrozen.
+    """
+    gc.collect()
+    alive = [label for label, ref in refs if ref() is not None]
+    if alive and gc.get_freeze_count():
+        gc.unfreeze()
         gc.collect()
         alive = [label for label, ref in refs if ref() is not None]
-        del refs
-        if alive:
-            return Result(
-                started,
-                ReloadFailure.ALIVE,
-                "objects of the old modules are still referenced: "
-                + ", ".join(alive[:ALIVE_REPORT_LIMIT]),
-            )
-        importlib.invalidate_caches()
-        linecache.clearcache()
-        for name in reimport:
-            if name in sys.modules or name in rewritten:
-                continue
-            try:
-                importlib.import_module(name)
-            except Exception as exc:
-                return Result(
-                    started,
-                    ReloadFailure.REIMPORT_ERROR,
-                    f"re-importing {name} raised {type(exc).__name__}: {exc}",
-                )
-        plain = [n for n in rewritten if n in sys.modules]
-        if plain:
-            # A project module imports it: outside pytest it came back without
-            # assertion rewriting, and pytest would warn and keep it so.
-            listed = ", ".join(plain[:ALIVE_REPORT_LIMIT])
-            return Result(
-                started,
-                ReloadFailure.PLAIN_IMPORT,
-                f"rewritten modules were imported plainly: {listed}",
-            )
-        return Result(started, reimported=sum(1 for n in reimport if n in sys.modules))
-    finally:
-        # One full collection (above) is the price of the liveness check; the
-        # survivors go back into the permanent generation uncollected.
-        gc.freeze()
+    return alive
 
 
 def rewarm(files: list[str], collect: Callable[[list[str]], list[Failure]]) -> Result:
     """Import purged test modules again through pytest's collection."""
     started = time.perf_counter()
-    gc.unfreeze()
     try:
         failures = collect(files)
         return Result(started, reimported=len(files) - len(failures), failures=failures)
     finally:
-        gc.collect()
-        gc.freeze()
+        gc.collect()  # the layer's own objects only (see _still_alive)

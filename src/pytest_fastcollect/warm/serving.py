@@ -36,7 +36,12 @@ def fork_accounted() -> int:
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r".*multi-threaded.*fork\(\)", DeprecationWarning)
-        return os.fork()
+        pid = os.fork()
+    if pid == 0:
+        # The child's collections leave the inherited heap alone (its pages
+        # stay shared); a project layer keeps its own objects unfrozen.
+        gc.freeze()
+    return pid
 
 
 def fork_verdict() -> wm.ForkVerdict:
@@ -64,6 +69,10 @@ class OrderLoop:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
         self.wake_r, self.wake_w = rfd, wfd
+        # The base freezes what it imports (its children never collect it);
+        # a project layer does not, so that a reload's collection looks at
+        # the layer's own objects only (reload.py).
+        self.freezes_heap = True
         # The next run's worker, forked ahead (project layers only: standby.py).
         self.standby: StandbySlot | None = None
         self.handlers: dict[str, Callable[[Any, list[int]], bool]] = {
@@ -220,8 +229,9 @@ class OrderLoop:
         passed: dict[str, str | None] = dict.fromkeys(order.modules)
         result = learn.import_trialled(passed, self.root, threads.fork_safety)
         if result.imported:
-            gc.collect()  # what the imports left behind; the rest stays frozen
-            gc.freeze()
+            gc.collect()  # what the imports left behind
+            if self.freezes_heap:
+                gc.freeze()
         self.send(
             wm.Learned(
                 id=order.id,

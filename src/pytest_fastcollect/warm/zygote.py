@@ -207,6 +207,7 @@ class Zygote(OrderLoop):
 
     def __init__(self, ctl: socket.socket, root: str, warm_args: list[str], cache_dir: str) -> None:
         super().__init__(ctl, root, cache_dir)
+        self.freezes_heap = False
         self.warm_args = warm_args
         self.warm_options: list[str] = []
         self.warm_paths: list[str] = []
@@ -269,8 +270,7 @@ class Zygote(OrderLoop):
         role.become_worker()
         metadata_cache.prepare()
         libraries = learn.new_library_modules(known, learn.library_dirs())
-        gc.collect()
-        gc.freeze()
+        gc.collect()  # what warming left behind; the layer's objects stay unfrozen
         self.send(
             wm.Ready(
                 libraries=[(name, learn.module_file(name)) for name in libraries],
