@@ -189,3 +189,81 @@ def test_arguments_that_change_what_is_collected_make_the_estimate_unknown(
     tmp_path: Path, args: list[str]
 ) -> None:
     assert selected_paths(args, str(tmp_path)) is None
+
+
+class _Layer:
+    """What ``Isolation`` reads of a project layer."""
+
+    def __init__(self, root: Path, modules: dict[str, str], tests: set[str], conftests: set[str]):
+        self.modules = {str(root / f): n for f, n in modules.items()}
+        self.test_files = {str(root / f) for f in tests}
+        self.conftests = {str(root / f) for f in conftests}
+
+
+@pytest.fixture
+def nested(tmp_path: Path) -> tuple[Path, _Layer]:
+    """tests/conftest.py, tests/sub/conftest.py (a package: imports app.reg), and
+    tests/sub/test_b.py; checks/test_c.py imports app.reg, a registrant."""
+    files = {
+        "app/__init__.py": "",
+        "app/reg.py": "",
+        "tests/conftest.py": "",
+        "tests/sub/__init__.py": "",
+        "tests/sub/conftest.py": "import app.reg\n",
+        "tests/sub/test_b.py": "",
+        "tests/test_a.py": "",
+        "checks/test_c.py": "import app.reg\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    modules = {
+        "app/__init__.py": "app",
+        "app/reg.py": "app.reg",
+        "tests/sub/__init__.py": "tests.sub",
+        "tests/sub/conftest.py": "tests.sub.conftest",
+        "tests/sub/test_b.py": "tests.sub.test_b",
+        "tests/test_a.py": "test_a",
+        "checks/test_c.py": "test_c",
+    }
+    tests = {"tests/sub/test_b.py", "tests/test_a.py", "checks/test_c.py"}
+    conftests = {"tests/conftest.py", "tests/sub/conftest.py"}
+    return tmp_path, _Layer(tmp_path, modules, tests, conftests)
+
+
+@pytest.mark.parametrize(
+    "args,imports_reg",
+    [
+        # Collecting tests/ imports the conftest of every directory it collects from.
+        ([], True),
+        (["tests"], True),
+        (["tests/sub/test_b.py"], True),
+        (["tests/test_a.py"], False),
+        # --lf skips files without a last failure: none is imported for certain.
+        (["checks/test_c.py"], True),
+        (["--lf", "checks/test_c.py"], False),
+        (["--lf", "tests/sub"], True),  # the conftest of a given directory is
+    ],
+)
+def test_certain_imports_follow_the_conftests_of_collected_directories(
+    nested: tuple[Path, _Layer], args: list[str], imports_reg: bool
+) -> None:
+    from pytest_fastcollect.supervisor.graph import ImportGraph
+    from pytest_fastcollect.supervisor.isolation import Isolation
+
+    root, layer = nested
+    iso = Isolation(str(root), ImportGraph())
+    certain = iso.certain_imports(layer, args, str(root))  # type: ignore[arg-type]
+    assert (str(root / "app/reg.py") in certain) is imports_reg
+
+
+def test_pytest_addopts_count_as_arguments(nested: tuple[Path, _Layer]) -> None:
+    from pytest_fastcollect.supervisor.graph import ImportGraph
+    from pytest_fastcollect.supervisor.isolation import Isolation
+
+    root, layer = nested
+    iso = Isolation(str(root), ImportGraph())
+    iso.scanned({str(root / "app/reg.py"): "it registers"}, 0)
+    assert iso.verdict(layer, ["checks/test_c.py"], str(root)) is None  # type: ignore[arg-type]
+    apart = iso.verdict(layer, ["checks/test_c.py"], str(root), addopts="--lf")  # type: ignore[arg-type]
+    assert apart is not None and "app/reg.py" in apart

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import threading
 import time
 
@@ -148,6 +149,7 @@ FLAGS = frozenset(
 )
 SHORT_VALUE = "kmpcorWn"  # pytest's short options that take a value
 SHORT_FLAGS = "vqsxlh"
+LAST_FAILED = frozenset({"--lf", "--last-failed"})
 # Options after which no estimate can be trusted (positionals are not paths, or files vanish).
 OPAQUE = frozenset({"--pyargs", "--ignore", "--ignore-glob", "--noconftest", "--confcutdir"})
 
@@ -226,13 +228,20 @@ class Isolation:
 
     # -- the run ------------------------------------------------------------------------------
 
-    def verdict(self, wp: WarmHandle, args: list[str], cwd: str) -> str | None:
-        """None: the layer serves the run exactly; else why it must come from the base."""
+    def verdict(self, wp: WarmHandle, args: list[str], cwd: str, addopts: str = "") -> str | None:
+        """None: the layer serves the run exactly; else why it must come from the base.
+
+        ``addopts``: the run's PYTEST_ADDOPTS, which pytest reads before ``args``.
+        """
         self.wait_first_scan()
         suspects = self.suspects(wp)
         if not suspects:
             return None
-        certain = self.certain_imports(wp, args, cwd)
+        try:
+            extra = shlex.split(addopts)
+        except ValueError:
+            extra = [*OPAQUE][:1]  # unreadable: no estimate
+        certain = self.certain_imports(wp, [*extra, *args], cwd)
         missing = sorted(suspects - certain)
         if not missing:
             return None
@@ -252,25 +261,29 @@ class Isolation:
         by_path = dict(wp.modules)
         seeds: set[str] = set()
         purged: list[str] = []  # test modules a reload purged: known by their source
+        # Directories whose conftest the run imports: those of the paths given
+        # and of the test files it collects, and every directory above them.
+        chain: set[str] = set()
+        # --lf skips collecting (importing) every file without a last failure.
+        skips_files = not LAST_FAILED.isdisjoint(args)
         for path in paths:
-            selected = (
-                [f for f in wp.test_files if _under(f, path)] if os.path.isdir(path) else [path]
-            )
+            selected = [] if skips_files else _collected(path, wp.test_files)
             for f in selected:
                 if f in by_path:
                     seeds.add(by_path[f])
                 elif f in self._test_names:
                     purged.append(f)
-            for conftest in wp.conftests:
-                if _under(path, os.path.dirname(conftest)) and conftest in by_path:
-                    seeds.add(by_path[conftest])
+            for start in (path, *(os.path.dirname(f) for f in selected)):
+                _add_ancestors(chain, start)
+        in_chain = [c for c in wp.conftests if os.path.dirname(c) in chain]
+        seeds.update(by_path[c] for c in in_chain if c in by_path)
         for f in purged:
             seeds.update(n for n in self.graph.imports_of(self._test_names[f], f) if n in by_name)
         closure = self.graph.forward_closure(seeds, by_name)
         certain = {by_name[n] for n in closure if n in by_name}
         # Conftests outside packages are not in sys.modules; what they import is.
-        for conftest in wp.conftests:
-            if conftest not in by_path and any(_under(p, os.path.dirname(conftest)) for p in paths):
+        for conftest in in_chain:
+            if conftest not in by_path:
                 certain |= self._imports_of_file(conftest, by_name)
         return certain
 
@@ -319,6 +332,23 @@ def _option_kind(arg: str) -> str:
     if letter in SHORT_VALUE:
         return "flag" if len(arg) > 2 else "value"  # -k expr, or -kexpr / -rA
     return "flag" if set(arg[1:]) <= set(SHORT_FLAGS) else "unknown"
+
+
+def _collected(path: str, test_files: set[str]) -> list[str]:
+    """The test files a run collects for ``path`` (a file, or a directory's the layer knows)."""
+    if os.path.isdir(path):
+        return [f for f in test_files if _under(f, path)]
+    return [path]
+
+
+def _add_ancestors(chain: set[str], directory: str) -> None:
+    """``directory`` and every directory above it, into ``chain``."""
+    while directory not in chain:
+        chain.add(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return
+        directory = parent
 
 
 def _under(path: str, directory: str) -> bool:

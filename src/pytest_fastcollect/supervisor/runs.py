@@ -194,7 +194,8 @@ class Runs:
                     env_reasons[0],
                 )
                 wp = held.use_environment(req.env, env_reasons[0], notify)
-            apart = self.slot.isolation.verdict(wp, req.args, req.cwd)
+            addopts = req.env.get("PYTEST_ADDOPTS", "")
+            apart = self.slot.isolation.verdict(wp, req.args, req.cwd, addopts)
             if apart is not None:
                 raise Isolated(apart)
             order = self._fork_order(req, received)
