@@ -98,7 +98,16 @@ class IdleWork:
             with self._lock:
                 self._rewarm_files |= set(purged_tests)
             self._when_idle("rewarm", self._rewarm, wp)
-        self._when_idle("scan", self._scan, wp)
+        if self.slot.isolation.has_unverified():
+            # Re-imported modules are suspects until a scan: scan now (we hold
+            # the reload lock), so a run that does not import them waits a
+            # moment for it rather than go to the base.
+            scan = self._send_scan(wp)
+            threading.Thread(
+                target=self._await_scan, args=(wp, *scan), name="scan", daemon=True
+            ).start()
+        else:
+            self._when_idle("scan", self._scan, wp)
 
     # -- steps ---------------------------------------------------------------------------
 

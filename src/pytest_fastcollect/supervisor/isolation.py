@@ -27,9 +27,9 @@ from pytest_fastcollect.supervisor.lifecycle import WarmHandle
 
 log = logging.getLogger("pytest_fastcollect.daemon")
 
-# A run that comes while the new layer's first scan is under way waits this
-# long for it (a pass over the heap in a child) rather than going to the base,
-# which imports the project again.
+# A run that comes while a scan is under way, and would go to the base
+# unless the scan clears a module, waits this long for it (a pass over the
+# heap in a child) rather than go to the base, which imports the project again.
 SCAN_WAIT = 3.0
 
 # pytest's own options that take a value as the next argument.
@@ -167,6 +167,7 @@ class Isolation:
         # what they import is still known from their source.
         self._test_names: dict[str, str] = {}
         self._scans = 0  # scans under way
+        self._ended = 0  # scans ended so far
         self._scan_ended = threading.Condition()
 
     # -- what the layer holds ---------------------------------------------------------------
@@ -192,20 +193,29 @@ class Isolation:
         """A scan answered (after ``scanned``) or was abandoned."""
         with self._scan_ended:
             self._scans -= 1
+            self._ended += 1
             self._scan_ended.notify_all()
 
-    def wait_first_scan(self, timeout: float = SCAN_WAIT) -> None:
-        """Before the layer's first scan answers every module is a suspect: wait for it."""
-        deadline = time.monotonic() + timeout
+    def scanning(self) -> int | None:
+        """None when no scan is under way; else a mark for ``wait_for_scan``."""
         with self._scan_ended:
-            while self.registrants is None and self._scans > 0:
+            return self._ended if self._scans > 0 else None
+
+    def wait_for_scan(self, mark: int, deadline: float) -> bool:
+        """Wait until a scan under way at ``mark`` ends; False when ``deadline`` comes first."""
+        with self._scan_ended:
+            while self._ended == mark and self._scans > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     log.info(
-                        "The registrant scan takes over %.1f s; the run does not wait", timeout
+                        "The registrant scan takes over %.1f s; the run does not wait", SCAN_WAIT
                     )
-                    return
+                    return False
                 self._scan_ended.wait(left)
+        return True
+
+    def has_unverified(self) -> bool:
+        return bool(self._unverified)
 
     def scanned(self, found: dict[str, str] | None, started_at: int) -> None:
         """``found`` None: the scan failed (every module counts as a registrant)."""
@@ -232,8 +242,19 @@ class Isolation:
         """None: the layer serves the run exactly; else why it must come from the base.
 
         ``addopts``: the run's PYTEST_ADDOPTS, which pytest reads before ``args``.
+        A run that would go to the base while a scan is under way (a new
+        layer's first, or the one after a reload re-imported modules) waits
+        for it and is judged again: the scan takes a fraction of what the
+        base takes to import the project.
         """
-        self.wait_first_scan()
+        deadline = time.monotonic() + SCAN_WAIT
+        while True:
+            mark = self.scanning()
+            apart = self._verdict_now(wp, args, cwd, addopts)
+            if apart is None or mark is None or not self.wait_for_scan(mark, deadline):
+                return apart
+
+    def _verdict_now(self, wp: WarmHandle, args: list[str], cwd: str, addopts: str) -> str | None:
         suspects = self.suspects(wp)
         if not suspects:
             return None
