@@ -69,6 +69,8 @@ class FakeWarm:
         self.fork_events: Callable[[wm.ForkOrder], list[wm.Event | None]] | None = None
         self.learn_gate: Callable[[wm.LearnOrder], None] | None = None  # called per step
         self.registrants: dict[str, str] = {}  # what a scan finds
+        # Not None: scans are left unanswered here (the test answers them).
+        self.held_scans: list[tuple[Mailbox, wm.ScanOrder]] | None = None
 
     def report(self) -> dict[str, object]:
         table = module_table(self.root)
@@ -137,6 +139,8 @@ class FakeWarm:
             events = self.fork_events(order) if self.fork_events else self._forked(order)
             for event in events:
                 box.put(event)
+        elif isinstance(order, wm.ScanOrder) and self.held_scans is not None:
+            self.held_scans.append((box, order))
         else:
             box.put(self._answer(order))
         return box

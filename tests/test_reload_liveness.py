@@ -57,7 +57,10 @@ def test_a_layer_reload_leaves_the_frozen_heap_frozen(tmp_path: Path) -> None:
 
 
 def test_a_purged_class_a_frozen_registry_holds_is_found_alive(tmp_path: Path) -> None:
-    files = {**REGISTRY, "proj.py": "import registry\n\nclass A:\n    pass\n\nregistry.ITEMS.append(A)\n"}
+    files = {
+        **REGISTRY,
+        "proj.py": "import registry\n\nclass A:\n    pass\n\nregistry.ITEMS.append(A)\n",
+    }
     out = run(
         tmp_path,
         files,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pytest_fastcollect.settings import DaemonSettings
+from pytest_fastcollect.supervisor import isolation
 from pytest_fastcollect.supervisor.core import DaemonConfig, Incoming, Supervisor
 from pytest_fastcollect.supervisor.freshness import FILE_CLOCK_SLACK_NS, Freshness
 from pytest_fastcollect.supervisor.lifecycle import WarmHandle
@@ -589,3 +590,33 @@ def test_irrelevant_paths_are_not_noted(tmp_path: Path) -> None:
     )
     assert not records.has_pending()
     records.stop()
+
+
+def test_a_run_after_a_reimport_waits_for_the_scan_it_started(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # app/leaf.py is re-imported by a reload: a registrant suspect until a
+    # scan, which the reload starts at once. tests/test_util.py never imports
+    # it (the conftest does: make it import nothing).
+    h.edit("tests/conftest.py", "X = 1\n")
+    h.fresh()
+    h.edit("app/leaf.py", "X = 2\n")
+    h.current.held_scans = []
+    req = _run_request({}).model_copy(update={"args": ["tests/test_util.py"], "cwd": str(h.root)})
+    served: list[p.BaseModel] = []
+    runner = threading.Thread(target=lambda: served.append(_serve_run(h, req)))
+    runner.start()
+    wait_for(lambda: len(h.current.held_scans or []) == 1)
+    runner.join(0.3)
+    assert runner.is_alive()  # the run waits for the scan, not the base
+    box, order = h.current.held_scans[0]
+    h.current.held_scans = None
+    box.put(wm.Scanned(id=order.id, registrants={}, complete=True))
+    runner.join(10)
+    assert isinstance(served[0], p.RunFinished)  # the scan cleared app/leaf.py: served warm
+    # A scan that does not answer in time: the run goes to the base (cold here).
+    monkeypatch.setattr(isolation, "SCAN_WAIT", 0.2)
+    h.edit("app/leaf.py", "X = 3\n")
+    h.current.held_scans = []
+    result = _serve_run(h, req)
+    assert isinstance(result, p.RunRefused) and "does not import app/leaf.py" in result.reason

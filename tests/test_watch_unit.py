@@ -70,7 +70,13 @@ class Harness:
     def project(
         self, generation: int, env: dict[str, str], on_death: Callable[[WarmHandle], None]
     ) -> WarmHandle:
-        return FakeWarm(generation, env, self.root, None, on_death)  # type: ignore[arg-type]
+        return FakeWarm(generation, env, self.root, None, on_death)
+
+    @property
+    def current(self) -> FakeWarm:
+        wp = self.sup.slot.current
+        assert isinstance(wp, FakeWarm)
+        return wp
 
     def edit(self, rel: str, text: str) -> str:
         path = self.root / rel
@@ -274,6 +280,7 @@ def test_the_lite_codec_reads_every_watch_answer(h: Harness) -> None:
 def test_registrants_reach_tests_that_do_not_import_them(h: Harness) -> None:
     leaf = os.path.realpath(h.root / "app" / "leaf.py")
     h.sup.slot.isolation.scanned({leaf: "registers X into app.core"}, 0)
+    h.current.registrants = {leaf: "registers X into app.core"}  # what the next scans find
     cursor = h.watch(None).cursor
     h.edit("app/core.py", "def greet():\n    return 'yo'\n")
     answer = h.watch(cursor)
@@ -293,8 +300,10 @@ def test_before_the_registrant_scan_everything(h: Harness) -> None:
     wp = h.sup.slot.current
     assert wp is not None
     h.sup.slot.isolation.adopted(wp)  # a new layer: not scanned yet
+    h.current.held_scans = []  # and its scans do not answer
     cursor = h.watch(None).cursor
     h.edit("app/core.py", "def greet():\n    return 'yo'\n")
     answer = h.watch(cursor)
     assert answer.selection is not None and answer.selection.everything
     assert "not known yet" in answer.selection.reasons[0]
+    assert len(h.current.held_scans) == 1  # the reload re-imported app/core.py: scanned at once
