@@ -129,7 +129,7 @@ class Layers:
     def _ready_base(self, env: dict[str, str]) -> BaseProcess:
         with self._lock:
             base = self._base
-            stale = base is None or not base.alive() or self._renew or env != self._base_env
+            stale = base is None or not base.alive() or self._renew or self._env_stale(base, env)
             if stale:
                 old, self._renew = base, False
                 base = self._base = BaseProcess(self._spec(env), on_death=self._base_died)
@@ -148,6 +148,22 @@ class Layers:
         elif not base.wait_ready():
             log.error("Base process cannot serve: %s", base.error)
         return base
+
+    def _env_stale(self, base: BaseProcess, env: dict[str, str]) -> bool:
+        """Does ``env`` change a variable the base read while importing (pytest, its
+        plugins, the libraries it learned; the fixed variables)?
+
+        A layer applies its own environment as it starts, so a variable only
+        project code reads needs a new layer, not a new base. Keeping the base
+        also keeps it serving the runs that come while that layer warms up.
+        """
+        if env == self._base_env:
+            return False
+        if self._base_env is None or base.ready is None:
+            return True
+        started_with = self._base_env
+        read = frozenset(base.env_read)  # the learning thread may add to it meanwhile
+        return any(env.get(name) != started_with.get(name) for name in read)
 
     def _base_died(self, base: BaseProcess) -> None:
         if base is self._base:
@@ -208,6 +224,7 @@ class Layers:
             imported += len(event.imported)
             self._refused.update(event.rejected)
             base.cached_modules = event.cached_modules
+            base.env_read.update(event.env_keys)
             if event.tainted:
                 log.warning(
                     "The base process %s; it is replaced with the next layer", event.tainted

@@ -193,6 +193,9 @@ class BaseProcess(Channel):
         self.ready: wm.BaseReady | None = None
         self.error: str | None = None
         self.cached_modules = 0
+        # Variables the base read while importing (a new environment that
+        # changes one of them needs a new base): the fixed ones, then learned.
+        self.env_read: set[str] = set()
         self._layers: dict[int, LayerProcess] = {}
         self._ready_event = threading.Event()
         cmd = [sys.executable, "-m", processes.WARM_MODULE]
@@ -223,6 +226,7 @@ class BaseProcess(Channel):
         if isinstance(event, wm.BaseReady):
             self.ready = event
             self.cached_modules = event.cached_modules
+            self.env_read = set(event.key.env)
             self.state = WarmState.READY if event.fork.safe else WarmState.FAILED
             if not event.fork.safe:
                 self.error = f"it cannot fork safely: {event.fork.reason}"
