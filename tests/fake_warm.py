@@ -226,3 +226,59 @@ class FakeWarm:
 
     def orders_of(self, kind: type) -> list[wm.Order]:
         return [o for o in self.orders if isinstance(o, kind)]
+
+
+class FakeLayers:
+    """A ``Supervisor`` over ``root`` whose layer source hands out ``FakeWarm``s
+    (``supervisor.layers.LayerSource``): no base process, no processes at all."""
+
+    def __init__(self, root: Path, debounce: float) -> None:
+        from pytest_fastcollect.settings import DaemonSettings
+        from pytest_fastcollect.supervisor.core import DaemonConfig, Supervisor
+
+        self.root = root
+        self.spawned: list[FakeWarm] = []
+        self.fail_next: str | None = None  # the next layer fails its warm-up so
+        self.unsafe_next: str | None = None  # the next layer cannot fork safely so
+        self.renewals = 0
+        config = DaemonConfig(
+            root=str(root),
+            socket_path=str(root / "x.sock"),
+            log_path=str(root / "x.log"),
+            cache_dir=str(root / "cache"),
+            cwd=str(root),
+            env={"PATH": "/bin"},
+            sys_path0=None,
+            warm_args=["tests"],
+            settings=DaemonSettings(debounce=debounce, learn_imports=False),
+        )
+        self.sup = Supervisor(config, lambda _on_base_death: self)
+
+    # -- LayerSource ---------------------------------------------------------------------
+
+    def renew_base(self) -> None:
+        self.renewals += 1
+
+    def base_for_runs(self) -> None:
+        return None
+
+    def learn_libraries(self, libraries: list[tuple[str, str]], env_written: list[str]) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def project(
+        self, generation: int, env: dict[str, str], on_death: Callable[[FakeWarm], None]
+    ) -> FakeWarm:
+        fake = FakeWarm(generation, env, self.root, self.fail_next, on_death)
+        fake.unsafe = self.unsafe_next
+        self.fail_next = None
+        self.spawned.append(fake)
+        return fake
+
+    @property
+    def current(self) -> FakeWarm:
+        wp = self.sup.slot.current
+        assert isinstance(wp, FakeWarm)
+        return wp

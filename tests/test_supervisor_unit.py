@@ -17,16 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect.settings import DaemonSettings
 from pytest_fastcollect.supervisor import isolation
-from pytest_fastcollect.supervisor.core import DaemonConfig, Incoming, Supervisor
+from pytest_fastcollect.supervisor.core import Incoming, Supervisor
 from pytest_fastcollect.supervisor.freshness import FILE_CLOCK_SLACK_NS, Freshness
 from pytest_fastcollect.supervisor.lifecycle import WarmHandle
 from pytest_fastcollect.supervisor.slot import Refused
 from pytest_fastcollect.wire import protocol as p
 from pytest_fastcollect.wire import warm as wm
 
-from fake_warm import FakeWarm
+from fake_warm import FakeLayers, FakeWarm
 
 FILES = {
     "app/__init__.py": "",
@@ -45,55 +44,10 @@ def saved_before_warm_up() -> None:
     time.sleep(2 * FILE_CLOCK_SLACK_NS / 1e9)
 
 
-class Harness:
+class Harness(FakeLayers):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.spawned: list[FakeWarm] = []
-        self.fail_next: str | None = None
-        self.unsafe_next: str | None = None
+        super().__init__(root, debounce=30.0)
         self.notices: list[str] = []
-        config = DaemonConfig(
-            root=str(root),
-            socket_path=str(root / "x.sock"),
-            log_path=str(root / "x.log"),
-            cache_dir=str(root / "cache"),
-            cwd=str(root),
-            env={"PATH": "/bin"},
-            sys_path0=None,
-            warm_args=["tests"],
-            settings=DaemonSettings(debounce=30.0, learn_imports=False),
-        )
-        self.renewals = 0
-        self.sup = Supervisor(config, lambda _on_base_death: self)
-
-    # -- LayerSource ---------------------------------------------------------------------
-
-    def renew_base(self) -> None:
-        self.renewals += 1
-
-    def base_for_runs(self) -> None:
-        return None
-
-    def learn_libraries(self, libraries: list[tuple[str, str]], env_written: list[str]) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
-
-    def project(
-        self, generation: int, env: dict[str, str], on_death: typing.Callable[[WarmHandle], None]
-    ) -> WarmHandle:
-        fake = FakeWarm(generation, env, self.root, self.fail_next, on_death)  # type: ignore[arg-type]
-        fake.unsafe = self.unsafe_next
-        self.fail_next = None
-        self.spawned.append(fake)
-        return fake
-
-    @property
-    def current(self) -> FakeWarm:
-        wp = self.sup.slot.current
-        assert isinstance(wp, FakeWarm)
-        return wp
 
     def edit(self, rel: str, text: str) -> None:
         path = self.root / rel

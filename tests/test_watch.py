@@ -241,18 +241,7 @@ def test_a_syntax_error_then_fixed(session: Session) -> None:
 
 
 def test_without_a_tty(session: Session) -> None:
-    proc = subprocess.Popen(
-        [*command_pytest(), "--daemon-watch", "tests"],
-        cwd=session.project.root,
-        env=session.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(_lines(proc)), daemon=True)
-    reader.start()
-    text: Callable[[], str] = lambda: "".join(lines)  # noqa: E731
+    proc, reader, text = _watch_without_tty(session)
     try:
         wait_until(lambda: text().count("── run") >= 1, 60, "the first run's footer")
         session.save("app/other.py", "def name():\n    return 'changed'\n")
@@ -269,6 +258,24 @@ def test_without_a_tty(session: Session) -> None:
         proc.stdout.close()
     assert code == 128 + signal.SIGTERM, text()
     assert "Traceback" not in text()
+
+
+def _watch_without_tty(
+    session: Session,
+) -> tuple[subprocess.Popen[bytes], threading.Thread, Callable[[], str]]:
+    """``pytest --daemon-watch tests`` on pipes; its output so far is ``text()``."""
+    proc = subprocess.Popen(
+        [*command_pytest(), "--daemon-watch", "tests"],
+        cwd=session.project.root,
+        env=session.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(_lines(proc)), daemon=True)
+    reader.start()
+    return proc, reader, lambda: "".join(lines)
 
 
 def _lines(proc: subprocess.Popen[bytes]) -> Iterator[str]:
@@ -290,18 +297,7 @@ def test_thin_client_watch(session: Session) -> None:
 
 
 def test_a_restarted_daemon_is_picked_up(session: Session) -> None:
-    proc = subprocess.Popen(
-        [*command_pytest(), "--daemon-watch", "tests"],
-        cwd=session.project.root,
-        env=session.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(_lines(proc)), daemon=True)
-    reader.start()
-    text: Callable[[], str] = lambda: "".join(lines)  # noqa: E731
+    proc, reader, text = _watch_without_tty(session)
     try:
         wait_until(lambda: "── run" in text(), 60, "the first run's footer")
         restarted = session.project.pytest("--daemon-restart")

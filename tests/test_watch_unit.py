@@ -11,20 +11,18 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pytest_fastcollect.settings import DaemonSettings
-from pytest_fastcollect.supervisor.core import DaemonConfig, Incoming, Supervisor
+from pytest_fastcollect.supervisor.core import Incoming
 from pytest_fastcollect.supervisor.freshness import FILE_CLOCK_SLACK_NS
-from pytest_fastcollect.supervisor.lifecycle import WarmHandle
 from pytest_fastcollect.supervisor.watching import ChangeLog, client_connected
 from pytest_fastcollect.wire import lite
 from pytest_fastcollect.wire import protocol as p
 
-from fake_warm import FakeWarm
+from fake_warm import FakeLayers
 
 FILES = {
     "app/__init__.py": "",
@@ -36,47 +34,10 @@ FILES = {
 QUIET = 0.05
 
 
-class Harness:
+class Harness(FakeLayers):
     def __init__(self, root: Path) -> None:
-        self.root = root
-        config = DaemonConfig(
-            root=str(root),
-            socket_path=str(root / "x.sock"),
-            log_path=str(root / "x.log"),
-            cache_dir=str(root / "cache"),
-            cwd=str(root),
-            env={"PATH": "/bin"},
-            sys_path0=None,
-            warm_args=["tests"],
-            settings=DaemonSettings(debounce=QUIET, learn_imports=False),
-        )
-        self.sup = Supervisor(config, lambda _on_base_death: self)
+        super().__init__(root, debounce=QUIET)
         self.conns: list[socket.socket] = []
-
-    # -- LayerSource: every warm process is a FakeWarm -------------------------------------
-
-    def renew_base(self) -> None:
-        pass
-
-    def base_for_runs(self) -> None:
-        return None
-
-    def learn_libraries(self, libraries: list[tuple[str, str]], env_written: list[str]) -> None:
-        pass
-
-    def kill(self) -> None:
-        pass
-
-    def project(
-        self, generation: int, env: dict[str, str], on_death: Callable[[WarmHandle], None]
-    ) -> WarmHandle:
-        return FakeWarm(generation, env, self.root, None, on_death)
-
-    @property
-    def current(self) -> FakeWarm:
-        wp = self.sup.slot.current
-        assert isinstance(wp, FakeWarm)
-        return wp
 
     def edit(self, rel: str, text: str) -> str:
         path = self.root / rel

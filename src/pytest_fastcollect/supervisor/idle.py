@@ -82,10 +82,7 @@ class IdleWork:
         # Which modules register at import: in a child of the layer, right away
         # (adopted under the reload lock, so no run comes before the order).
         if wp.state is WarmState.READY:
-            scan = self._send_scan(wp)
-            threading.Thread(
-                target=self._await_scan, args=(wp, *scan), name="scan", daemon=True
-            ).start()
+            self._scan_now(wp)
         with self._lock:
             # A new warm process learns again what its predecessor learned.
             self._wanted |= self._learned - self._blocked.keys()
@@ -102,10 +99,7 @@ class IdleWork:
             # Re-imported modules are suspects until a scan: scan now (we hold
             # the reload lock), so a run that does not import them waits a
             # moment for it rather than go to the base.
-            scan = self._send_scan(wp)
-            threading.Thread(
-                target=self._await_scan, args=(wp, *scan), name="scan", daemon=True
-            ).start()
+            self._scan_now(wp)
         else:
             self._when_idle("scan", self._scan, wp)
 
@@ -134,6 +128,13 @@ class IdleWork:
                 return
             scan = self._send_scan(wp)
         self._await_scan(wp, *scan)
+
+    def _scan_now(self, wp: WarmHandle) -> None:
+        """Order a scan (the caller holds the reload lock); its answer is awaited in a thread."""
+        scan = self._send_scan(wp)
+        threading.Thread(
+            target=self._await_scan, args=(wp, *scan), name="scan", daemon=True
+        ).start()
 
     def _send_scan(self, wp: WarmHandle) -> tuple[Mailbox, str, int]:
         """Order a scan (the caller holds the reload lock)."""

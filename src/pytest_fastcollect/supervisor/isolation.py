@@ -98,11 +98,8 @@ VALUE_OPTIONS = frozenset(
         "--cov-fail-under",
         "--cov-context",
         "--asyncio-mode",
-        "--debug",
-        "-x",
-        "--exitfirst",
     ]
-) - {"-x", "--exitfirst", "--debug"}
+)
 # Flags (no value) common enough to know; after an unknown option, a path may be its value.
 FLAGS = frozenset(
     [
