@@ -256,10 +256,10 @@ class Isolation:
         if not suspects:
             return None
         try:
-            extra = shlex.split(addopts)
+            extra: list[str] | None = shlex.split(addopts)
         except ValueError:
-            extra = [*OPAQUE][:1]  # unreadable: no estimate
-        certain = self.certain_imports(wp, [*extra, *args], cwd)
+            extra = None  # PYTEST_ADDOPTS unreadable (an unclosed quote): nothing is certain
+        certain = set() if extra is None else self.certain_imports(wp, [*extra, *args], cwd)
         missing = sorted(suspects - certain)
         if not missing:
             return None

@@ -66,7 +66,7 @@ _seen: dict[tuple[str, str], tuple[weakref.ref[ModuleType], str, str | None]] = 
 def project_modules(root: str) -> list[tuple[str, str]]:
     """(module name, real path) of every loaded module that is project code."""
     prefix = root + os.sep
-    libraries: tuple[str, ...] | None = None
+    libraries = library_dirs()  # cached
     found: list[tuple[str, str]] = []
     for name, mod in list(sys.modules.items()):
         f = getattr(mod, "__file__", None)
@@ -76,8 +76,6 @@ def project_modules(root: str) -> list[tuple[str, str]]:
         if seen is not None and seen[0]() is mod and seen[1] == f:
             project = seen[2]
         else:
-            if libraries is None:
-                libraries = library_dirs()
             real = os.path.realpath(f)
             project = real if is_project_file(name, real, prefix, libraries) else None
             try:
