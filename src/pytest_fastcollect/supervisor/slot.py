@@ -39,11 +39,12 @@ log = logging.getLogger("pytest_fastcollect.daemon")
 Notify = Callable[[str], None]
 
 # What a new base process is needed for: the libraries it holds may be stale.
+# Not a new environment: the layer applies it, and the layer source renews the
+# base only when a variable the base read changed (``Layers._ready_base``).
 FULL_RENEWAL = frozenset(
     {
         changes.Replace.PACKAGES,
         changes.Replace.EXTENSION,
-        changes.Replace.ENV,
         changes.Replace.MANUAL,
     }
 )
