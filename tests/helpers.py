@@ -336,11 +336,15 @@ def log_text(project: Project) -> str:
 
 def wait_for_log(project: Project, pattern: str, timeout: float = 10.0) -> re.Match[str]:
     """Wait until the project's daemon log has a line matching ``pattern`` (a regex)."""
-    return wait_until(
-        lambda: re.search(pattern, log_text(project), re.MULTILINE),
-        timeout,
-        f"log line /{pattern}/ in {files_of(project).log}",
-    )
+    try:
+        return wait_until(
+            lambda: re.search(pattern, log_text(project), re.MULTILINE),
+            timeout,
+            f"log line /{pattern}/ in {files_of(project).log}",
+        )
+    except AssertionError as exc:
+        tail = "\n".join(log_text(project).splitlines()[-40:])
+        raise AssertionError(f"{exc}\n----- daemon log (tail) -----\n{tail}") from None
 
 
 def our_processes(root: Path) -> list[psutil.Process]:
