@@ -739,6 +739,42 @@ def test_scenario(checker: Checker, name: str) -> None:
     SCENARIOS[name](checker)
 
 
+SUBCLASS_FILES = {
+    "app/shapes.py": "class Shape:\n    pass\n\n\n"
+    "def kinds():\n    return sorted(k.__name__ for k in Shape.__subclasses__())\n",
+    "app/square.py": "from app.shapes import Shape\n\n\nclass Square(Shape):\n    pass\n",
+    "tests/test_square.py": "from app.square import Square\n\n\ndef test_square():\n    assert Square\n",
+    # It imports app.plugins, the project's other registrant, so that only
+    # app.square can keep this run from the layer.
+    "tests/test_kinds.py": "import app.plugins\nfrom app.shapes import kinds\n\n\n"
+    "def test_kinds_alone():\n    assert kinds() == []\n",
+}
+
+
+def test_run_of_one_file_does_not_list_subclasses_other_files_import(tmp_path: Path) -> None:
+    # Plugin discovery by Base.__subclasses__(): the list holds its subclasses
+    # weakly, so no container does. The layer warms up with tests/test_square.py,
+    # so it holds app.square; cold, a run of tests/test_kinds.py never imports it.
+    bench = StaleBench(tmp_path / "proj")
+    for rel, text in SUBCLASS_FILES.items():
+        save(bench.path(rel), text)
+    try:
+        bench.start()
+        bench.wait_for_log("Registrant modules")  # the layer's first scan answered
+        c = Checker(bench)
+        c.check(
+            "tests/test_kinds.py",
+            ordinary=True,
+            expect=("PASSED tests/test_kinds.py::test_kinds_alone",),
+        )
+        warm = bench.warm(["tests/test_kinds.py"])
+        assert "this run does not import app/square.py" in warm.stderr, warm
+        assert "Square is listed in Shape.__subclasses__() of module app.shapes" in warm.stderr
+        c.check("tests", expect=("FAILED tests/test_kinds.py::test_kinds_alone",))
+    finally:
+        bench.cleanup()
+
+
 # The same edits with ``-n 2``: xdist's workers are forked from the warm
 # process, so they must see every reload exactly as a serial run does.
 PARALLEL_SCENARIOS = (

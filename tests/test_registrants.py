@@ -23,18 +23,24 @@ from pytest_fastcollect.warm import registrants
 names = {names!r}
 for name in names:
     importlib.import_module(name)
-print(json.dumps(registrants.find({{n: sys.modules[n].__file__ for n in names}})))
+modules = {{n: sys.modules[n].__file__ for n in names}}
+print(json.dumps(registrants.find(modules, {sources!r})))
 """
 
 
-def scan(tmp_path: Path, files: dict[str, str]) -> dict[str, str]:
+def scan(tmp_path: Path, files: dict[str, str], sources: tuple[str, ...] = ()) -> dict[str, str]:
+    """Import every ``.py`` of ``files`` but those in ``sources`` (files the layer does
+    not hold, passed to ``find`` only as source to read); return what ``find`` says."""
     for rel, text in files.items():
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
-    names = sorted(rel.removesuffix(".py").replace("/", ".") for rel in files)
+    names = sorted(rel.removesuffix(".py").replace("/", ".") for rel in files if rel not in sources)
+    script = SCRIPT.format(
+        root=str(tmp_path), names=names, sources=[str(tmp_path / rel) for rel in sources]
+    )
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(root=str(tmp_path), names=names)],
+        [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
@@ -110,6 +116,45 @@ def test_an_instance_registry_of_another_module_is_found(tmp_path: Path) -> None
     assert list(found) == ["estimators"]
 
 
+SHAPE = """
+class Shape:
+    pass
+"""
+SQUARE = "from shapes import Shape\n\nclass Square(Shape):\n    pass\n"
+KINDS = "def kinds(base):\n    return [k.__name__ for k in base.__subclasses__()]\n"
+
+
+@pytest.mark.parametrize(
+    "files,sources",
+    [
+        # The base's own module walks its subclasses.
+        ({"shapes.py": SHAPE + "\n" + KINDS, "square.py": SQUARE}, ()),
+        # A helper elsewhere in the project does.
+        ({"shapes.py": SHAPE, "square.py": SQUARE, "util.py": KINDS}, ()),
+        # A test file the layer does not hold (a reload purged it) does.
+        ({"shapes.py": SHAPE, "square.py": SQUARE, "test_kinds.py": KINDS}, ("test_kinds.py",)),
+    ],
+)
+def test_a_subclass_registers_where_the_project_walks_subclasses(
+    tmp_path: Path, files: dict[str, str], sources: tuple[str, ...]
+) -> None:
+    found = scan(tmp_path, files, sources)
+    assert list(found) == ["square"]
+    assert found["square"] == "Square is listed in Shape.__subclasses__() of module shapes"
+
+
+def test_a_subclass_of_an_importer_or_of_a_library_class_registers_nothing(
+    tmp_path: Path,
+) -> None:
+    # shapes imports square: whoever imports shapes lists Square anyway.
+    # ValueError.__subclasses__() is a library's list: not followed.
+    files = {
+        "shapes.py": SHAPE + "\n" + KINDS + "\nimport square\n",
+        "square.py": SQUARE + "\nclass Error(ValueError):\n    pass\n",
+    }
+    assert scan(tmp_path, files) == {}
+
+
 @pytest.mark.parametrize(
     "files",
     [
@@ -151,6 +196,7 @@ def test_an_instance_registry_of_another_module_is_found(tmp_path: Path) -> None
     ],
 )
 def test_ordinary_modules_are_not_registrants(tmp_path: Path, files: dict[str, str]) -> None:
+    # square.Square is in shapes.Shape.__subclasses__(), but nothing reads that list.
     assert scan(tmp_path, files) == {}
 
 

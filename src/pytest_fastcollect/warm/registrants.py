@@ -14,18 +14,26 @@ everything that refers to it (up to ``DEPTH`` steps) is the module's
 namespace, its classes and functions, or things that are themselves its
 own. What cannot be proven the module's own counts as a registration.
 
-Not seen: registrations held only weakly (``Base.__subclasses__()``),
-outside the heap (``atexit``), or as state with no reference (a counter
-incremented at import).
+A class is also listed, weakly, in ``__subclasses__()`` of each of its
+bases. When the project's source calls ``__subclasses__`` anywhere (plugin
+discovery by subclassing), a module whose class has a base from another
+project module that does not import it is a registrant too. Without such a
+call nobody reads those lists, and every subclass would otherwise count.
+
+Not seen: a library's own ``__subclasses__()`` walk over project classes,
+registrations held weakly in any other way, outside the heap (``atexit``),
+or as state with no reference (a counter incremented at import).
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+from collections.abc import Iterable
 from types import FrameType, FunctionType, ModuleType
 
 DEPTH = 6  # steps followed back from a holder to find whose it is
+SUBCLASS_WALK = b"__subclasses__"
 
 
 class _Heap:
@@ -107,8 +115,11 @@ def _is_args(ref: object, targets: list[object]) -> bool:
     )
 
 
-def find(modules: dict[str, str]) -> dict[str, str]:
+def find(modules: dict[str, str], sources: Iterable[str] = ()) -> dict[str, str]:
     """``modules``: project module name -> file. Returns registrant name -> why.
+
+    ``sources``: more project files that may walk ``__subclasses__()`` (test
+    files a reload purged from the layer, conftests), besides the modules'.
 
     Unfreezes the heap (``gc.get_referrers`` does not see frozen objects): call
     it in a throw-away child of the warm process. It does not collect first:
@@ -150,7 +161,44 @@ def find(modules: dict[str, str]) -> dict[str, str]:
         if foreign or not resolved or not owners:
             where = f"module {foreign[0]}" if foreign else "something outside the project"
             found[module] = f"{what} is held by a {type(ref).__name__} of {where}"
+    weak = _listed_as_subclasses(heap, modules)
+    if weak and walks_subclasses([*modules.values(), *sources]):
+        for module, why in weak.items():
+            found.setdefault(module, why)
     return found
+
+
+def _listed_as_subclasses(heap: _Heap, modules: dict[str, str]) -> dict[str, str]:
+    """Modules with a class whose base belongs to another project module that does
+    not import them: ``Base.__subclasses__()`` lists it there."""
+    found: dict[str, str] = {}
+    for cls in heap.objects:
+        if not isinstance(cls, type):
+            continue
+        module = heap.owner[id(cls)]
+        if module in found:
+            continue
+        for base in cls.__mro__[1:]:
+            owner = getattr(base, "__module__", None)
+            if owner in modules and owner != module and not heap.imports(owner, module):
+                found[module] = (
+                    f"{cls.__qualname__} is listed in {base.__qualname__}.__subclasses__() "
+                    f"of module {owner}"
+                )
+                break
+    return found
+
+
+def walks_subclasses(files: Iterable[str]) -> bool:
+    """Does any of these files mention ``__subclasses__`` (a call, a getattr, a comment)?"""
+    for path in dict.fromkeys(files):
+        try:
+            with open(path, "rb") as fh:
+                if SUBCLASS_WALK in fh.read():
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def _trace(heap: _Heap, starts: list[object]) -> list[tuple[set[str], bool]]:

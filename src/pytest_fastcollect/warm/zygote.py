@@ -309,7 +309,7 @@ class Zygote(OrderLoop):
         if pid == 0:
             code = 0
             try:
-                found = registrants.find(modules)
+                found = registrants.find(modules, [*self.test_files, *self.conftests])
                 with open(f"{path}.tmp", "w") as fh:
                     json.dump({modules[name]: why for name, why in found.items()}, fh)
                 os.replace(f"{path}.tmp", path)
