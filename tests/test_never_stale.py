@@ -739,38 +739,74 @@ def test_scenario(checker: Checker, name: str) -> None:
     SCENARIOS[name](checker)
 
 
-SUBCLASS_FILES = {
-    "app/shapes.py": "class Shape:\n    pass\n\n\n"
-    "def kinds():\n    return sorted(k.__name__ for k in Shape.__subclasses__())\n",
-    "app/square.py": "from app.shapes import Shape\n\n\nclass Square(Shape):\n    pass\n",
-    "tests/test_square.py": "from app.square import Square\n\n\ndef test_square():\n    assert Square\n",
-    # It imports app.plugins, the project's other registrant, so that only
-    # app.square can keep this run from the layer.
-    "tests/test_kinds.py": "import app.plugins\nfrom app.shapes import kinds\n\n\n"
-    "def test_kinds_alone():\n    assert kinds() == []\n",
+# Registrations a one-file run must not see: files the layer warms up with
+# (tests/test_a.py imports the registrant), the file run alone (tests/test_z.py,
+# which imports app.plugins, the project's other registrant, so that only the
+# case's own module can keep it from the layer), and what the notice names.
+ALONE_CASES = {
+    # Plugin discovery by Base.__subclasses__(): the list holds its
+    # subclasses weakly, so no container does.
+    "subclasses": (
+        {
+            "app/shapes.py": "class Shape:\n    pass\n\n\n"
+            "def kinds():\n    return sorted(k.__name__ for k in Shape.__subclasses__())\n",
+            "app/square.py": "from app.shapes import Shape\n\n\nclass Square(Shape):\n    pass\n",
+            "tests/test_a.py": "import app.square\n\n\ndef test_a():\n    pass\n",
+            "tests/test_z.py": "import app.plugins\nfrom app.shapes import kinds\n\n\n"
+            "def test_alone():\n    assert kinds() == []\n",
+        },
+        ("app/square.py", "Square is listed in Shape.__subclasses__() of module app.shapes"),
+    ),
+    # An instance of the module's own class put into another module's list.
+    "instance": (
+        {
+            "app/handlers.py": "HANDLERS = []\n",
+            "app/json_handler.py": "from app.handlers import HANDLERS\n\n\n"
+            "class JsonHandler:\n    pass\n\n\nHANDLERS.append(JsonHandler())\n",
+            "tests/test_a.py": "import app.json_handler\n\n\ndef test_a():\n    pass\n",
+            "tests/test_z.py": "import app.plugins\nfrom app.handlers import HANDLERS\n\n\n"
+            "def test_alone():\n    assert [type(h).__name__ for h in HANDLERS] == []\n",
+        },
+        ("app/json_handler.py", "a JsonHandler instance is held by a list of module app.handlers"),
+    ),
+    # The same, made by a third module: the run imports the class's module.
+    "instance made elsewhere": (
+        {
+            "app/handlers.py": "HANDLERS = []\n",
+            "app/kinds.py": "class Kind:\n    pass\n",
+            "app/setup_kinds.py": "from app.handlers import HANDLERS\nfrom app.kinds import Kind\n\n"
+            "HANDLERS.append(Kind())\n",
+            "tests/test_a.py": "import app.setup_kinds\n\n\ndef test_a():\n    pass\n",
+            "tests/test_z.py": "import app.kinds\nimport app.plugins\n"
+            "from app.handlers import HANDLERS\n\n\n"
+            "def test_alone():\n    assert [type(h).__name__ for h in HANDLERS] == []\n",
+        },
+        (
+            "app/setup_kinds.py",
+            "it imports app.kinds; a Kind instance is held by a list of module app.handlers",
+        ),
+    ),
 }
 
 
-def test_run_of_one_file_does_not_list_subclasses_other_files_import(tmp_path: Path) -> None:
-    # Plugin discovery by Base.__subclasses__(): the list holds its subclasses
-    # weakly, so no container does. The layer warms up with tests/test_square.py,
-    # so it holds app.square; cold, a run of tests/test_kinds.py never imports it.
+@pytest.mark.parametrize("case", ALONE_CASES)
+def test_run_of_one_file_does_not_see_what_other_files_registered(
+    tmp_path: Path, case: str
+) -> None:
+    files, (held, why) = ALONE_CASES[case]
     bench = StaleBench(tmp_path / "proj")
-    for rel, text in SUBCLASS_FILES.items():
+    for rel, text in files.items():
         save(bench.path(rel), text)
     try:
-        bench.start()
+        bench.start()  # the layer warms up with tests/test_a.py: it holds the registrant
         bench.wait_for_log("Registrant modules")  # the layer's first scan answered
         c = Checker(bench)
-        c.check(
-            "tests/test_kinds.py",
-            ordinary=True,
-            expect=("PASSED tests/test_kinds.py::test_kinds_alone",),
+        c.check("tests/test_z.py", ordinary=True, expect=("PASSED tests/test_z.py::test_alone",))
+        warm = bench.warm(["tests/test_z.py"])
+        assert (
+            f"this run does not import {held}, which the warm process holds ({why})" in warm.stderr
         )
-        warm = bench.warm(["tests/test_kinds.py"])
-        assert "this run does not import app/square.py" in warm.stderr, warm
-        assert "Square is listed in Shape.__subclasses__() of module app.shapes" in warm.stderr
-        c.check("tests", expect=("FAILED tests/test_kinds.py::test_kinds_alone",))
+        c.check("tests", expect=("FAILED tests/test_z.py::test_alone",))
     finally:
         bench.cleanup()
 

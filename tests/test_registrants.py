@@ -116,6 +116,39 @@ def test_an_instance_registry_of_another_module_is_found(tmp_path: Path) -> None
     assert list(found) == ["estimators"]
 
 
+@pytest.mark.parametrize(
+    "files,expected",
+    [
+        # An instance of the module's own class, into another module's list.
+        (
+            {
+                "handlers.py": "HANDLERS = []\n",
+                "json_handler.py": "from handlers import HANDLERS\n\nclass Json:\n    pass\n\n"
+                "HANDLERS.append(Json())\n",
+            },
+            {"json_handler": "a Json instance is held by a list of module handlers"},
+        ),
+        # Made by a third module: it and the class's module both count.
+        (
+            {
+                "handlers.py": "HANDLERS = []\n",
+                "kinds.py": "class Kind:\n    pass\n",
+                "setup_kinds.py": "from handlers import HANDLERS\nfrom kinds import Kind\n\n"
+                "HANDLERS.append(Kind())\n",
+            },
+            {
+                "kinds": "a Kind instance is held by a list of module handlers",
+                "setup_kinds": "it imports kinds; a Kind instance is held by a list of module handlers",
+            },
+        ),
+    ],
+)
+def test_an_instance_registry_is_found(
+    tmp_path: Path, files: dict[str, str], expected: dict[str, str]
+) -> None:
+    assert scan(tmp_path, files) == expected
+
+
 SHAPE = """
 class Shape:
     pass
@@ -184,13 +217,14 @@ def test_a_subclass_of_an_importer_or_of_a_library_class_registers_nothing(
                     return x
             """,
             "square.py": """
-                from shapes import Shape, area
+                from shapes import Color, Shape, area
 
                 class Square(Shape):
                     pass
 
                 INSTANCE = Square()
                 TABLE = [area]
+                SHAPES = [Square(), Shape(), Color.RED]
             """,
         },
     ],

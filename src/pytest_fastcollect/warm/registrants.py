@@ -14,6 +14,11 @@ everything that refers to it (up to ``DEPTH`` steps) is the module's
 namespace, its classes and functions, or things that are themselves its
 own. What cannot be proven the module's own counts as a registration.
 
+An instance of a module's class held that way counts too (``HANDLERS.append(
+JsonHandler())``). The instance does not say who made it: every project
+module that imports the class's module and reaches the holder's counts along
+with the class's module.
+
 A class is also listed, weakly, in ``__subclasses__()`` of each of its
 bases. When the project's source calls ``__subclasses__`` anywhere (plugin
 discovery by subclassing), a module whose class has a base from another
@@ -22,11 +27,13 @@ call nobody reads those lists, and every subclass would otherwise count.
 
 Not seen: a library's own ``__subclasses__()`` walk over project classes,
 registrations held weakly in any other way, outside the heap (``atexit``),
-or as state with no reference (a counter incremented at import).
+values that are no project object (a string appended to ``sys.path``), or
+state with no reference (a counter incremented at import).
 """
 
 from __future__ import annotations
 
+import collections
 import gc
 import sys
 from collections.abc import Iterable
@@ -34,12 +41,16 @@ from types import FrameType, FunctionType, ModuleType
 
 DEPTH = 6  # steps followed back from a holder to find whose it is
 SUBCLASS_WALK = b"__subclasses__"
+TABLES = (list, dict, set, collections.deque)
 
 
 class _Heap:
     """Ownership facts gathered once per scan."""
 
     def __init__(self, modules: dict[str, str]) -> None:
+        self.modules = [name for name in modules if name in sys.modules]
+        self._imports: dict[tuple[str, str], bool] = {}
+        self._module_tables: dict[str, set[int]] = {}
         self.owner: dict[int, str] = {}  # class/function/namespace id -> module
         self.objects: list[object] = []
         self.module_dicts: dict[int, str] = {}
@@ -76,6 +87,24 @@ class _Heap:
             return False
         if importer == module:
             return True
+        key = (importer, module)
+        known = self._imports.get(key)
+        if known is None:
+            known = self._imports[key] = self._namespace_imports(importer, module)
+        return known
+
+    def importers(self, module: str, of_also: list[str]) -> list[str]:
+        """Project modules that import ``module`` and one of ``of_also`` (any importer
+        of ``module`` when ``of_also`` is empty: the holder's owner is not known)."""
+        return [
+            other
+            for other in self.modules
+            if other != module
+            and self.imports(other, module)
+            and (not of_also or any(self.reaches(other, o) for o in of_also))
+        ]
+
+    def _namespace_imports(self, importer: str, module: str) -> bool:
         namespace = vars(sys.modules[importer]) if importer in sys.modules else {}
         for value in list(namespace.values()):
             if value is sys.modules.get(module):
@@ -83,6 +112,25 @@ class _Heap:
             if getattr(value, "__module__", None) == module:
                 return True
         return False
+
+    def reaches(self, importer: str, module: str) -> bool:
+        """``imports``, or the two share a list, dict, set or deque (``from module
+        import REGISTRY``; which of them made it cannot be told: only ever use this
+        to suspect more)."""
+        if self.imports(importer, module):
+            return True
+        return not self._tables(importer).isdisjoint(self._tables(module))
+
+    def _tables(self, module: str) -> set[int]:
+        found = self._module_tables.get(module)
+        if found is None:
+            namespace = vars(sys.modules[module]) if module in sys.modules else {}
+            found = self._module_tables[module] = {
+                id(v)
+                for k, v in list(namespace.items())
+                if isinstance(v, TABLES) and not k.startswith("__")  # not __builtins__
+            }
+        return found
 
     def whose(self, obj: object) -> str | None:
         """The module a namespace, class or function belongs to (None: not decided)."""
@@ -132,40 +180,89 @@ def find(modules: dict[str, str], sources: Iterable[str] = ()) -> dict[str, str]
     heap = _Heap(modules)
     if not heap.objects:
         return {}
-    # Suspects: what holds a module's object and is neither its own nor an importer's.
-    modules_of: list[str] = []
-    holders: list[object] = []
-    whats: list[str] = []
-    heap.mine(modules_of, holders, whats)
-    classes = {id(o) for o in heap.objects if isinstance(o, type)}
-    for target_id, refs in heap.referrers(heap.objects).items():
-        module = heap.owner[target_id]
-        for ref in refs:
-            if target_id in classes and id(type(ref)) == target_id:
-                continue  # an instance refers to its class: that registers nothing
-            owner = heap.whose(ref)
-            if owner is not None and heap.imports(owner, module):
-                continue
-            modules_of.append(module)
-            holders.append(ref)
-            whats.append(_name_of(heap.objects, target_id))
-    found: dict[str, str] = {}
-    for module, ref, what, (traced, resolved) in zip(
-        modules_of, holders, whats, _trace(heap, holders), strict=True
-    ):
-        if module in found:
-            continue
-        direct = heap.whose(ref)
-        owners = traced | ({direct} if direct else set())
-        foreign = sorted(o for o in owners if not heap.imports(o, module))
-        if foreign or not resolved or not owners:
-            where = f"module {foreign[0]}" if foreign else "something outside the project"
-            found[module] = f"{what} is held by a {type(ref).__name__} of {where}"
+    suspects = _Suspects(heap)
+    instances = suspects.holders_of_objects()
+    if instances:
+        suspects.holders_of_instances(instances)
+    found = suspects.judge()
     weak = _listed_as_subclasses(heap, modules)
     if weak and walks_subclasses([*modules.values(), *sources]):
         for module, why in weak.items():
             found.setdefault(module, why)
     return found
+
+
+class _Suspects:
+    """What holds a project module's class or function, or an instance of its
+    class, and is neither the module's own nor an importer's; judged once
+    traced back to whose it is."""
+
+    def __init__(self, heap: _Heap) -> None:
+        self.heap = heap
+        self.modules: list[str] = []
+        self.holders: list[object] = []
+        self.whats: list[str] = []
+        self.instance: list[bool] = []
+        heap.mine(self.modules, self.holders, self.whats, self.instance)
+
+    def _add(self, module: str, holder: object, what: str, instance: bool) -> None:
+        owner = self.heap.whose(holder)
+        if owner is not None and self.heap.imports(owner, module):
+            return
+        self.modules.append(module)
+        self.holders.append(holder)
+        self.whats.append(what)
+        self.instance.append(instance)
+
+    def holders_of_objects(self) -> list[object]:
+        """Suspects among what holds the modules' classes and functions. Returns the
+        instances of those classes met on the way: their holders are suspects too."""
+        heap = self.heap
+        classes = {id(o) for o in heap.objects if isinstance(o, type)}
+        instances: list[object] = []
+        heap.mine(instances)
+        for target_id, refs in heap.referrers(heap.objects).items():
+            module = heap.owner[target_id]
+            for ref in refs:
+                if target_id in classes and id(type(ref)) == target_id:
+                    # An instance refers to its class: where the instance is held may register.
+                    if not isinstance(ref, (type, ModuleType)):
+                        instances.append(ref)
+                    continue
+                self._add(module, ref, _name_of(heap.objects, target_id), False)
+        return instances
+
+    def holders_of_instances(self, instances: list[object]) -> None:
+        heap = self.heap
+        index = heap.referrers(instances)
+        for obj in instances:
+            cls = type(obj)
+            what = f"a {cls.__qualname__} instance"
+            for ref in index[id(obj)]:
+                self._add(heap.owner[id(cls)], ref, what, True)
+
+    def judge(self) -> dict[str, str]:
+        heap = self.heap
+        found: dict[str, str] = {}
+        traces = _trace(heap, self.holders)
+        for module, ref, what, instance, (traced, resolved) in zip(
+            self.modules, self.holders, self.whats, self.instance, traces, strict=True
+        ):
+            if module in found and not instance:
+                continue
+            direct = heap.whose(ref)
+            owners = traced | ({direct} if direct else set())
+            foreign = sorted(o for o in owners if not heap.imports(o, module))
+            if not foreign and resolved and owners:
+                continue
+            where = f"module {foreign[0]}" if foreign else "something outside the project"
+            why = f"{what} is held by a {type(ref).__name__} of {where}"
+            found.setdefault(module, why)
+            if instance:
+                # Whoever made it may be another module that reaches both.
+                for other in heap.importers(module, foreign):
+                    found.setdefault(other, f"it imports {module}; {why}")
+        return found
 
 
 def _listed_as_subclasses(heap: _Heap, modules: dict[str, str]) -> dict[str, str]:
