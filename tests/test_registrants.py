@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pytest_fastcollect.supervisor.isolation import selected_paths
+from pytest_fastcollect.warm.registrants import MAX_INSTANCES
 
 SCRIPT = """
 import importlib, json, os, sys
@@ -147,6 +148,20 @@ def test_an_instance_registry_is_found(
     tmp_path: Path, files: dict[str, str], expected: dict[str, str]
 ) -> None:
     assert scan(tmp_path, files) == expected
+
+
+def test_instances_beyond_the_limit_are_not_followed(tmp_path: Path) -> None:
+    # A cost bound, documented in docs/how-it-works.md: past MAX_INSTANCES
+    # instances of project classes, where they are held is not looked at.
+    files = {
+        "handlers.py": "HANDLERS = []\n",
+        "json_handler.py": "from handlers import HANDLERS\n\nclass Json:\n    pass\n\n"
+        "HANDLERS.append(Json())\nMANY = [Json() for _ in range({n})]\n",
+    }
+    within = {k: v.format(n=10) for k, v in files.items()}
+    assert list(scan(tmp_path / "within", within)) == ["json_handler"]
+    beyond = {k: v.format(n=MAX_INSTANCES) for k, v in files.items()}
+    assert scan(tmp_path / "beyond", beyond) == {}
 
 
 SHAPE = """
