@@ -811,6 +811,40 @@ def test_run_of_one_file_does_not_see_what_other_files_registered(
         bench.cleanup()
 
 
+def test_sys_path_of_a_run_holds_only_what_its_own_files_put_there(tmp_path: Path) -> None:
+    # The layer's warm-up imported tests/sub/test_sub.py (no __init__.py), so
+    # pytest put tests/sub on sys.path; a cold run of tests/ alone never does.
+    # tests/tools.py is imported by name ("import tools"): a reload must still find it.
+    bench = StaleBench(tmp_path / "proj")
+    save(bench.path("tests/tools.py"), "VALUE = 1\n")
+    save(
+        bench.path("tests/test_tools.py"),
+        "import os\nimport sys\n\nimport app.plugins\nimport tools\n\n\n"
+        "def test_tools():\n    assert tools.VALUE == 1\n\n\n"
+        "def test_no_other_test_directory():\n"
+        "    assert [p for p in sys.path if p.endswith(os.sep + 'sub')] == []\n",
+    )
+    try:
+        bench.start()
+        bench.wait_for_log("Registrant modules")  # the layer serves runs
+        c = Checker(bench)
+        # test_no_other_test_directory passes alone and fails in a full run, on
+        # purpose: watch mode's check that a selection behaves as in the full run
+        # does not apply.
+        c.selection = None
+        expect = ("PASSED tests/test_tools.py::test_no_other_test_directory",)
+        c.check("tests/test_tools.py", ordinary=True, expect=expect)
+        edit(bench.path("tests/tools.py"), "VALUE = 1", "VALUE = 2")
+        c.check(
+            "tests/test_tools.py",
+            ordinary=True,
+            expect=("FAILED tests/test_tools.py::test_tools", *expect),
+        )
+        c.check("tests", expect=("PASSED tests/sub/test_sub.py::",))
+    finally:
+        bench.cleanup()
+
+
 # The same edits with ``-n 2``: xdist's workers are forked from the warm
 # process, so they must see every reload exactly as a serial run does.
 PARALLEL_SCENARIOS = (

@@ -10,6 +10,7 @@ single-threaded. Orders and events are the dataclasses of ``wire/warm.py``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fnmatch
 import gc
@@ -202,6 +203,38 @@ def _session_sys_path(entries: list[str]) -> Iterator[None]:
                 sys.path.remove(entry)
 
 
+def import_root(path: str) -> str:
+    """The directory pytest puts on ``sys.path`` to import the file at ``path`` (in its
+    ``prepend`` and ``append`` modes): the one above the file's top package."""
+    directory = os.path.dirname(path)
+    while os.path.isfile(os.path.join(directory, "__init__.py")):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return directory
+
+
+@contextlib.contextmanager
+def _collection_roots_removed(plugin: WarmupPlugin, taken: list[str]) -> Iterator[None]:
+    """A collect session in the layer. Afterwards the directories pytest put on
+    ``sys.path`` to import its test files and conftests come off again (into
+    ``taken``): a cold run of one directory never had those of the others, and
+    each run's session puts back those of the files it collects. What the
+    modules themselves put there at import stays."""
+    before = collections.Counter(sys.path)
+    try:
+        yield
+    finally:
+        roots = {import_root(f) for f in (*plugin.test_files, *plugin.conftests)}
+        for entry, count in (collections.Counter(sys.path) - before).items():
+            if entry and os.path.realpath(entry) in roots:
+                for _ in range(count):
+                    sys.path.remove(entry)
+                if entry not in taken:
+                    taken.append(entry)
+
+
 class Zygote(OrderLoop):
     """The project layer: conftests, project and test modules imported; forks runs."""
 
@@ -216,6 +249,9 @@ class Zygote(OrderLoop):
         self.conftests: set[str] = set()
         self.conftests_imported: list[str] = []  # by the last re-warm
         self.pythonpath: list[str] = []  # the ini's, which pytest adds for each session
+        # What pytest put on sys.path to import the test files (taken off after each
+        # collect session; a reload, which imports by name, puts them back for a while).
+        self.collection_roots: list[str] = []
         self.handlers["reload"] = self.reload
         self.handlers["rewarm"] = self.rewarm
         self.handlers["scan"] = self.scan
@@ -240,7 +276,11 @@ class Zygote(OrderLoop):
         plugin = WarmupPlugin(self.send)
         known = frozenset(sys.modules)  # what the base process holds
         envtrack.install()
-        with _stdout_to_devnull(), role.warm():
+        with (
+            _stdout_to_devnull(),
+            role.warm(),
+            _collection_roots_removed(plugin, self.collection_roots),
+        ):
             code = pytest.main(
                 [*self.warm_args, "--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}"],
                 plugins=[plugin],
@@ -331,7 +371,11 @@ class Zygote(OrderLoop):
 
     def recollect(self, paths: list[str]) -> list[wm.Failure]:
         plugin = WarmupPlugin(None)
-        with _stdout_to_devnull(), role.warm():
+        with (
+            _stdout_to_devnull(),
+            role.warm(),
+            _collection_roots_removed(plugin, self.collection_roots),
+        ):
             pytest.main(self.collect_args(paths), plugins=[plugin])
         plugin.config = None
         detach_rewrite_hooks()
@@ -342,7 +386,7 @@ class Zygote(OrderLoop):
 
     def reload(self, order: wm.ReloadOrder, _fds: list[int]) -> bool:
         envtrack.install()
-        with _session_sys_path(self.pythonpath):
+        with _session_sys_path([*self.pythonpath, *self.collection_roots]):
             result = reload.reload_modules(order.modules, order.reimport)
         self._reloaded(order.id, result)
         return True
