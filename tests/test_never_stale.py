@@ -845,6 +845,35 @@ def test_sys_path_of_a_run_holds_only_what_its_own_files_put_there(tmp_path: Pat
         bench.cleanup()
 
 
+def test_sys_path_in_importlib_mode_keeps_what_a_conftest_put_there(tmp_path: Path) -> None:
+    # pytest puts nothing on sys.path in importlib mode: a conftest that puts
+    # its own directory there did it itself, and a cold run has it.
+    bench = StaleBench(tmp_path / "proj")
+    save(
+        bench.path("tests/deep/conftest.py"),
+        "import os\nimport sys\n\nsys.path.insert(0, os.path.dirname(__file__))\n",
+    )
+    save(
+        bench.path("tests/deep/test_deep.py"),
+        "import os\nimport sys\n\nimport app.plugins\n\n\n"
+        "def test_own_directory():\n    assert os.path.dirname(__file__) in sys.path\n",
+    )
+    try:
+        result = bench.project.start("--import-mode=importlib", "tests")
+        assert result.returncode == 0, result
+        bench.wait_for_log("Registrant modules")
+        c = Checker(bench)
+        c.selection = None  # the run's options differ from watch mode's
+        c.check(
+            "--import-mode=importlib",
+            "tests/deep/test_deep.py",
+            ordinary=True,
+            expect=("PASSED tests/deep/test_deep.py::test_own_directory",),
+        )
+    finally:
+        bench.cleanup()
+
+
 # The same edits with ``-n 2``: xdist's workers are forked from the warm
 # process, so they must see every reload exactly as a serial run does.
 PARALLEL_SCENARIOS = (

@@ -226,7 +226,12 @@ def _collection_roots_removed(plugin: WarmupPlugin, taken: list[str]) -> Iterato
     try:
         yield
     finally:
-        roots = {import_root(f) for f in (*plugin.test_files, *plugin.conftests)}
+        config = plugin.config
+        mode = str(config.getoption("importmode", "prepend")) if config is not None else ""
+        # In importlib mode pytest puts nothing there: what is new came from the modules.
+        inserting = mode in ("prepend", "append")
+        files = (*plugin.test_files, *plugin.conftests) if inserting else ()
+        roots = {import_root(f) for f in files}
         for entry, count in (collections.Counter(sys.path) - before).items():
             if entry and os.path.realpath(entry) in roots:
                 for _ in range(count):
