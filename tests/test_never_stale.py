@@ -13,6 +13,7 @@ changed in place) must not replace the warm process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import time
@@ -789,45 +790,52 @@ ALONE_CASES = {
 }
 
 
+@contextlib.contextmanager
+def _seeded(
+    tmp_path: Path, files: dict[str, str], *start_args: str
+) -> Iterator[tuple[StaleBench, Checker]]:
+    """A copy of the project with ``files`` added before its daemon starts (the layer
+    warms up with them), handed over once the layer's first registrant scan answered
+    (the project always has one registrant, app/plugins.py): the layer serves runs."""
+    bench = StaleBench(tmp_path / "proj")
+    for rel, text in files.items():
+        save(bench.path(rel), text)
+    try:
+        result = bench.project.start(*start_args, "tests")
+        assert result.returncode == 0, result
+        bench.wait_for_log("Registrant modules")
+        yield bench, Checker(bench)
+    finally:
+        bench.cleanup()
+
+
 @pytest.mark.parametrize("case", ALONE_CASES)
 def test_run_of_one_file_does_not_see_what_other_files_registered(
     tmp_path: Path, case: str
 ) -> None:
     files, (held, why) = ALONE_CASES[case]
-    bench = StaleBench(tmp_path / "proj")
-    for rel, text in files.items():
-        save(bench.path(rel), text)
-    try:
-        bench.start()  # the layer warms up with tests/test_a.py: it holds the registrant
-        bench.wait_for_log("Registrant modules")  # the layer's first scan answered
-        c = Checker(bench)
+    # The layer warms up with tests/test_a.py: it holds the registrant.
+    with _seeded(tmp_path, files) as (bench, c):
         c.check("tests/test_z.py", ordinary=True, expect=("PASSED tests/test_z.py::test_alone",))
         warm = bench.warm(["tests/test_z.py"])
         assert (
             f"this run does not import {held}, which the warm process holds ({why})" in warm.stderr
         )
         c.check("tests", expect=("FAILED tests/test_z.py::test_alone",))
-    finally:
-        bench.cleanup()
 
 
 def test_sys_path_of_a_run_holds_only_what_its_own_files_put_there(tmp_path: Path) -> None:
     # The layer's warm-up imported tests/sub/test_sub.py (no __init__.py), so
     # pytest put tests/sub on sys.path; a cold run of tests/ alone never does.
     # tests/tools.py is imported by name ("import tools"): a reload must still find it.
-    bench = StaleBench(tmp_path / "proj")
-    save(bench.path("tests/tools.py"), "VALUE = 1\n")
-    save(
-        bench.path("tests/test_tools.py"),
-        "import os\nimport sys\n\nimport app.plugins\nimport tools\n\n\n"
+    files = {
+        "tests/tools.py": "VALUE = 1\n",
+        "tests/test_tools.py": "import os\nimport sys\n\nimport app.plugins\nimport tools\n\n\n"
         "def test_tools():\n    assert tools.VALUE == 1\n\n\n"
         "def test_no_other_test_directory():\n"
         "    assert [p for p in sys.path if p.endswith(os.sep + 'sub')] == []\n",
-    )
-    try:
-        bench.start()
-        bench.wait_for_log("Registrant modules")  # the layer serves runs
-        c = Checker(bench)
+    }
+    with _seeded(tmp_path, files) as (bench, c):
         # test_no_other_test_directory passes alone and fails in a full run, on
         # purpose: watch mode's check that a selection behaves as in the full run
         # does not apply.
@@ -841,28 +849,18 @@ def test_sys_path_of_a_run_holds_only_what_its_own_files_put_there(tmp_path: Pat
             expect=("FAILED tests/test_tools.py::test_tools", *expect),
         )
         c.check("tests", expect=("PASSED tests/sub/test_sub.py::",))
-    finally:
-        bench.cleanup()
 
 
 def test_sys_path_in_importlib_mode_keeps_what_a_conftest_put_there(tmp_path: Path) -> None:
     # pytest puts nothing on sys.path in importlib mode: a conftest that puts
     # its own directory there did it itself, and a cold run has it.
-    bench = StaleBench(tmp_path / "proj")
-    save(
-        bench.path("tests/deep/conftest.py"),
-        "import os\nimport sys\n\nsys.path.insert(0, os.path.dirname(__file__))\n",
-    )
-    save(
-        bench.path("tests/deep/test_deep.py"),
-        "import os\nimport sys\n\nimport app.plugins\n\n\n"
+    files = {
+        "tests/deep/conftest.py": "import os\nimport sys\n\n"
+        "sys.path.insert(0, os.path.dirname(__file__))\n",
+        "tests/deep/test_deep.py": "import os\nimport sys\n\nimport app.plugins\n\n\n"
         "def test_own_directory():\n    assert os.path.dirname(__file__) in sys.path\n",
-    )
-    try:
-        result = bench.project.start("--import-mode=importlib", "tests")
-        assert result.returncode == 0, result
-        bench.wait_for_log("Registrant modules")
-        c = Checker(bench)
+    }
+    with _seeded(tmp_path, files, "--import-mode=importlib") as (_bench, c):
         c.selection = None  # the run's options differ from watch mode's
         c.check(
             "--import-mode=importlib",
@@ -870,8 +868,6 @@ def test_sys_path_in_importlib_mode_keeps_what_a_conftest_put_there(tmp_path: Pa
             ordinary=True,
             expect=("PASSED tests/deep/test_deep.py::test_own_directory",),
         )
-    finally:
-        bench.cleanup()
 
 
 # The same edits with ``-n 2``: xdist's workers are forked from the warm

@@ -17,10 +17,10 @@ own. What cannot be proven the module's own counts as a registration.
 An instance of a module's class counts too when a container traced to
 another module holds it (``HANDLERS.append(JsonHandler())``); instances
 held in ways that cannot be traced do not (a sentinel default in the fields
-of countless other objects), nor are they followed at all when the project's
-classes have more than ``MAX_INSTANCES`` of them. The instance does not say who made it: every
-project module that imports the class's module and reaches the holder's
-module counts along with the class's module.
+of countless other objects), nor are they followed at all when the
+project's classes have more than ``MAX_INSTANCES`` of them. The instance
+does not say who made it: every project module that imports the class's
+module and reaches the holder's module counts along with the class's module.
 
 A class is also listed, weakly, in ``__subclasses__()`` of each of its
 bases. When the project's source calls ``__subclasses__`` anywhere (plugin

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.pathlib import resolve_package_path
 
 from pytest_fastcollect import fingerprint, role
 from pytest_fastcollect.warm import (
@@ -204,15 +205,10 @@ def _session_sys_path(entries: list[str]) -> Iterator[None]:
 
 
 def import_root(path: str) -> str:
-    """The directory pytest puts on ``sys.path`` to import the file at ``path`` (in its
-    ``prepend`` and ``append`` modes): the one above the file's top package."""
-    directory = os.path.dirname(path)
-    while os.path.isfile(os.path.join(directory, "__init__.py")):
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
-    return directory
+    """The directory pytest puts on ``sys.path`` to import the file at ``path`` in its
+    ``prepend`` and ``append`` modes (its own rule: the one above the top package)."""
+    package = resolve_package_path(Path(path))
+    return str(package.parent if package is not None else Path(path).parent)
 
 
 @contextlib.contextmanager
