@@ -758,6 +758,19 @@ ALONE_CASES = {
         },
         ("app/square.py", "Square is listed in Shape.__subclasses__() of module app.shapes"),
     ),
+    # The same, the base in a package and the subclass in its submodule: importing
+    # the submodule binds it in the package, which does not import it.
+    "subclasses in a package": (
+        {
+            "app/kinds/__init__.py": "class Shape:\n    pass\n\n\n"
+            "def kinds():\n    return sorted(k.__name__ for k in Shape.__subclasses__())\n",
+            "app/kinds/square.py": "from app.kinds import Shape\n\n\nclass Square(Shape):\n    pass\n",
+            "tests/test_a.py": "import app.kinds.square\n\n\ndef test_a():\n    pass\n",
+            "tests/test_z.py": "import app.plugins\nfrom app.kinds import kinds\n\n\n"
+            "def test_alone():\n    assert kinds() == []\n",
+        },
+        ("app/kinds/square.py", "Square is listed in Shape.__subclasses__() of module app.kinds"),
+    ),
     # An instance of the module's own class put into another module's list.
     "instance": (
         {

@@ -36,7 +36,11 @@ def scan(tmp_path: Path, files: dict[str, str], sources: tuple[str, ...] = ()) -
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
-    names = sorted(rel.removesuffix(".py").replace("/", ".") for rel in files if rel not in sources)
+    names = sorted(
+        rel.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        for rel in files
+        if rel not in sources
+    )
     script = SCRIPT.format(
         root=str(tmp_path), names=names, sources=[str(tmp_path / rel) for rel in sources]
     )
@@ -148,6 +152,19 @@ def test_an_instance_registry_is_found(
     tmp_path: Path, files: dict[str, str], expected: dict[str, str]
 ) -> None:
     assert scan(tmp_path, files) == expected
+
+
+def test_a_registry_in_the_package_of_its_plugins_is_found(tmp_path: Path) -> None:
+    # Importing reg.plugin binds it as reg.plugin in the package's namespace:
+    # that is the import system, not an import by reg.
+    found = scan(
+        tmp_path,
+        {
+            "reg/__init__.py": REGISTRY,
+            "reg/plugin.py": "from reg import register\n\n@register\nclass Alpha:\n    pass\n",
+        },
+    )
+    assert list(found) == ["reg.plugin"]
 
 
 def test_instances_beyond_the_limit_are_not_followed(tmp_path: Path) -> None:

@@ -109,8 +109,14 @@ class _Heap:
 
     def _namespace_imports(self, importer: str, module: str) -> bool:
         namespace = vars(sys.modules[importer]) if importer in sys.modules else {}
-        for value in list(namespace.values()):
+        parent, _, leaf = module.rpartition(".")
+        for key, value in list(namespace.items()):
             if value is sys.modules.get(module):
+                if importer == parent and key == leaf:
+                    # The import system binds a submodule in its package whoever
+                    # imported it: no sign that the package does (its source
+                    # edges are in the supervisor's estimate).
+                    continue
                 return True
             if getattr(value, "__module__", None) == module:
                 return True
