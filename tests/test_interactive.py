@@ -177,7 +177,7 @@ def test_ctrl_c_report_same_as_cold(spawn: object) -> None:
         run.expect(b"BLOCKING-NOW\r\n")  # the whole line: the ^C echo comes after it
         run.send(b"\x03")
         assert run.wait(timeout=30) == 2, run.text()
-        # Where the interrupt lands (the test's line, or inside Event.wait)
+        # Where the interrupt lands (the test's line, or inside its wait loop)
         # depends on when ^C arrives after the print, cold as well as warm.
         text, found = INTERRUPT_AT.subn("<where>: KeyboardInterrupt", normalise(run.output))
         assert found == 1, run.text()

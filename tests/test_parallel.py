@@ -128,14 +128,18 @@ EXTRA_FILES = {
     """,
     "blockers/test_block.py": """
         import sys
-        import threading
+        import time
 
 
         def block(worker_id):
             # Straight to the terminal with -s: a worker's stderr is the controller's.
             sys.stderr.write(f"BLOCKING-{worker_id}\\n")
             sys.stderr.flush()
-            threading.Event().wait(120)
+            # Short waits: a ^C landing just before one long wait starts
+            # would only be acted on when it returns.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
         def test_blocks_a(worker_id):
