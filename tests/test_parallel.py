@@ -183,18 +183,26 @@ EXTRA_FILES = {
     "tests/test_probe.py": """
         import json
         import os
+        import sys
 
         # Imported in the warm process (before any worker existed) when warm;
         # in the worker itself when it was spawned.
         IMPORTED_IN = os.getpid()
 
 
-        def test_probe(worker_id):
+        def test_probe(worker_id, pytestconfig):
+            # The worker's config: the one its fork server prepared ahead?
+            server = sys.modules.get("pytest_fastcollect.warm.fork_server")
+            ahead = getattr(getattr(server, "worker_state", None), "prepared", None)
+            prepared = ahead is not None and ahead.used and ahead.config is pytestconfig
             log = os.environ.get("PARALLEL_PROBE_LOG")
             if log:
                 with open(log, "a") as fh:
                     fh.write(json.dumps({"worker": worker_id, "pid": os.getpid(),
-                                         "forked": IMPORTED_IN != os.getpid()}) + "\\n")
+                                         "forked": IMPORTED_IN != os.getpid(),
+                                         "prepared": prepared,
+                                         "cacheprovider": pytestconfig.pluginmanager.has_plugin(
+                                             "cacheprovider")}) + "\\n")
     """,
 }
 
@@ -294,6 +302,9 @@ def assert_same(cold: Run, warm: Run, where: str = "") -> None:
     # The probe ran: cold in spawned workers, warm in workers forked from the warm process.
     assert [p["forked"] for p in cold.probes] == [False] * len(cold.probes), both
     assert [p["forked"] for p in warm.probes] == [True] * len(warm.probes), both
+    # ... whose config pytest's get_config built once, ahead, in the fork server.
+    assert [p["prepared"] for p in cold.probes] == [False] * len(cold.probes), both
+    assert [p["prepared"] for p in warm.probes] == [True] * len(warm.probes), both
     assert len(warm.probes) == len(cold.probes), both
 
 
@@ -351,6 +362,15 @@ def test_stopping_early(
     assert summary(cold.result.stdout) == expected, cold.result
     assert cold.result.returncode == 2  # xdist stops the session as interrupted
     assert "Interrupted: stopping after" in warm.result.stdout, warm.result
+
+
+def test_a_blocked_plugin_stays_blocked_in_the_workers(parallel: Project, tmp_path: Path) -> None:
+    """The workers' config, prepared ahead with the run's ``-p no:`` blocks, equals a fresh one."""
+    args = ("-n", "2", "-p", "no:cacheprovider", "-p", "no:warnings", "tests/test_probe.py")
+    ((cold, warm),) = compare(parallel, tmp_path, args)
+    assert cold.cache == {} and summary(cold.result.stdout) == "1 passed", cold.result
+    assert [p["cacheprovider"] for p in cold.probes] == [False], cold.probes
+    assert [p["cacheprovider"] for p in warm.probes] == [False], warm.probes
 
 
 def test_last_failed_after_a_parallel_run(parallel: Project, tmp_path: Path) -> None:

@@ -15,7 +15,11 @@ cwd and umask, ``sys.argv == ['-c']``, unbuffered standard streams, a fresh
 execnet's own bootstrap code sets up the gateway and serves it; xdist's
 ``remote`` module builds a fresh Config and Session from the arguments the
 controller sends. Nothing is imported twice: pytest, the plugins, the
-conftests, the project and the test modules came with the fork.
+conftests, the project and the test modules came with the fork. Nor is
+pytest's ``get_config`` done twice: the fork server calls it once, ahead,
+with the run's ``-p no:NAME`` blocks (warm/standby.py's ``Prepared``), and a
+worker whose own call would build the same config (same blocks, program name
+and environment as read) gets its copy of that one.
 
 Workers stay in the run's process group (a Ctrl-C or a kill of the group
 reaches them, as in a cold run) and are killed if the fork server dies; the
@@ -41,7 +45,8 @@ import types
 from typing import Any, NoReturn
 
 from pytest_fastcollect import process_exit
-from pytest_fastcollect.warm import learn, metadata_cache
+from pytest_fastcollect.warm import learn, metadata_cache, standby
+from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 # A request carries the controller's environment: generous, not unbounded.
@@ -49,6 +54,17 @@ REQUEST_LIMIT = 16 * 1024 * 1024
 PR_SET_PDEATHSIG = 1
 # What ``python -u`` sets up at start-up besides the defaults.
 PYTHON_IGNORED_SIGNALS = ("SIGPIPE", "SIGXFSZ")
+# A worker's sys.argv: ``python -c`` code, as execnet's popen gateway starts it.
+WORKER_ARGV0 = "-c"
+
+
+class _Worker:
+    """In a worker: the config its fork server prepared, if there was one."""
+
+    prepared: standby.Prepared | None = None
+
+
+worker_state = _Worker()
 
 
 def os_threads() -> int:
@@ -81,17 +97,21 @@ def die_with_parent(parent: int) -> bool:
 # -- the fork server -------------------------------------------------------------------
 
 
-def serve(ctl: socket.socket, parent: int) -> NoReturn:
-    """The fork server's life: answer spawn requests until the run worker hangs up."""
+def serve(ctl: socket.socket, parent: int, run_args: list[str]) -> NoReturn:
+    """The fork server's life: answer spawn requests until the run worker hangs up.
+
+    ``run_args``: the run's arguments, whose ``-p no:NAME`` blocks the workers'
+    own arguments (xdist sends them the run's, paths made relative) repeat.
+    """
     code = 0
     try:
-        _serve(ctl, parent)
+        _serve(ctl, parent, run_args)
     except BaseException:
         code = 1
     os._exit(code)
 
 
-def _serve(ctl: socket.socket, parent: int) -> None:
+def _serve(ctl: socket.socket, parent: int, run_args: list[str]) -> None:
     if not die_with_parent(parent):
         return
     # Ctrl-C reaches the run's whole process group: the workers turn it into
@@ -107,6 +127,9 @@ def _serve(ctl: socket.socket, parent: int) -> None:
         import execnet  # noqa: F401 - every worker needs it: import it once, here
     except ImportError:
         pass
+    # While the run's session starts on the other side: its first request
+    # waits for this at most (about what each worker would spend on it).
+    ready = prepare_config(run_args)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -125,7 +148,7 @@ def _serve(ctl: socket.socket, parent: int) -> None:
                 raw, fds = recv_frame(ctl, REQUEST_LIMIT, want_fds=True)
             except (FrameError, OSError):
                 break  # the run is over (or gone)
-            reply, pidfd = _spawn(json.loads(raw), fds, own, children)
+            reply, pidfd = _spawn(json.loads(raw), fds, own, children, ready)
             try:
                 send_frame(ctl, json.dumps(reply).encode(), () if pidfd is None else (pidfd,))
             except OSError:
@@ -162,8 +185,25 @@ def _reap(children: set[int], block: bool) -> None:
         children.discard(pid)
 
 
+def prepare_config(run_args: list[str]) -> standby.Prepared | None:
+    """``get_config`` as a worker will call it, done once ahead (None: not usable)."""
+    key = standby.run_key(
+        wm.ForkOrder(id="", mode="run", args=run_args, cwd="", env={}, umask=0, argv0=WORKER_ARGV0)
+    )
+    if key is None:
+        return None
+    # xdist's worker calls ``_prepareconfig(args, None)``: no program name.
+    ahead = standby.Prepared(standby.Key(key.blocks, None, WORKER_ARGV0))
+    ahead.prepare()
+    return ahead if ahead.report()["ok"] else None
+
+
 def _spawn(
-    request: dict[str, Any], fds: list[int], own: list[int], children: set[int]
+    request: dict[str, Any],
+    fds: list[int],
+    own: list[int],
+    children: set[int],
+    ready: standby.Prepared | None,
 ) -> tuple[dict[str, Any], int | None]:
     try:
         if len(fds) != 3:
@@ -174,7 +214,7 @@ def _spawn(
         server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            become_worker(request, fds, own, server)
+            become_worker(request, fds, own, server, ready)
         children.add(pid)
         # Opened before this process can reap the child, so it names that
         # child and no later process that reuses its pid.
@@ -188,12 +228,19 @@ def _spawn(
 
 
 def become_worker(
-    request: dict[str, Any], fds: list[int], close: list[int], server: int
+    request: dict[str, Any],
+    fds: list[int],
+    close: list[int],
+    server: int,
+    ready: standby.Prepared | None = None,
 ) -> NoReturn:
     """In a child of the fork server: become an execnet popen gateway's process; never returns."""
     code = 1
     try:
         _become(request, fds, close, server)
+        if ready is not None:
+            worker_state.prepared = ready
+            ready.install()  # checked again at the call (its environment is the request's)
         born = frozenset(sys.modules)
         code = _run_bootstrap()
         if request.get("learn_file"):

@@ -118,6 +118,7 @@ class Prepared:
         self.env: dict[str, str | None] = {}  # variables read, None: not set
         self.whole_env = False
         self.why_not = ""
+        self.used = False  # a get_config call got it
 
     def report(self) -> dict[str, Any]:
         why = self.why_not or ("it read the whole environment" if self.whole_env else "")
@@ -159,6 +160,7 @@ class Prepared:
         def get_config(args: Any = None, plugins: Any = None, *rest: Any, **kw: Any) -> Any:
             pc.get_config = original
             if prepared.fits(args, plugins, rest, kw):
+                prepared.used = True
                 prepared.config.invocation_params = pc.Config.InvocationParams(
                     args=args or (), plugins=plugins, dir=pathlib.Path.cwd()
                 )

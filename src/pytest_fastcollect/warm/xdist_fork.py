@@ -102,7 +102,7 @@ def start(config: pytest.Config) -> None:
     pid = os.fork()
     if pid == 0:
         ours.close()
-        fork_server.serve(theirs, me)
+        fork_server.serve(theirs, me, [str(arg) for arg in config.invocation_params.args])
     theirs.close()
     server = ForkServer(ours, pid)
     _state.server = server
