@@ -3,8 +3,9 @@
 Every pytest session walks ``importlib.metadata.distributions()`` twice
 before any conftest is imported: to load the ``pytest11`` entry points
 (pluggy) and to mark plugin modules for assertion rewriting. Each walk reads
-``entry_points.txt`` of every installed distribution, and ``RECORD`` and
-``METADATA`` of the plugins: tens of files per run. Within one warm process
+and parses ``entry_points.txt`` of every installed distribution, and
+``RECORD`` and ``METADATA`` of the plugins: tens of files per run, and a
+path object for every file each plugin installed. Within one warm process
 they cannot change (installing, upgrading or removing a package replaces
 the warm process), so the warm process reads them once and a run's pytest
 start-up gets the same answers from memory.
@@ -31,6 +32,10 @@ class CachedDistribution(md.Distribution):
     def __init__(self, dist: md.Distribution) -> None:
         self._dist = dist
         self._texts: dict[str, str | None] = {}
+        # Parsed once too: both walks ask every distribution for its entry
+        # points, and the plugins for their file lists (hundreds of paths).
+        self._entry_points: md.EntryPoints | None = None
+        self._files: tuple[list[md.PackagePath] | None] | None = None
 
     def read_text(self, filename: str) -> str | None:
         try:
@@ -38,6 +43,20 @@ class CachedDistribution(md.Distribution):
         except KeyError:
             text = self._texts[filename] = self._dist.read_text(filename)
             return text
+
+    @property
+    def entry_points(self) -> md.EntryPoints:
+        if self._entry_points is None:
+            self._entry_points = super().entry_points
+        return self._entry_points
+
+    @property
+    def files(self) -> list[md.PackagePath] | None:
+        if self._files is None:
+            self._files = (super().files,)
+        found = self._files[0]
+        # A copy of the list: a caller may change it, never the cache.
+        return None if found is None else list(found)
 
     def locate_file(self, path: str | os.PathLike[str]) -> Any:
         return self._dist.locate_file(path)
@@ -60,10 +79,10 @@ def prepare() -> None:
         return
     cached = [CachedDistribution(d) for d in _original()]
     for dist in cached:
-        entry_points = dist.read_text("entry_points.txt") or ""
-        if "pytest11" in entry_points:
+        if any(ep.group == "pytest11" for ep in dist.entry_points):
             for name in PLUGIN_FILES:
                 dist.read_text(name)
+            dist.files  # noqa: B018 - parsed here, once
     _State.cached = cached
 
 
