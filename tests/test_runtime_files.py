@@ -9,6 +9,7 @@ one line and leave nothing behind. ``ps`` names every process.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_fastcollect import paths
 from pytest_fastcollect.paths import project_files
 from pytest_fastcollect.supervisor.runtime import Health, Runtime
 from pytest_fastcollect.wire import protocol as p
@@ -270,3 +272,14 @@ def test_ps_and_pgrep_name_every_process(project: Project, tmp_path: Path) -> No
         out, err = run.communicate(timeout=60)
     assert run.returncode == 0, out + err
     assert project.status()["metrics"]["runs"] == 1  # type: ignore[index]
+
+
+@pytest.mark.parametrize("data", [b"", b"/home/user/project", "/tmp/ünï".encode()])
+def test_the_project_key_is_sha256_without_openssl(data: bytes) -> None:
+    assert paths.sha256_hex(data) == hashlib.sha256(data).hexdigest()
+    code = (
+        "import sys; from pytest_fastcollect import paths; paths.project_key('/tmp'); "
+        "print('_hashlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out

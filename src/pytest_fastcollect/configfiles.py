@@ -212,9 +212,9 @@ cache_dir: str | None = None
 def _cache_file(path: str) -> str | None:
     if cache_dir is None:
         return None
-    import hashlib
+    from pytest_fastcollect.paths import sha256_hex
 
-    return os.path.join(cache_dir, f"toml-{hashlib.sha256(path.encode()).hexdigest()[:24]}.cache")
+    return os.path.join(cache_dir, f"toml-{sha256_hex(path.encode())[:24]}.cache")
 
 
 def _cached_view(path: str, identity: list[int]) -> dict[str, object] | None:
