@@ -61,8 +61,32 @@ def requested_log_level() -> int | None:
     return min(chosen) if chosen else None
 
 
+# What a collect-only session writes besides the imports it makes: reports
+# and logs named by options (on the command line, in ``addopts`` of the ini
+# file or PYTEST_ADDOPTS) or ini values. The warm process's own sessions
+# (warm-up, re-collects) are no command of the user's: they must not replace
+# the user's report or log with one of their own, nor measure coverage (which
+# erases the data files of the user's last ``--cov`` run). Option dest: off.
+SESSION_WRITERS: dict[str, object] = {
+    "xmlpath": None,  # --junitxml (pytest)
+    "log_file": os.devnull,  # --log-file and the log_file ini value (pytest)
+    "pastebin": None,  # --pastebin (pytest: it posts the session's output)
+    "report_log": None,  # --report-log (pytest-reportlog)
+    "htmlpath": None,  # --html (pytest-html)
+    "json_report": False,  # --json-report (pytest-json-report)
+}
+
+
+def silence_session_writers(config: pytest.Config) -> None:
+    """Turn off, in a session of the warm process's own, what would write files."""
+    for dest, off in SESSION_WRITERS.items():
+        if hasattr(config.option, dest):
+            setattr(config.option, dest, off)
+
+
 class WarmupPlugin:
-    """Counts modules imported by collection and records the warm key."""
+    """Counts modules imported by collection and records the warm key; keeps
+    the session from writing reports, logs and coverage data."""
 
     def __init__(self, send: Callable[[Any], None] | None) -> None:
         self._send = send
@@ -85,10 +109,15 @@ class WarmupPlugin:
             env=fingerprint.fixed_env(),
             ini_pythonpath=fingerprint.ini_pythonpath(early_config),
         )
+        # pytest-cov starts measuring in its own (tryfirst) hook, if this is set.
+        if getattr(early_config.known_args_namespace, "cov_source", None):
+            early_config.known_args_namespace.cov_source = None
         return (yield)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
         self.config = config
+        silence_session_writers(config)  # before the writers' own pytest_configure
 
     def pytest_plugin_registered(self, plugin: object) -> None:
         # Every conftest the session imported, also those pytest drops from
