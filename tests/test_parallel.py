@@ -194,7 +194,7 @@ EXTRA_FILES = {
             # The worker's config: the one its fork server prepared ahead?
             server = sys.modules.get("pytest_fastcollect.warm.fork_server")
             ahead = getattr(getattr(server, "worker_state", None), "prepared", None)
-            prepared = ahead is not None and ahead.used and ahead.config is pytestconfig
+            prepared = ahead is not None and ahead.config is pytestconfig
             log = os.environ.get("PARALLEL_PROBE_LOG")
             if log:
                 with open(log, "a") as fh:

@@ -8,13 +8,11 @@ that measured coverage would have erased it.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import Project, daemon_runs, log_text, make_project, wait_until
+from helpers import Project, daemon_runs, log_text, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,16 +41,6 @@ def _files(root: Path) -> dict[str, tuple[bytes, int]]:
         ):
             found[path.name] = (path.read_bytes(), path.stat().st_mtime_ns)
     return found
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    proj = make_project(tmp_path / "proj")
-    try:
-        yield proj
-    finally:
-        proj.cleanup()
-        shutil.rmtree(proj.runtime, ignore_errors=True)
 
 
 def _edit_and_wait_for_the_rewarm(proj: Project) -> None:

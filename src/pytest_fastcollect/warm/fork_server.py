@@ -46,7 +46,6 @@ from typing import Any, NoReturn
 
 from pytest_fastcollect import process_exit
 from pytest_fastcollect.warm import learn, metadata_cache, standby
-from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 # A request carries the controller's environment: generous, not unbounded.
@@ -187,13 +186,11 @@ def _reap(children: set[int], block: bool) -> None:
 
 def prepare_config(run_args: list[str]) -> standby.Prepared | None:
     """``get_config`` as a worker will call it, done once ahead (None: not usable)."""
-    key = standby.run_key(
-        wm.ForkOrder(id="", mode="run", args=run_args, cwd="", env={}, umask=0, argv0=WORKER_ARGV0)
-    )
-    if key is None:
+    blocks = standby.plugin_blocks(run_args)
+    if blocks is None:
         return None
     # xdist's worker calls ``_prepareconfig(args, None)``: no program name.
-    ahead = standby.Prepared(standby.Key(key.blocks, None, WORKER_ARGV0))
+    ahead = standby.Prepared(standby.Key(blocks, None, WORKER_ARGV0))
     ahead.prepare()
     return ahead if ahead.report()["ok"] else None
 

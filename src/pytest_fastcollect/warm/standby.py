@@ -85,17 +85,31 @@ def run_key(order: wm.ForkOrder) -> Key | None:
     """The key of a run (None: it cannot go through a standby)."""
     if order.mode != "run":
         return None
+    blocks = plugin_blocks(order.args)
+    try:
+        from _pytest import config as pc
+
+        name_of = getattr(pc, "_get_prog_name", None)
+        prog = name_of([order.argv0 or "pytest"]) if name_of is not None else None
+    except Exception:
+        return None
+    if blocks is None:
+        return None
+    return Key(blocks, prog, "" if prog is not None else order.argv0 or "pytest")
+
+
+def plugin_blocks(args: list[str]) -> tuple[str, ...] | None:
+    """The ``no:NAME`` plugin arguments among ``args``, in order, as
+    ``get_config`` acts on them (None: pytest's scan failed on them)."""
     try:
         from _pytest import config as pc
 
         seen = _Blocks()
         # pytest's own scan of the arguments, on an object that only records.
-        pc.PytestPluginManager.consider_preparse(seen, order.args, exclude_only=True)  # type: ignore[arg-type]
-        name_of = getattr(pc, "_get_prog_name", None)
-        prog = name_of([order.argv0 or "pytest"]) if name_of is not None else None
+        pc.PytestPluginManager.consider_preparse(seen, args, exclude_only=True)  # type: ignore[arg-type]
     except Exception:
         return None
-    return Key(tuple(seen.args), prog, "" if prog is not None else order.argv0 or "pytest")
+    return tuple(seen.args)
 
 
 class _Blocks:
@@ -118,7 +132,6 @@ class Prepared:
         self.env: dict[str, str | None] = {}  # variables read, None: not set
         self.whole_env = False
         self.why_not = ""
-        self.used = False  # a get_config call got it
 
     def report(self) -> dict[str, Any]:
         why = self.why_not or ("it read the whole environment" if self.whole_env else "")
@@ -160,7 +173,6 @@ class Prepared:
         def get_config(args: Any = None, plugins: Any = None, *rest: Any, **kw: Any) -> Any:
             pc.get_config = original
             if prepared.fits(args, plugins, rest, kw):
-                prepared.used = True
                 prepared.config.invocation_params = pc.Config.InvocationParams(
                     args=args or (), plugins=plugins, dir=pathlib.Path.cwd()
                 )
@@ -178,9 +190,7 @@ class Prepared:
             return False
         if self.key.prog is None and sys.argv[:1] != [self.key.argv0]:
             return False
-        order = wm.ForkOrder(id="", mode="run", args=list(args or ()), cwd="", env={}, umask=0)
-        key = run_key(order)
-        if key is None or key.blocks != self.key.blocks:
+        if plugin_blocks(list(args or ())) != self.key.blocks:
             return False
         return all(os.environ.get(k) == v for k, v in self.env.items())
 

@@ -301,20 +301,24 @@ class Zygote(OrderLoop):
             *paths,
         ]
 
-    def warm_up(self) -> None:
-        started = time.monotonic()
-        plugin = WarmupPlugin(self.send)
-        known = frozenset(sys.modules)  # what the base process holds
-        envtrack.install()
+    def _collect_session(self, plugin: WarmupPlugin, args: list[str]) -> int | pytest.ExitCode:
+        """One of the layer's own pytest sessions: quiet, and the directories
+        pytest put on ``sys.path`` for its files taken off again afterwards."""
         with (
             _stdout_to_devnull(),
             role.warm(),
             _collection_roots_removed(plugin, self.collection_roots),
         ):
-            code = pytest.main(
-                [*self.warm_args, "--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}"],
-                plugins=[plugin],
-            )
+            return pytest.main(args, plugins=[plugin])
+
+    def warm_up(self) -> None:
+        started = time.monotonic()
+        plugin = WarmupPlugin(self.send)
+        known = frozenset(sys.modules)  # what the base process holds
+        envtrack.install()
+        code = self._collect_session(
+            plugin, [*self.warm_args, "--collect-only", "-q", "-o", f"cache_dir={self.cache_dir}"]
+        )
         if plugin.config is None or plugin.key is None:
             self.send(
                 wm.WarmFailed(
@@ -401,12 +405,7 @@ class Zygote(OrderLoop):
 
     def recollect(self, paths: list[str]) -> list[wm.Failure]:
         plugin = WarmupPlugin(None)
-        with (
-            _stdout_to_devnull(),
-            role.warm(),
-            _collection_roots_removed(plugin, self.collection_roots),
-        ):
-            pytest.main(self.collect_args(paths), plugins=[plugin])
+        self._collect_session(plugin, self.collect_args(paths))
         plugin.config = None
         detach_rewrite_hooks()
         self.test_files |= plugin.test_files
