@@ -150,7 +150,10 @@ def test_symlinked_package_directory(bench: StaleBench, tmp_path: Path) -> None:
         "from app.extra import EXTRA\n\n\ndef test_extra():\n    assert EXTRA == 2\n",
     )
     c.check("tests", ordinary=True, expect=("FAILED tests/test_extra.py::test_extra",))
-    edit(elsewhere / "app" / "extra.py", "EXTRA = 1", "EXTRA = 2", style=Style.JETBRAINS)
+    # A new size: within the second of the first save, a same-size edit would
+    # leave CPython's pyc check (mtime in seconds, size) trusting the cold run's
+    # bytecode, cold and warm alike, and the edit would show nowhere.
+    edit(elsewhere / "app" / "extra.py", "EXTRA = 1", "EXTRA = 1 + 1", style=Style.JETBRAINS)
     c.check("tests", ordinary=True, expect=("PASSED tests/test_extra.py::test_extra",))
 
 
