@@ -205,8 +205,21 @@ def run_workers(warm_pid: int) -> list[psutil.Process]:
 
 
 def standby_workers(warm_pid: int) -> list[psutil.Process]:
+    """The warm process's standby: one preparing ``get_config`` keeps its stderr, one
+    prepared for the last run's command (standby_run.py) says so in its title."""
     warm_err = _stderr_of(warm_pid)
-    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) == warm_err]
+    return [
+        c
+        for c in psutil.Process(warm_pid).children()
+        if _stderr_of(c.pid) == warm_err or _title(c).startswith("pytest-fastcollect standby ")
+    ]
+
+
+def _title(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
 
 
 def daemon_metrics(proj: Project) -> dict[str, int]:

@@ -202,6 +202,7 @@ class Step:
     runs_after: int
     standby: int = 0  # of the runs served, how many through a standby worker
     fresh: int = 0  # and how many forked afresh
+    prepared: int = 0  # of the standby runs, how many through one prepared for the command
 
 
 def run_sequence(proj: Project, case: Case, warm: bool) -> list[Step]:
@@ -221,6 +222,7 @@ def run_sequence(proj: Project, case: Case, warm: bool) -> list[Step]:
                 after["runs"],
                 after["standby_runs"] - before["standby_runs"],
                 after["fresh_runs"] - before["fresh_runs"],
+                after["prepared_runs"] - before["prepared_runs"],
             )
         )
     return steps
@@ -231,6 +233,7 @@ def assert_path(warm: Step, where: str) -> None:
     mode = standby_mode()
     if mode == "always":
         assert (warm.standby, warm.fresh) == (1, 0), f"not through a standby worker: {where}"
+        assert warm.prepared == 1, f"the standby was not prepared for the run: {where}"
     elif mode == "off":
         assert (warm.standby, warm.fresh) == (0, 1), f"a standby worker with it off: {where}"
     else:

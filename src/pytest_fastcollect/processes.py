@@ -47,10 +47,13 @@ def supervisor_cmdline(root: str, runtime_dir: str) -> str:
     return "\0".join([*named, "--root", root, "--runtime-dir", runtime_dir])
 
 
-def worker_title(warm_argv: list[str], argv0: str, args: list[str]) -> str:
-    """A run worker's title; the warm process's command line names the project."""
+def worker_title(
+    warm_argv: list[str], argv0: str, args: list[str], role: str = "run worker"
+) -> str:
+    """A run worker's title (or a standby's prepared for a run); the warm process's
+    command line names the project."""
     root = _value(warm_argv, "--root") or "?"
-    return " ".join([title("run worker", root) + ":", argv0, *args])
+    return " ".join([title(role, root) + ":", argv0, *args])
 
 
 def _value(cmdline: list[str], option: str) -> str | None:

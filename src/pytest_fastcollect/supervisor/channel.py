@@ -154,7 +154,10 @@ class Channel:
         if isinstance(event, wm.Pong):
             if self._ping is not None and self._ping[0] == event.id:
                 self._ping = None
-            return
+                return
+            with self._mailbox_lock:
+                if event.id not in self._mailboxes:
+                    return
         if order_id:
             self._awaiting.pop(order_id, None)
         if isinstance(event, wm.Forked):

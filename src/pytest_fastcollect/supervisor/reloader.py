@@ -91,8 +91,11 @@ def apply_pending(held: Held, notify: Callable[[str], None] | None) -> None:
         held.replace(decision.replace, decision.reason, notify, changed=paths)
         return
     if not decision.changed and not decision.conftests:
-        # Unchanged content (a touch, a save without edits): refresh stats only.
+        # Unchanged content (a touch, a save without edits) or files nothing has
+        # loaded: refresh stats only. A standby prepared for the next run read the
+        # file system around its arguments; it is prepared again.
         slot.records.refresh(paths)
+        wp.ask(wm.PingOrder(id=next_order_id(), changed=True))
         return
     _reload(held, decision, notify)
 

@@ -234,7 +234,10 @@ class Runs:
             )
         pid = event.pid
         if event.standby:
-            log.debug("Run [%s] took the standby worker %d", req.request_id, pid)
+            how = "prepared for this command" if event.prepared else "get_config prepared"
+            log.debug("Run [%s] took the standby worker %d (%s)", req.request_id, pid, how)
+            if event.prepared:
+                self.slot.stats.count_served("prepared")
         else:
             log.debug("Run [%s] forked afresh as %d: %s", req.request_id, pid, event.why_fresh)
         self.slot.stats.count_served("standby" if event.standby else "fresh")

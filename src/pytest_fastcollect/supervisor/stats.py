@@ -89,6 +89,7 @@ class Stats:
                 collects=self._by_command["collect"],
                 standby_runs=self._served["standby"],
                 fresh_runs=self._served["fresh"],
+                prepared_runs=self._served["prepared"],
                 collect_cache_hits=self._served["collect_cache"],
             )
 

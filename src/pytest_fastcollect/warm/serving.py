@@ -54,6 +54,13 @@ def fork_verdict() -> wm.ForkVerdict:
     )
 
 
+def _stales_standby(order: wm.Order) -> bool:
+    """Every order but a run and a liveness ping changes the layer or its files."""
+    if isinstance(order, wm.PingOrder):
+        return order.changed
+    return not isinstance(order, wm.ForkOrder)
+
+
 class OrderLoop:
     """Serve orders on ``ctl``; subclasses add handlers and what their events carry."""
 
@@ -129,7 +136,7 @@ class OrderLoop:
                     self.shutdown()
                     return
                 order = wm.decode_order(raw)
-                if order.op != "fork" and self.standby is not None:
+                if self.standby is not None and _stales_standby(order):
                     # The layer is about to change: what the standby holds would be stale.
                     self.standby.changed()
                 if not self.handlers[order.op](order, fds):
@@ -189,9 +196,9 @@ class OrderLoop:
             # The run records the library modules it imports (learn.py).
             known = frozenset(sys.modules)
             learn_file = self.learn_file(order.id)
-        pid, why = None, ""
+        pid, why, prepared = None, "", False
         if self.standby is not None and self.standby.enabled:
-            pid, why = self.standby.take(self, order, fds)
+            pid, why, prepared = self.standby.take(self, order, fds)
         standby = pid is not None
         if pid is None:
             pid = fork_accounted()
@@ -204,7 +211,9 @@ class OrderLoop:
         for fd in fds:
             os.close(fd)
         self.children[pid] = order.id
-        self.send(wm.Forked(id=order.id, pid=pid, standby=standby, why_fresh=why))
+        self.send(
+            wm.Forked(id=order.id, pid=pid, standby=standby, why_fresh=why, prepared=prepared)
+        )
         return True
 
     def trial(self, order: wm.TrialOrder, _fds: list[int]) -> bool:

@@ -41,7 +41,6 @@ matches; the equivalence suite uses it).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import io
 import json
@@ -55,7 +54,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, Protocol
 
-from pytest_fastcollect.warm import envtrack, threads, timeline, worker
+from pytest_fastcollect.warm import envtrack, standby_run, threads, timeline, worker
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
@@ -66,7 +65,6 @@ READY_TIMEOUT = 2.0
 # Standbys in a row that died or could not prepare: then none until the layer changes
 # (a standby that crashes on start would otherwise be forked again at once, forever).
 MAX_BROKEN = 3
-PR_SET_PDEATHSIG = 1
 # How long discarding a standby waits to reap it.
 REAP_WITHIN = 0.5
 
@@ -249,16 +247,6 @@ def _env_reads(prepared: Prepared) -> Iterator[dict[str, str | None]]:
         cls.__iter__ = iterate  # type: ignore[method-assign]
 
 
-def _die_with_parent(sig: int) -> None:
-    """Linux: the kernel sends ``sig`` (0: nothing) when the layer dies."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _standby_main(
     sock: socket.socket,
     key: Key,
@@ -269,7 +257,7 @@ def _standby_main(
 ) -> NoReturn:
     """The standby child: prepare, report, wait for the run; never returns."""
     try:
-        _die_with_parent(signal.SIGKILL)
+        standby_run.die_with_parent(signal.SIGKILL)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in close:
@@ -295,7 +283,7 @@ def _standby_main(
         os._exit(0)
     timeline.begin(order, standby=True)
     # A fresh worker outlives a killed layer until the supervisor kills its group.
-    _die_with_parent(0)
+    standby_run.die_with_parent(0)
     if prepared.report()["ok"]:
         prepared.install()
     worker.run_child(order, fds, [], warm_options, known, data["learn_file"])
@@ -306,12 +294,15 @@ def _standby_main(
 
 
 class _Standby:
-    __slots__ = ("key", "pid", "ready", "sock")
+    __slots__ = ("key", "order", "pid", "ready", "sock")
 
-    def __init__(self, pid: int, sock: socket.socket, key: Key) -> None:
+    def __init__(
+        self, pid: int, sock: socket.socket, key: Key, order: wm.ForkOrder | None = None
+    ) -> None:
         self.pid = pid
         self.sock = sock
         self.key = key
+        self.order = order  # prepared for this exact run (standby_run.py); None: get_config only
         self.ready: dict[str, Any] | None = None
 
 
@@ -340,6 +331,7 @@ class StandbySlot:
         )
         self.next_key = run_key(first) or Key((), "pytest")
         self.next_env: dict[str, str] | None = None  # the last run's: None, the layer's
+        self.last: wm.ForkOrder | None = None  # the last run: the next standby is prepared for it
         self.unsafe = ""  # why the last fork-safety check refused a standby
         self.broken = 0  # standbys in a row that died or could not prepare
 
@@ -364,9 +356,17 @@ class StandbySlot:
         self.broken = 0
 
     def spawn(
-        self, layer: Layer, key: Key | None = None, env: dict[str, str] | None = None
+        self,
+        layer: Layer,
+        key: Key | None = None,
+        env: dict[str, str] | None = None,
+        order: wm.ForkOrder | None = None,
+        held: list[int] | None = None,
     ) -> _Standby | None:
-        """Fork a standby prepared for ``key`` and ``env`` (default: the last run's)."""
+        """Fork a standby prepared for ``order`` (default: the last run, if any;
+        standby_run.py), else for ``key`` and ``env`` (default: the last run's).
+        ``held``: descriptors the layer holds for a run waiting for this standby
+        (the run's own numbers must be free in it, as in a fresh worker)."""
         self.discard()
         if self.broken >= MAX_BROKEN:
             self.unsafe = f"{self.broken} standby workers in a row could not prepare"
@@ -377,17 +377,20 @@ class StandbySlot:
             return None
         key = key or self.next_key
         env = env or self.next_env
+        order = order or self.last
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         known = frozenset(sys.modules)
         options = layer.fork_options()
-        close = [layer.ctl.fileno(), layer.wake_r, layer.wake_w, ours.fileno()]
+        close = [layer.ctl.fileno(), layer.wake_r, layer.wake_w, ours.fileno(), *(held or ())]
         from pytest_fastcollect.warm.serving import fork_accounted
 
         pid = fork_accounted()
         if pid == 0:
+            if order is not None:
+                standby_run.main(theirs, order, close, options, known)
             _standby_main(theirs, key, env, close, options, known)
         theirs.close()
-        self.current = _Standby(pid, ours, key)
+        self.current = _Standby(pid, ours, key, order)
         return self.current
 
     def discard(self) -> None:
@@ -409,35 +412,46 @@ class StandbySlot:
         """Descriptors a fresh worker must close (the layer's end of the standby's socket)."""
         return [self.current.sock.fileno()] if self.current is not None else []
 
-    def take(self, layer: Layer, order: wm.ForkOrder, fds: list[int]) -> tuple[int | None, str]:
-        """Hand ``order`` to the standby: its pid, or None and why it is forked afresh."""
+    def take(
+        self, layer: Layer, order: wm.ForkOrder, fds: list[int]
+    ) -> tuple[int | None, str, bool]:
+        """Hand ``order`` to the standby: its pid, or None and why it is forked afresh;
+        and whether the standby was prepared for this exact run."""
         key = run_key(order)
         if key is None:
-            return None, "the run cannot go through a standby"
-        self.next_key, self.next_env = key, dict(order.env)
+            return None, "the run cannot go through a standby", False
+        self.next_key, self.next_env, self.last = key, dict(order.env), order
         sb = self.current
         why = self._mismatch(sb, key, order)
         if why and self.mode == "always":
-            sb = self.spawn(layer, key, order.env)
+            sb = self.spawn(layer, order=order, held=fds)
             why = self._mismatch(sb, key, order)
         if why:
-            return None, why
+            return None, why, False
         assert sb is not None
         payload = {"order": dataclasses.asdict(order), "learn_file": layer.learn_file(order.id)}
         try:
             send_frame(sb.sock, json.dumps(payload).encode(), tuple(fds))
         except OSError as exc:
             self.discard()
-            return None, f"the standby worker is gone ({exc})"
+            return None, f"the standby worker is gone ({exc})", False
         self.current = None
         self.broken = 0
         sb.sock.close()
-        return sb.pid, ""
+        return sb.pid, "", sb.order is not None
 
     def _mismatch(self, sb: _Standby | None, key: Key, order: wm.ForkOrder) -> str:
         if sb is None:
             return self.unsafe or "no standby worker"
-        if sb.key != key:
+        if sb.order is None and self.mode == "always":
+            self.discard()  # every run through a standby prepared for it
+            return "not prepared for this run"
+        if sb.order is not None:
+            why = standby_run.differs(sb.order, order)
+            if why:
+                self.discard()  # the next one is prepared for this run
+                return why
+        elif sb.key != key:
             # Predicted wrong: the next standby is prepared like this run.
             self.discard()
             return f"prepared for {_describe(sb.key)}, the run has {_describe(key)}"

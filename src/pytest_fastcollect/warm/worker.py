@@ -16,7 +16,7 @@ import random
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 from pytest_fastcollect import fingerprint, process_exit, processes, role
 from pytest_fastcollect.settings import plugin_disabled
@@ -73,6 +73,13 @@ def _stream(fd: int, mode: str, env: dict[str, str]) -> io.TextIOWrapper:
 
 
 def _become_client(order: wm.ForkOrder, fds: list[int], close: list[int]) -> None:
+    become_process(order, close)
+    take_stdio(order, fds)
+    fresh_state()
+
+
+def become_process(order: wm.ForkOrder, close: list[int]) -> None:
+    """The client's process: signals, group, environment, cwd, umask, ``sys.argv``."""
     for fd in close:
         try:
             os.close(fd)
@@ -88,12 +95,20 @@ def _become_client(order: wm.ForkOrder, fds: list[int], close: list[int]) -> Non
     os.setpgid(0, 0)
 
     envtrack.uninstall()
-    env = order.env
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(order.env)
     os.chdir(order.cwd)
     os.umask(order.umask)
+    # `ps` shows a run worker of this project (the warm process's title says which).
+    processes.set_title(processes.worker_title(sys.argv, order.argv0 or "pytest", order.args))
+    sys.argv = [order.argv0 or "pytest", *order.args]
 
+
+def take_stdio(order: wm.ForkOrder, fds: list[int], closed_already: bool = False) -> None:
+    """The client's stdin, stdout and stderr as fds 0-2 and as ``sys`` streams.
+
+    ``closed_already``: the streams the client lacks were closed before (a
+    standby prepared for this command closed them when it started)."""
     for target, fd in enumerate(fds[:3]):
         if fd != target:
             os.dup2(fd, target)
@@ -103,8 +118,10 @@ def _become_client(order: wm.ForkOrder, fds: list[int], close: list[int]) -> Non
     # A stream the client was started without is closed here too, and is None,
     # as CPython makes it at start-up (the number is then free, as in a cold run).
     closed = set(order.closed_fds)
-    for fd in closed:
-        os.close(fd)
+    if not closed_already:
+        for fd in closed:
+            os.close(fd)
+    env = order.env
     sys.stdin = None if 0 in closed else _stream(0, "r", env)
     sys.stdout = None if 1 in closed else _stream(1, "w", env)
     sys.stderr = None if 2 in closed else _stream(2, "w", env)
@@ -113,9 +130,8 @@ def _become_client(order: wm.ForkOrder, fds: list[int], close: list[int]) -> Non
     setattr(sys, "__stdout__", sys.stdout)  # noqa: B010
     setattr(sys, "__stderr__", sys.stderr)  # noqa: B010
 
-    # `ps` shows a run worker of this project (the warm process's title says which).
-    processes.set_title(processes.worker_title(sys.argv, order.argv0 or "pytest", order.args))
-    sys.argv = [order.argv0 or "pytest", *order.args]
+
+def fresh_state() -> None:
     # A cold process starts with fresh random state; so does each run.
     random.seed()
     linecache.clearcache()
@@ -179,14 +195,25 @@ def _uninstall_metadata_cache(_config: Any) -> None:
     metadata_cache.uninstall()
 
 
-def _run_pytest(
+class Handoff(Protocol):
+    """A standby prepared for one exact command (``standby_run.py``): the run it was
+    prepared for starts under ``predicted`` and takes over at ``pause``."""
+
+    taken: bool
+    learn_file: str | None
+
+    def start(self, order: wm.ForkOrder) -> list[int]: ...
+    def pause(self, early_config: Any) -> None: ...
+    def not_taken(self) -> NoReturn: ...
+
+
+def run_hooks(
     order: wm.ForkOrder,
     fds: list[int],
-    close: list[int],
     warm_options: dict[str, str] | None,
     learn_file: str | None,
-) -> int:
-    _become_client(order, fds, close)
+) -> list[Callable[[Any], None]]:
+    """What the run's ``pytest_load_initial_conftests`` does (``role.run_worker_hooks``)."""
     if learn_file is not None:
         xdist_fork.note_run(learn_file, order.id)
     hooks: list[Callable[[Any], None]] = [_uninstall_metadata_cache]
@@ -199,7 +226,25 @@ def _run_pytest(
     hooks.extend(timeline.hooks())
     # Last, before any conftest: xdist's workers fork from this state.
     hooks.append(xdist_fork.start)
-    role.set_worker_hooks(hooks)
+    return hooks
+
+
+def _run_pytest(
+    order: wm.ForkOrder,
+    fds: list[int],
+    close: list[int],
+    warm_options: dict[str, str] | None,
+    learn_file: str | None,
+    handoff: Handoff | None = None,
+) -> int:
+    if handoff is None:
+        _become_client(order, fds, close)
+        role.set_worker_hooks(run_hooks(order, fds, warm_options, learn_file))
+    else:
+        become_process(order, close)
+        take_stdio(order, handoff.start(order))
+        fresh_state()
+        role.set_worker_hooks([handoff.pause])
     if not plugin_disabled(order.args, order.env.get("PYTEST_ADDOPTS", "")):
         metadata_cache.install()  # a worker hook removes it
     return int(_console_entry()())
@@ -212,6 +257,7 @@ def run_child(
     warm_options: dict[str, str] | None,
     known: frozenset[str] | None = None,
     learn_file: str | None = None,
+    handoff: Handoff | None = None,
 ) -> None:
     """Entry point in the forked child; never returns.
 
@@ -222,12 +268,13 @@ def run_child(
     """
     code = 3
     die_of = None
-    timeline.begin(order)
+    if handoff is None:
+        timeline.begin(order)
     try:
         if order.mode == "collect":
             code = _collect_child(order, fds, close)
         else:
-            code = _run_pytest(order, fds, close, warm_options, learn_file)
+            code = _run_pytest(order, fds, close, warm_options, learn_file, handoff)
     except SystemExit as exc:
         code = _system_exit_code(exc)
     except KeyboardInterrupt as exc:
@@ -239,6 +286,10 @@ def run_child(
         # closed): printed as the interpreter prints it, and exit status 1.
         _uncaught(exc)
         code = 1
+    if handoff is not None:
+        if not handoff.taken:
+            handoff.not_taken()  # ended before its run came: nothing was shown
+        learn_file = handoff.learn_file
     if known is not None and learn_file is not None:
         try:
             learn.record(known, learn_file)

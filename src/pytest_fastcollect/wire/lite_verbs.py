@@ -183,6 +183,7 @@ METRICS = Schema(
         "collects": (INT, 0),
         "standby_runs": (INT, 0),
         "fresh_runs": (INT, 0),
+        "prepared_runs": (INT, 0),
         "collect_cache_hits": (INT, 0),
     },
 )

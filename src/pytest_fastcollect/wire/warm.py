@@ -118,10 +118,14 @@ class ExitOrder:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PingOrder:
-    """Answer at once (``Pong``): the supervisor checks that the process still answers."""
+    """Answer at once (``Pong``): the supervisor checks that the process still answers.
+
+    ``changed``: files changed that the layer need not reload (new, touched, not
+    imported): a standby prepared before them is discarded (standby_run.py)."""
 
     op: Literal["ping"] = "ping"
     id: str
+    changed: bool = False
 
 
 Order = (
@@ -240,6 +244,7 @@ class Forked:
     pid: int
     standby: bool = False  # handed to the prepared standby worker (warm/standby.py)
     why_fresh: str = ""  # else why it was forked afresh ("" when no standby is kept)
+    prepared: bool = False  # the standby was prepared for this exact run (warm/standby_run.py)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

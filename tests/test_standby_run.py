@@ -1,0 +1,239 @@
+"""A standby prepared for the last run's exact command (``warm/standby_run.py``).
+
+The same command again takes a standby that has already parsed its arguments
+and ini file and loaded its plugins; it must print byte for byte what a cold
+run prints (on a pipe and on a terminal, colours and ``--pdb`` included). Any
+other command is forked afresh and says why; a standby whose preparation
+printed is not used; file events the layer need not reload still discard it,
+and the supervisor's liveness pings do not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_fastcollect.warm import standby_run
+from pytest_fastcollect.wire import warm as wm
+
+from helpers import (
+    DEFAULT_INI,
+    STANDBY_ENV,
+    Project,
+    PtyRun,
+    command_pytest,
+    daemon_metrics,
+    daemon_status,
+    make_project,
+    standby_workers,
+    wait_until,
+)
+
+BASE = wm.ForkOrder(
+    id="a", mode="run", args=["-q", "tests"], cwd="/p", env={"A": "1"}, umask=0o22, argv0="pytest"
+)
+
+
+def test_only_the_same_command_fits() -> None:
+    same = dataclasses.replace(BASE, id="b", stamps={"received": 1.0})
+    assert standby_run.differs(BASE, same) == ""
+    cases = {
+        "prepared for other arguments": {"args": ["-q", "tests", "-x"]},
+        "prepared for another program name": {"argv0": "py.test"},
+        "prepared in another working directory": {"cwd": "/q"},
+        "prepared with another umask": {"umask": 0o77},
+        "prepared with other standard streams closed": {"closed_fds": [0]},
+        "A differs from the standby's": {"env": {"A": "2"}},
+        "B differs from the standby's": {"env": {"A": "1", "B": ""}},
+        "the order is not a run": {"mode": "collect"},
+    }
+    for why, change in cases.items():
+        other = dataclasses.replace(BASE, **change)  # type: ignore[arg-type]
+        assert standby_run.differs(BASE, other) == why, change
+
+
+# -- through a daemon ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Project]:
+    proj = make_project(tmp_path / "proj")
+    proj.write(
+        {
+            "pytest.ini": DEFAULT_INI + "pythonpath = .\ndaemon_log_level = DEBUG\n",
+            "app/__init__.py": "",
+            "app/values.py": "VALUE = 1\n",
+            "tests/test_values.py": """
+                from app import values
+
+                def test_value():
+                    assert values.VALUE == 1
+
+                def test_fails():
+                    x = values.VALUE
+                    assert x == 2
+            """,
+        }
+    )
+    try:
+        started = proj.start("tests")
+        assert started.returncode == 0, str(started)
+        yield proj
+    finally:
+        proj.cleanup()
+
+
+def _ready(proj: Project) -> bool:
+    return len(_standbys(proj)) == 1
+
+
+def _standbys(proj: Project) -> list[int]:
+    pid = daemon_status(proj)["warm_pid"]
+    return [c.pid for c in standby_workers(pid)] if isinstance(pid, int) else []
+
+
+def _served(proj: Project, *args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Run warm once a standby waits: "prepared", "standby" or "fresh", and the output."""
+    wait_until(lambda: _ready(proj), what="a standby worker")
+    before = daemon_metrics(proj)
+    result = proj.pytest(*args, env=env)
+    after = daemon_metrics(proj)
+    assert after["runs"] == before["runs"] + 1, str(result)
+    assert "pytest-fastcollect:" not in result.stderr, str(result)
+    if after["prepared_runs"] > before["prepared_runs"]:
+        how = "prepared"
+    elif after["standby_runs"] > before["standby_runs"]:
+        how = "standby"
+    else:
+        how = "fresh"
+    return how, _timeless(result.stdout + result.stderr)
+
+
+def _timeless(text: str) -> str:
+    return re.sub(r" in \d+\.\d+s", " in Ns", text)
+
+
+def _log(proj: Project) -> str:
+    return next(proj.runtime.glob("*.log")).read_text()
+
+
+def test_the_same_command_again_takes_a_standby_prepared_for_it(daemon: Project) -> None:
+    args = ("-rA", "tests")
+    cold = daemon.cold(*args)
+    assert cold.returncode == 1, str(cold)
+    expected = _timeless(cold.stdout + cold.stderr)
+    # The first run after the start has no command to predict: get_config only.
+    assert _served(daemon, *args) == ("standby", expected)
+    for _ in range(2):
+        assert _served(daemon, *args) == ("prepared", expected)
+    assert "(prepared for this command)" in _log(daemon)
+    # Another command is forked afresh, and the next standby is prepared for it.
+    assert _served(daemon, "-q", "tests")[0] == "fresh"
+    assert "prepared for other arguments" in _log(daemon)
+    assert _served(daemon, "-q", "tests")[0] == "prepared"
+    assert _served(daemon, "-q", "tests", env={"EXTRA_VAR": "1"})[0] == "fresh"
+    assert "EXTRA_VAR differs from the standby's" in _log(daemon)
+
+
+def test_a_standby_whose_preparation_printed_is_not_used(daemon: Project) -> None:
+    # pluggy's tracing writes to stderr from get_config on: a run's output.
+    env = {"PYTEST_DEBUG": "1"}
+    assert _served(daemon, "-q", "tests", env=env)[0] == "fresh"  # another environment
+    assert _served(daemon, "-q", "tests", env=env)[0] == "fresh"
+    assert "preparing printed" in _log(daemon)
+
+
+def test_a_file_nothing_loaded_discards_the_standby(daemon: Project) -> None:
+    _served(daemon, "-q", "tests")
+    wait_until(lambda: _ready(daemon), what="a standby worker")
+    before = set(_standbys(daemon))
+    (daemon.root / "app" / "unused.py").write_text("UNUSED = 1\n")
+    wait_until(
+        lambda: _ready(daemon) and before.isdisjoint(_standbys(daemon)),
+        what="a standby forked after the new file",
+    )
+    how, out = _served(daemon, "-q", "tests")
+    assert how == "prepared" and "1 failed, 1 passed" in out, out
+
+
+def test_liveness_pings_keep_the_standby(daemon: Project) -> None:
+    _served(daemon, "-q", "tests")
+    wait_until(lambda: _ready(daemon), what="a standby worker")
+    before = _standbys(daemon)
+    # The supervisor pings an idle warm process every 2 s (supervisor/channel.py).
+    time.sleep(4.5)
+    assert _standbys(daemon) == before
+
+
+def test_a_terminal_run_prepared_for_prints_what_cold_prints(daemon: Project) -> None:
+    plain = ("NO_COLOR", "FORCE_COLOR", "PY_COLORS", "PYTHONBREAKPOINT", "COLUMNS")
+    env = {k: v for k, v in daemon.env.items() if k not in plain}
+    env["TERM"] = "xterm-256color"
+    outputs = []
+    for cold in (True, False, False, False):
+        if not cold:
+            wait_until(lambda: _ready(daemon), what="a standby worker")
+        before = daemon_metrics(daemon)["prepared_runs"]
+        cmd = [*command_pytest(), *(["--no-daemon"] if cold else []), "--pdb", "tests"]
+        run = PtyRun(cmd, str(daemon.root), env)
+        try:
+            run.expect(b"(Pdb) ")
+            run.send(b"p x\n")
+            run.expect(b"(Pdb) ", start=run.expect(b"p x"))
+            run.send(b"c\n")
+            assert run.wait() == 1, run.text()
+        finally:
+            run.close()
+        prepared = daemon_metrics(daemon)["prepared_runs"] - before
+        outputs.append((prepared, _timeless(run.output.decode().replace("\r\n", "\n"))))
+    assert [p for p, _ in outputs] == [0, 0, 1, 1]
+    assert b"\x1b[" in outputs[0][1].encode(), outputs[0][1]
+    for _, out in outputs[1:]:
+        assert out == outputs[0][1]
+
+
+FDS_CONFTEST = """
+import os
+
+def pytest_configure(config):
+    # The descriptors pytest's capturing opened, by number: a standby that kept
+    # one of its own open would shift them.
+    print("FDS", [fd for fd in range(3, 10) if _open(fd)])
+
+def _open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+"""
+
+
+@pytest.mark.parametrize("mode", ["auto", "always"])
+def test_a_prepared_run_has_the_descriptors_a_cold_run_has(tmp_path: Path, mode: str) -> None:
+    proj = make_project(tmp_path / "proj")
+    proj.env[STANDBY_ENV] = mode
+    proj.write(
+        {
+            "pytest.ini": DEFAULT_INI + "daemon_log_level = DEBUG\n",
+            "tests/conftest.py": FDS_CONFTEST,
+            "tests/test_one.py": "def test_one():\n    pass\n",
+        }
+    )
+    try:
+        started = proj.start("tests")
+        assert started.returncode == 0, str(started)
+        cold = proj.cold("-q", "tests")
+        fds = [ln for ln in cold.stdout.splitlines() if ln.startswith("FDS")]
+        assert fds and fds[0] != "FDS []", str(cold)
+        for _ in range(3):
+            how, out = _served(proj, "-q", "tests")
+            assert [ln for ln in out.splitlines() if ln.startswith("FDS")] == fds, out
+        assert how == "prepared"
+    finally:
+        proj.cleanup()
