@@ -192,9 +192,7 @@ class Metrics(_Model):
     collects: int = 0
     standby_runs: int = 0  # runs handed to a prepared standby worker (warm/standby.py)
     fresh_runs: int = 0  # runs forked afresh
-    # Of the standby runs, those whose standby was prepared for their exact command,
-    # up to their first conftest (warm/standby_run.py).
-    prepared_runs: int = 0
+    prepared_runs: int = 0  # of those, prepared for their exact command (warm/standby_run.py)
     collect_cache_hits: int = 0  # collects answered from the cache (supervisor/collects.py)
 
 
