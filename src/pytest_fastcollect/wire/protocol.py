@@ -1,9 +1,8 @@
 """The socket protocol: pydantic v2 models for every request and response.
 
-Spoken by the client and the supervisor (the warm process speaks a private dialect
-of its own with the supervisor, ``wire/warm.py``). Every model forbids extra fields;
-requests and responses are discriminated unions, validated straight from the raw
-frame bytes with ``TypeAdapter.validate_json``.
+Spoken by the client and the supervisor (the warm process has its own, ``wire/warm.py``).
+Every model forbids extra fields; requests and responses are discriminated unions,
+validated straight from the raw frame bytes with ``TypeAdapter.validate_json``.
 """
 
 from __future__ import annotations
