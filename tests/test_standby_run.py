@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,5 +236,46 @@ def test_a_prepared_run_has_the_descriptors_a_cold_run_has(tmp_path: Path, mode:
             how, out = _served(proj, "-q", "tests")
             assert [ln for ln in out.splitlines() if ln.startswith("FDS")] == fds, out
         assert how == "prepared"
+    finally:
+        proj.cleanup()
+
+
+def test_a_client_without_stdin_gets_a_prepared_run_without_it(tmp_path: Path) -> None:
+    proj = make_project(tmp_path / "proj")
+    proj.write(
+        {
+            "pytest.ini": DEFAULT_INI + "daemon_log_level = DEBUG\n",
+            "tests/conftest.py": FDS_CONFTEST
+            + "\nimport sys\n\ndef pytest_sessionstart(session):\n"
+            + "    print('STDIN', sys.stdin is None, _open(0))\n",
+            "tests/test_one.py": "def test_one():\n    pass\n",
+        }
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        # The shell starts pytest with fd 0 closed (``<&-``).
+        cmd = ["sh", "-c", 'exec "$@" <&-', "sh", *command_pytest(), *args]
+        return subprocess.run(
+            cmd, cwd=proj.root, env=proj.env, capture_output=True, text=True, timeout=120
+        )
+
+    def shown(out: str) -> list[str]:
+        return [ln for ln in out.splitlines() if ln.startswith(("FDS", "STDIN"))]
+
+    try:
+        started = proj.start("tests")
+        assert started.returncode == 0, str(started)
+        # -s: nothing captured, so fd 0 stays as the client left it (closed).
+        cold = run("--no-daemon", "-q", "-s", "tests")
+        assert cold.returncode == 0 and "STDIN True" in cold.stdout, cold.stdout
+        for _ in range(3):
+            wait_until(lambda: _ready(proj), what="a standby worker")
+            before = daemon_metrics(proj)
+            warm = run("-q", "-s", "tests")
+            assert warm.returncode == 0, warm.stdout + warm.stderr
+            assert shown(warm.stdout) == shown(cold.stdout), warm.stdout
+        after = daemon_metrics(proj)
+        assert after["runs"] == before["runs"] + 1
+        assert after["prepared_runs"] == before["prepared_runs"] + 1
     finally:
         proj.cleanup()

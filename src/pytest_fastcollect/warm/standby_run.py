@@ -73,6 +73,14 @@ def differs(predicted: wm.ForkOrder, order: wm.ForkOrder) -> str:
     return ""
 
 
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
 def die_with_parent(sig: int) -> None:
     """Linux: the kernel sends ``sig`` (0: nothing) when the layer dies."""
     if not sys.platform.startswith("linux"):
@@ -113,7 +121,15 @@ class PreparedRun:
     def pause(self, early_config: Any) -> None:
         """A worker hook: report ready, wait for the run, become it."""
         printed = self.printed()
+        # The run's descriptors must not arrive as 0, 1 or 2 where the client lacks
+        # that stream: those numbers are held until they are in place.
+        held = [n for n in sorted(self.closed) if not _is_open(n)]
         try:
+            for n in held:
+                fd = os.open(os.devnull, os.O_RDONLY)
+                if fd != n:
+                    os.dup2(fd, n)
+                    os.close(fd)
             report = {"ok": not printed, "why": "preparing printed" if printed else ""}
             send_frame(self.sock, json.dumps(report).encode())
             # Until the layer discards it (it never hands a run to an unusable one).
@@ -134,6 +150,8 @@ class PreparedRun:
         argv0 = order.argv0 or "pytest"
         processes.set_title(processes.worker_title(self.warm_argv, argv0, order.args))
         worker.take_stdio(order, fds, closed_already=True)
+        for n in held:
+            os.close(n)
         worker.fresh_state()
         for hook in worker.run_hooks(order, fds, self.warm_options, self.learn_file):
             hook(early_config)

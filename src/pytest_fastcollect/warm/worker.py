@@ -108,16 +108,17 @@ def take_stdio(order: wm.ForkOrder, fds: list[int], closed_already: bool = False
     """The client's stdin, stdout and stderr as fds 0-2 and as ``sys`` streams.
 
     ``closed_already``: the streams the client lacks were closed before (a
-    standby prepared for this command closed them when it started)."""
+    standby prepared for this command closed them when it started): their
+    numbers are left as they are, whatever the run opened there since."""
+    closed = set(order.closed_fds)
     for target, fd in enumerate(fds[:3]):
-        if fd != target:
+        if fd != target and not (closed_already and target in closed):
             os.dup2(fd, target)
     for fd in set(fds[:3]):
         if fd > 2:
             os.close(fd)
     # A stream the client was started without is closed here too, and is None,
     # as CPython makes it at start-up (the number is then free, as in a cold run).
-    closed = set(order.closed_fds)
     if not closed_already:
         for fd in closed:
             os.close(fd)
