@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import email
 import importlib.metadata as md
 from collections.abc import Iterator
 
@@ -62,3 +63,24 @@ def test_the_cache_is_filled_in_the_warm_process(cache: None) -> None:
     ]
     assert plugins and all(d._files is not None for d in plugins)
     assert all(d._entry_points is not None for d in cached)
+
+
+def test_parsed_metadata_equals_the_real_and_is_parsed_once(
+    cache: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = {
+        name: (d.metadata, d.version) for name, d in _plugins(metadata_cache._original()).items()
+    }
+    parses: list[str] = []
+    monkeypatch.setattr(email, "message_from_string", parses.append)
+    for name, dist in _plugins(md.distributions()).items():
+        ours = dist.metadata
+        theirs, version = real[name]
+        assert type(ours) is type(theirs), name
+        assert list(ours.items()) == list(theirs.items()), name
+        assert ours.json == theirs.json, name
+        # A caller changing what it got changes neither the cache nor the next answer.
+        del ours["Name"]
+        assert dist.metadata["Name"] == name
+        assert dist.version == version
+    assert parses == []  # parsed in the warm process (prepare), never again

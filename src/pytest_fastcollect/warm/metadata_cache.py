@@ -8,7 +8,9 @@ and parses ``entry_points.txt`` of every installed distribution, and
 path object for every file each plugin installed. Within one warm process
 they cannot change (installing, upgrading or removing a package replaces
 the warm process), so the warm process reads them once and a run's pytest
-start-up gets the same answers from memory.
+start-up gets the same answers from memory. The plugins' ``METADATA`` is
+parsed once as well: the terminal header asks each plugin for its name and
+version (an email-header parse each) in every session.
 
 The cache is installed in a forked run just before pytest starts and
 removed when pytest reaches ``pytest_load_initial_conftests``: conftests,
@@ -18,6 +20,8 @@ test modules and the tests themselves always see the real
 
 from __future__ import annotations
 
+import email
+import email.message
 import importlib.metadata as md
 import os
 from collections.abc import Iterator
@@ -36,6 +40,7 @@ class CachedDistribution(md.Distribution):
         # points, and the plugins for their file lists (hundreds of paths).
         self._entry_points: md.EntryPoints | None = None
         self._files: tuple[list[md.PackagePath] | None] | None = None
+        self._parsed: email.message.Message | None = None
 
     def read_text(self, filename: str) -> str | None:
         try:
@@ -57,6 +62,20 @@ class CachedDistribution(md.Distribution):
         found = self._files[0]
         # A copy of the list: a caller may change it, never the cache.
         return None if found is None else list(found)
+
+    @property
+    def metadata(self) -> md.PackageMetadata:
+        adapter: Any = getattr(getattr(md, "_adapters", None), "Message", None)
+        if adapter is None:
+            return super().metadata
+        if self._parsed is None:
+            text = self.read_text("METADATA") or self.read_text("PKG-INFO") or self.read_text("")
+            if text is None:
+                return super().metadata  # what the real one does (or raises) here
+            self._parsed = email.message_from_string(text)
+        # importlib.metadata's own wrapping, with headers of its own each time:
+        # a caller that changes them never changes the cache.
+        return adapter(self._parsed)  # type: ignore[no-any-return]
 
     def locate_file(self, path: str | os.PathLike[str]) -> Any:
         return self._dist.locate_file(path)
@@ -83,6 +102,7 @@ def prepare() -> None:
             for name in PLUGIN_FILES:
                 dist.read_text(name)
             dist.files  # noqa: B018 - parsed here, once
+            dist.metadata  # noqa: B018
     _State.cached = cached
 
 
