@@ -139,6 +139,10 @@ def test_the_same_command_again_takes_a_standby_prepared_for_it(daemon: Project)
     assert _served(daemon, "-q", "tests")[0] == "prepared"
     assert _served(daemon, "-q", "tests", env={"EXTRA_VAR": "1"})[0] == "fresh"
     assert "EXTRA_VAR differs from the standby's" in _log(daemon)
+    m = daemon_metrics(daemon)
+    assert (m["runs"], m["standby_runs"], m["prepared_runs"]) == (6, 4, 3), m
+    status = daemon.pytest("--daemon-status").stdout
+    assert "; runs 6 (4 from a standby worker, 3 prepared for the command), " in status, status
 
 
 def test_a_standby_whose_preparation_printed_is_not_used(daemon: Project) -> None:

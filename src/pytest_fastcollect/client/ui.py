@@ -60,7 +60,14 @@ def render_status(s: p.StatusResponse) -> str:
     ]
     for failure in s.warmup.failures:
         lines.append(f"    Failed to import {_rel(failure.path, s.root)}: {failure.error}")
-    refused = f" ({m.runs_refused} refused: ran cold)" if m.runs_refused else ""
+    served = []
+    if m.standby_runs:
+        served.append(
+            f"{m.standby_runs} from a standby worker, {m.prepared_runs} prepared for the command"
+        )
+    if m.runs_refused:
+        served.append(f"{m.runs_refused} refused: ran cold")
+    refused = f" ({'; '.join(served)})" if served else ""
     lines += [
         f"  learned:        {s.warmup.learned_imports} library imports from runs"
         f" ({s.warmup.unlearnable_imports} not learnable)",
