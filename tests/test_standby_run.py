@@ -11,16 +11,22 @@ and the supervisor's liveness pings do not.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+from _pytest import config as pc
 
 from pytest_fastcollect.warm import standby_run
 from pytest_fastcollect.wire import warm as wm
+from pytest_fastcollect.wire.framing import recv_frame
 
 from helpers import (
     DEFAULT_INI,
@@ -56,6 +62,35 @@ def test_only_the_same_command_fits() -> None:
     for why, change in cases.items():
         other = dataclasses.replace(BASE, **change)  # type: ignore[arg-type]
         assert standby_run.differs(BASE, other) == why, change
+
+
+def test_a_session_that_skips_the_pause_ends_the_standby(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the plugin's pause (the plugin not loaded), the standby never goes on to
+    configure and run a session of its own: it reports and exits there."""
+    ours, theirs = socket.socketpair()
+    prepared = standby_run.PreparedRun(ours, None)
+    called: list[object] = []
+    # The guard wraps whatever is there; the monkeypatch puts pytest's back afterwards.
+    monkeypatch.setattr(pc.Config, "_do_configure", called.append)
+
+    def exit_(code: int) -> NoReturn:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(os, "_exit", exit_)
+    prepared._guard()
+    with pytest.raises(SystemExit):
+        pc.Config._do_configure("config")  # type: ignore[arg-type]
+    assert called == []
+    report = json.loads(recv_frame(theirs, 1 << 16)[0])
+    assert report == {
+        "ok": False,
+        "why": "pytest went past its conftests without the plugin's pause",
+    }
+    prepared.taken = True  # after the hand-off: pytest's own
+    pc.Config._do_configure("config")  # type: ignore[arg-type]
+    assert called == ["config"]
+    ours.close()
+    theirs.close()
 
 
 # -- through a daemon ------------------------------------------------------------------------

@@ -16,7 +16,9 @@ A run takes it only when its order equals the predicted one in all of
 those fields (``differs``); any other run is forked afresh. Until the pause
 nothing may have been written to the placeholder stdout or stderr (a
 warning, ``PYTEST_DEBUG`` tracing, a usage error): then it reports that it
-cannot be used. At the hand-off it puts the run's own descriptors in place,
+cannot be used. Should pytest go on past the conftests without the pause
+(the plugin not loaded in that session), the standby ends before
+``pytest_configure``: it never runs a session nobody asked for. At the hand-off it puts the run's own descriptors in place,
 makes the ``sys`` streams from them (buffering follows the real terminal),
 reseeds ``random``, clears the import and line caches, and runs the worker
 hooks of the real order (the option check with its refusal descriptor, the
@@ -104,12 +106,30 @@ class PreparedRun:
 
     def start(self, order: wm.ForkOrder) -> list[int]:
         """The placeholder stdio: nothing to read, and one unnamed file for output."""
+        self._guard()
         self.closed = frozenset(order.closed_fds)
         argv0 = order.argv0 or "pytest"
         processes.set_title(processes.worker_title(self.warm_argv, argv0, order.args, "standby"))
         fd, path = tempfile.mkstemp(prefix="fastcollect-standby-")
         os.unlink(path)
         return [os.open(os.devnull, os.O_RDONLY), fd, os.dup(fd)]
+
+    def _guard(self) -> None:
+        """Never run a session unprompted: a session that goes past its conftests
+        without the pause (the plugin's hook did not run) ends the standby there."""
+        from _pytest import config as pc
+
+        original = getattr(pc.Config, "_do_configure", None)
+        if original is None:
+            return
+        prepared = self
+
+        def _do_configure(config: Any) -> None:
+            if not prepared.taken:
+                prepared.not_taken("pytest went past its conftests without the plugin's pause")
+            original(config)
+
+        pc.Config._do_configure = _do_configure  # type: ignore[method-assign,assignment]
 
     def printed(self) -> bool:
         for stream in (sys.stdout, sys.stderr):
@@ -156,10 +176,9 @@ class PreparedRun:
         for hook in worker.run_hooks(order, fds, self.warm_options, self.learn_file):
             hook(early_config)
 
-    def not_taken(self) -> NoReturn:
+    def not_taken(self, why: str = "pytest ended before its conftests") -> NoReturn:
         """pytest ended before the pause (its output went to the placeholder)."""
         with contextlib.suppress(Exception):
-            why = "pytest ended before its conftests"
             send_frame(self.sock, json.dumps({"ok": False, "why": why}).encode())
         os._exit(0)
 
