@@ -198,10 +198,9 @@ def _stderr_of(pid: int) -> str | None:
 
 
 def run_workers(warm_pid: int) -> list[psutil.Process]:
-    """The warm process's children but its standby worker, which, until a run takes it,
-    shares the warm process's standard error (the daemon's log); a run's has the client's."""
-    warm_err = _stderr_of(warm_pid)
-    return [c for c in psutil.Process(warm_pid).children() if _stderr_of(c.pid) != warm_err]
+    """The warm process's children but its standby worker (``standby_workers``)."""
+    standby = {c.pid for c in standby_workers(warm_pid)}
+    return [c for c in psutil.Process(warm_pid).children() if c.pid not in standby]
 
 
 def standby_workers(warm_pid: int) -> list[psutil.Process]:
