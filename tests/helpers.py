@@ -8,6 +8,7 @@ stops it (and, if it does not answer, kills the verified pid).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -23,7 +24,7 @@ import tempfile
 import termios
 import textwrap
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -195,6 +196,17 @@ def _stderr_of(pid: int) -> str | None:
         return os.readlink(f"/proc/{pid}/fd/2")
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def serving(proj: Project, *paths: str) -> Iterator[Project]:
+    """``proj`` with a daemon started on ``paths``, stopped (and its files gone) after."""
+    try:
+        started = proj.start(*paths)
+        assert started.returncode == 0, str(started)
+        yield proj
+    finally:
+        proj.cleanup()
 
 
 def run_workers(warm_pid: int) -> list[psutil.Process]:

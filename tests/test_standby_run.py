@@ -37,6 +37,7 @@ from helpers import (
     daemon_metrics,
     daemon_status,
     make_project,
+    serving,
     standby_workers,
     wait_until,
 )
@@ -116,12 +117,8 @@ def daemon(tmp_path: Path) -> Iterator[Project]:
             """,
         }
     )
-    try:
-        started = proj.start("tests")
-        assert started.returncode == 0, str(started)
+    with serving(proj, "tests"):
         yield proj
-    finally:
-        proj.cleanup()
 
 
 def _ready(proj: Project) -> bool:
@@ -265,9 +262,7 @@ def test_a_prepared_run_has_the_descriptors_a_cold_run_has(tmp_path: Path, mode:
             "tests/test_one.py": "def test_one():\n    pass\n",
         }
     )
-    try:
-        started = proj.start("tests")
-        assert started.returncode == 0, str(started)
+    with serving(proj, "tests"):
         cold = proj.cold("-q", "tests")
         fds = [ln for ln in cold.stdout.splitlines() if ln.startswith("FDS")]
         assert fds and fds[0] != "FDS []", str(cold)
@@ -275,8 +270,6 @@ def test_a_prepared_run_has_the_descriptors_a_cold_run_has(tmp_path: Path, mode:
             how, out = _served(proj, "-q", "tests")
             assert [ln for ln in out.splitlines() if ln.startswith("FDS")] == fds, out
         assert how == "prepared"
-    finally:
-        proj.cleanup()
 
 
 def test_a_client_without_stdin_gets_a_prepared_run_without_it(tmp_path: Path) -> None:
@@ -301,9 +294,7 @@ def test_a_client_without_stdin_gets_a_prepared_run_without_it(tmp_path: Path) -
     def shown(out: str) -> list[str]:
         return [ln for ln in out.splitlines() if ln.startswith(("FDS", "STDIN"))]
 
-    try:
-        started = proj.start("tests")
-        assert started.returncode == 0, str(started)
+    with serving(proj, "tests"):
         # -s: nothing captured, so fd 0 stays as the client left it (closed).
         cold = run("--no-daemon", "-q", "-s", "tests")
         assert cold.returncode == 0 and "STDIN True" in cold.stdout, cold.stdout
@@ -316,5 +307,3 @@ def test_a_client_without_stdin_gets_a_prepared_run_without_it(tmp_path: Path) -
         after = daemon_metrics(proj)
         assert after["runs"] == before["runs"] + 1
         assert after["prepared_runs"] == before["prepared_runs"] + 1
-    finally:
-        proj.cleanup()

@@ -52,20 +52,24 @@ FRAME_LIMIT = 256 * 1024 * 1024
 PR_SET_PDEATHSIG = 1
 
 
+# The fields of an order the preparation depends on (the environment apart), in the
+# order they are compared, with what the log says when one differs.
+_PREPARED_FOR = (
+    ("args", "prepared for other arguments"),
+    ("argv0", "prepared for another program name"),
+    ("cwd", "prepared in another working directory"),
+    ("umask", "prepared with another umask"),
+    ("closed_fds", "prepared with other standard streams closed"),
+)
+
+
 def differs(predicted: wm.ForkOrder, order: wm.ForkOrder) -> str:
     """Why ``order`` cannot take a standby prepared for ``predicted`` ("" if it can)."""
     if order.mode != "run" or predicted.mode != "run":
         return "the order is not a run"
-    if order.args != predicted.args:
-        return "prepared for other arguments"
-    if order.argv0 != predicted.argv0:
-        return "prepared for another program name"
-    if order.cwd != predicted.cwd:
-        return "prepared in another working directory"
-    if order.umask != predicted.umask:
-        return "prepared with another umask"
-    if order.closed_fds != predicted.closed_fds:
-        return "prepared with other standard streams closed"
+    for field, why in _PREPARED_FOR:
+        if getattr(order, field) != getattr(predicted, field):
+            return why
     if order.env != predicted.env:
         # Names only: values may be secrets, and the log is kept.
         names = sorted(set(order.env) ^ set(predicted.env)) or sorted(
