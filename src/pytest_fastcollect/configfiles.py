@@ -221,11 +221,11 @@ def _cached_view(path: str, identity: list[int]) -> dict[str, object] | None:
     cache = _cache_file(path)
     if cache is None:
         return None
-    import json
+    from pytest_fastcollect.wire import cjson  # not json: the client's start-up reads this
 
     try:
         with open(cache, encoding="utf-8") as fh:
-            entry = json.load(fh)
+            entry = cjson.loads(fh.read())
     except (OSError, ValueError):
         return None
     if (

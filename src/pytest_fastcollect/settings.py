@@ -14,7 +14,6 @@ so no pathlib, dataclasses or typing at run time). Precedence: command line
 
 from __future__ import annotations
 
-import json
 import os
 
 TYPE_CHECKING = False
@@ -226,10 +225,14 @@ class DaemonSettings:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def to_json(self) -> str:
+        import json  # here: the client's start-up imports this module, and json costs it
+
         return json.dumps(self.as_dict(), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> DaemonSettings:
+        import json
+
         return cls(**json.loads(text))
 
     def __eq__(self, other: object) -> bool:

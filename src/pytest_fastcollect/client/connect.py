@@ -7,8 +7,9 @@ examples use them (``status['metrics']['total_requests']``).
 
 from __future__ import annotations
 
+import _socket
+import contextlib
 import os
-import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,7 +55,7 @@ def get_socket_path(project_root: str | os.PathLike[str]) -> str:
 
 
 def read_response(
-    sock: socket.socket,
+    sock: _socket.socket,
     timeout: float | None = None,
     adapter: TypeAdapter[Any] | None = None,
     hint: str = "",
@@ -116,7 +117,9 @@ class DaemonClient:
             delay = min(delay * 2, 0.25)
 
     def _exchange(self, req: pydantic.BaseModel, timeout: float | None, hint: str) -> p.Response:
-        with connect(self.socket_path, self.timeout if timeout is None else timeout) as sock:
+        with contextlib.closing(
+            connect(self.socket_path, self.timeout if timeout is None else timeout)
+        ) as sock:
             sock.settimeout(timeout)  # connecting is bounded; the answer as asked
             try:
                 send_frame(sock, p.dump(req))

@@ -222,8 +222,10 @@ def _hand_off(args: list[str], argv0: str) -> None:
             return  # the plugin reports it and cleans up stale files
     except Exception:
         return  # whatever went wrong, the plugin path still hands off
-    with sock:
+    try:
         code = run_through(sock, args, cwd, sys_path, argv0, env=env)
+    finally:
+        sock.close()
     if code is None:
         State.declined = True
         return

@@ -12,7 +12,6 @@ form leaves out what costs the daemon time.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -30,7 +29,7 @@ from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
+    import _socket
     from typing import Any
 
     import pytest
@@ -47,12 +46,13 @@ def ask(files: ProjectFiles, command: str, **fields: Any) -> tuple[Any, dict[str
         sock = connect(files.socket, DEFAULT_TIMEOUT)
     except DaemonConnectionError:
         sock = _reconnect(files)
-    with sock:
-        try:
-            send_frame(sock, lite_verbs.encode_request(command, **fields))
-            raw, _ = recv_frame(sock, RESPONSE_LIMIT, timeout=DEFAULT_TIMEOUT)
-        except (FrameError, OSError) as exc:
-            raise DaemonError(f"lost the connection to the daemon ({exc})") from exc
+    try:
+        send_frame(sock, lite_verbs.encode_request(command, **fields))
+        raw, _ = recv_frame(sock, RESPONSE_LIMIT, timeout=DEFAULT_TIMEOUT)
+    except (FrameError, OSError) as exc:
+        raise DaemonError(f"lost the connection to the daemon ({exc})") from exc
+    finally:
+        sock.close()
     try:
         record, data = lite_verbs.decode_response(raw, command)
     except lite_verbs.LiteVerbError as exc:
@@ -65,7 +65,7 @@ def ask(files: ProjectFiles, command: str, **fields: Any) -> tuple[Any, dict[str
     return record, data
 
 
-def _reconnect(files: ProjectFiles) -> socket.socket:
+def _reconnect(files: ProjectFiles) -> _socket.socket:
     """A live daemon makes a removed socket again within a second: wait for it, as the other verbs do."""
     from pytest_fastcollect.client import discovery
 
@@ -97,6 +97,8 @@ def _no_daemon(files: ProjectFiles) -> NoDaemon:
 def status(files: ProjectFiles, as_json: bool) -> int:
     record, data = ask(files, "status", full=as_json)
     if as_json:
+        import json  # here only: the text answer is spared its import (wire/cjson.py)
+
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(ui.render_status(record))
@@ -106,6 +108,8 @@ def status(files: ProjectFiles, as_json: bool) -> int:
 def health(files: ProjectFiles, as_json: bool) -> int:
     record, data = ask(files, "health")
     if as_json:
+        import json
+
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(ui.render_health(record))

@@ -7,10 +7,7 @@ one-line notice on stderr; never a hang, never a wrong result.
 
 from __future__ import annotations
 
-import functools
 import os
-import signal
-import socket
 import sys
 import time
 
@@ -22,9 +19,15 @@ from pytest_fastcollect.wire import lite
 from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 
 # The thin client imports this module: nothing here may import typing,
-# pathlib or dataclasses at run time (see wire/lite.py).
+# pathlib, dataclasses, functools, enum or socket at run time (see wire/lite.py
+# and wire/cjson.py): ``_signal`` is ``signal`` without its enums.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal
+if TYPE_CHECKING:
+    import _socket
     import argparse
     from collections.abc import Sequence
     from types import FrameType
@@ -41,14 +44,18 @@ def notice(message: str) -> None:
     sys.stderr.flush()
 
 
-@functools.cache
+_STASH_KEYS: list[pytest.StashKey[list[str]]] = []
+
+
 def _startup_sys_path_key() -> pytest.StashKey[list[str]]:
     """Where the config keeps sys.path from before conftests and test modules changed
     it (prepend import mode inserts test dirs): what an autostarted daemon mirrors.
     Made on first use: the thin client imports this module and never pytest."""
-    from _pytest.stash import StashKey
+    if not _STASH_KEYS:
+        from _pytest.stash import StashKey
 
-    return StashKey[list[str]]()
+        _STASH_KEYS.append(StashKey[list[str]]())
+    return _STASH_KEYS[0]
 
 
 def try_handoff(
@@ -100,7 +107,7 @@ def try_handoff(
     except DaemonConnectionError:
         _not_answering(files)
         return None
-    with sock:
+    try:
         return run_through(
             sock,
             config.invocation_params.args,
@@ -108,6 +115,8 @@ def try_handoff(
             startup_sys_path,
             sys.argv[0] if sys.argv else "pytest",
         )
+    finally:
+        sock.close()
 
 
 def _not_answering(files: ProjectFiles) -> None:
@@ -218,7 +227,7 @@ class _Forwarder:
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
-    def __init__(self, sock: socket.socket, follow: Follow | None = None) -> None:
+    def __init__(self, sock: _socket.socket, follow: Follow | None = None) -> None:
         self.sock = sock
         self.interrupts = 0
         self.follow = follow
@@ -251,7 +260,7 @@ class _Forwarder:
 RESPONSE_LIMIT = 1024 * 1024
 
 
-def _read(sock: socket.socket) -> lite.RunResponse:
+def _read(sock: _socket.socket) -> lite.RunResponse:
     try:
         raw, _ = recv_frame(sock, RESPONSE_LIMIT)
     except (FrameError, OSError) as exc:
@@ -260,7 +269,7 @@ def _read(sock: socket.socket) -> lite.RunResponse:
 
 
 def run_through(
-    sock: socket.socket,
+    sock: _socket.socket,
     args: Sequence[str],
     cwd: str,
     sys_path: list[str],
@@ -307,7 +316,7 @@ def run_through(
 
 
 def _send_run(
-    sock: socket.socket,
+    sock: _socket.socket,
     args: Sequence[str],
     cwd: str,
     sys_path: list[str],

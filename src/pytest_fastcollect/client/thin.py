@@ -79,8 +79,10 @@ def _main(argv: list[str]) -> int:
     argv0 = script if os.path.exists(script) else "pytest"
     # No pytest here: sys.path holds none of its ini pythonpath copies.
     sys_path = fingerprint.interpreter_sys_path((), cwd)
-    with sock:
+    try:
         code = run_through(sock, args, cwd, sys_path, argv0, env=routing.run_env(found.setup))
+    finally:
+        sock.close()
     if code is None:
         return _exec_pytest(args)
     return code

@@ -1,11 +1,16 @@
-"""Sockets and stale files, without pydantic (the hand-off path imports this)."""
+"""Sockets and stale files, without pydantic (the hand-off path imports this).
+
+Its sockets are ``_socket.socket`` objects: the ``socket`` module's class adds
+nothing the clients use, and importing it (``enum``, ``selectors``) would cost
+every client's start-up a few milliseconds.
+"""
 
 from __future__ import annotations
 
+import _socket
 import errno
 import fcntl
 import os
-import socket
 import time
 
 from pytest_fastcollect.errors import DaemonConnectionError
@@ -21,7 +26,7 @@ BACKLOG_RETRY = 0.005
 
 def connect(
     socket_path: str | os.PathLike[str], timeout: float | None = DEFAULT_TIMEOUT
-) -> socket.socket:
+) -> _socket.socket:
     """Connect to a daemon's socket; raises RuntimeDirError if its directory is not private.
 
     Whoever can write to the socket's directory can put their own socket
@@ -34,7 +39,7 @@ def connect(
         check_runtime_dir(directory)
     deadline = time.monotonic() + (DEFAULT_TIMEOUT if timeout is None else timeout)
     while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
             sock.connect(path)
@@ -53,14 +58,14 @@ def connect(
         return _above_stdio(sock)
 
 
-def _above_stdio(sock: socket.socket) -> socket.socket:
+def _above_stdio(sock: _socket.socket) -> _socket.socket:
     """Move a socket off fds 0-2: a client started with a standard stream closed
     (``2>&-``) gets the socket on that number, and would hand it to the run as
     that stream, or read it back as one."""
     if sock.fileno() > 2:
         return sock
     fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
-    moved = socket.socket(fileno=fd)
+    moved = _socket.socket(fileno=fd)
     moved.settimeout(sock.gettimeout())
     # Detach, then close the low number: the stream stays closed, as the user made it.
     os.close(sock.detach())

@@ -23,12 +23,13 @@ two ways in (the ``--daemon-watch`` verb and the thin client).
 
 from __future__ import annotations
 
+import _socket
+import contextlib
 import json
 import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -165,7 +166,7 @@ class Watch:
         self.k = Knowledge()
         self.cursor: int | None = None
         self.epoch: str | None = None
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.last: Plan | None = None
         self.file_filter: str | None = None
         self.name_filter: str | None = None
@@ -240,7 +241,7 @@ class Watch:
         assert self.sock is not None
         sock, self.sock = self.sock, None
         try:
-            with sock:
+            with contextlib.closing(sock):
                 raw, _ = recv_frame(sock, RESPONSE_LIMIT)
             answer = lite.decode_watch_response(raw)
         except (FrameError, OSError, lite.LiteProtocolError) as exc:
@@ -411,7 +412,7 @@ class Watch:
         except FastCollectError as exc:
             notice(f"{exc.message}; running without the daemon")
             return self._cold(full), False
-        with sock:
+        with contextlib.closing(sock):
             env = {**os.environ, **self.run_env}
             code = run_through(sock, full, self.cwd, self.sys_path, self.argv0, env, follow)
         if follow.signal is not None:

@@ -2,20 +2,23 @@
 
 Spoken by every process. Knows nothing of pydantic: a frame is bytes. The size
 cap is checked on the 4-byte header, before any body is read, so an oversized
-frame costs the reader nothing.
+frame costs the reader nothing. It takes any socket object, and uses ``_socket``
+for the constants, and ``struct`` for descriptor arrays: ``socket`` imports
+``enum`` and ``selectors``, and ``array`` imports ``collections``, costs the
+client's start-up is spared.
 """
 
 from __future__ import annotations
 
-import array
+import _socket
 import os
 import select
-import socket
 import struct
 import time
 
 HEADER = struct.Struct(">I")
 MAX_FDS = 8
+FD_SIZE = struct.calcsize("i")  # SCM_RIGHTS carries C ints
 
 
 class FrameError(Exception):
@@ -41,19 +44,20 @@ class PeerClosed(FrameError):
         self.mid_frame = mid_frame
 
 
-def send_frame(sock: socket.socket, payload: bytes, fds: tuple[int, ...] = ()) -> None:
+def send_frame(sock: _socket.socket, payload: bytes, fds: tuple[int, ...] = ()) -> None:
     data = HEADER.pack(len(payload)) + payload
     if fds:
         # The ancillary data rides on the first byte of the message; the reader
         # collects it with recvmsg on the header.
-        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        rights = struct.pack(f"{len(fds)}i", *fds)
+        sent = sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
         if sent < len(data):
             sock.sendall(data[sent:])
     else:
         sock.sendall(data)
 
 
-def _wait_readable(sock: socket.socket, deadline: float | None) -> None:
+def _wait_readable(sock: _socket.socket, deadline: float | None) -> None:
     if deadline is None:
         return
     remaining = deadline - time.monotonic()
@@ -64,7 +68,7 @@ def _wait_readable(sock: socket.socket, deadline: float | None) -> None:
         raise FrameTimeout("timed out reading a frame")
 
 
-def _recv_exact(sock: socket.socket, n: int, deadline: float | None, started: bool) -> bytes:
+def _recv_exact(sock: _socket.socket, n: int, deadline: float | None, started: bool) -> bytes:
     chunks: list[bytes] = []
     got = 0
     while got < n:
@@ -78,7 +82,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float | None, started: bo
 
 
 def recv_frame(
-    sock: socket.socket,
+    sock: _socket.socket,
     max_size: int,
     timeout: float | None = None,
     want_fds: bool = False,
@@ -93,15 +97,13 @@ def recv_frame(
     header = b""
     if want_fds:
         _wait_readable(sock, deadline)
-        fds_arr = array.array("i")
         msg, ancdata, _flags, _addr = sock.recvmsg(
-            HEADER.size, socket.CMSG_SPACE(MAX_FDS * fds_arr.itemsize)
+            HEADER.size, _socket.CMSG_SPACE(MAX_FDS * FD_SIZE)
         )
         for level, kind, cdata in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(cdata) - (len(cdata) % fds_arr.itemsize)
-                fds_arr.frombytes(cdata[:usable])
-        fds = list(fds_arr)
+            if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                count = len(cdata) // FD_SIZE
+                fds.extend(struct.unpack(f"{count}i", cdata[: count * FD_SIZE]))
         if not msg:
             _close_all(fds)
             raise PeerClosed(mid_frame=False)

@@ -13,9 +13,9 @@ model; every model-dumped response decodes here).
 
 from __future__ import annotations
 
-import json
 import os
 
+from pytest_fastcollect.wire import cjson
 from pytest_fastcollect.wire.version import PROTOCOL_VERSION
 
 # Plain classes, no dataclasses, typing or uuid: the thin client's start-up
@@ -102,7 +102,7 @@ def encode_run(
     argv0: str = "pytest",
     closed_fds: Sequence[int] = (),
 ) -> bytes:
-    return json.dumps(
+    return cjson.dumps(
         {
             "protocol_version": PROTOCOL_VERSION,
             "request_id": _request_id(),
@@ -117,18 +117,18 @@ def encode_run(
             "fd_count": 3,
             "closed_fds": list(closed_fds),
         }
-    ).encode()
+    )
 
 
 def encode_signal(signum: int) -> bytes:
-    return json.dumps(
+    return cjson.dumps(
         {
             "protocol_version": PROTOCOL_VERSION,
             "request_id": _request_id(),
             "command": "signal",
             "signum": signum,
         }
-    ).encode()
+    )
 
 
 def _field(
@@ -145,7 +145,7 @@ def _field(
 def _object(raw: bytes) -> dict[str, Any]:
     """A response frame's JSON object."""
     try:
-        data = json.loads(raw)
+        data = cjson.loads(raw)
     except ValueError as exc:
         raise LiteProtocolError(f"not JSON: {exc}") from exc
     if not isinstance(data, dict):
@@ -223,7 +223,7 @@ def encode_watch(
     test_files: Sequence[str] | None,
     patterns: Sequence[str],
 ) -> bytes:
-    return json.dumps(
+    return cjson.dumps(
         {
             "protocol_version": PROTOCOL_VERSION,
             "request_id": _request_id(),
@@ -234,7 +234,7 @@ def encode_watch(
             "test_files": None if test_files is None else list(test_files),
             "patterns": list(patterns),
         }
-    ).encode()
+    )
 
 
 def _strings(data: dict[str, Any], name: str, optional: bool = False) -> list[str]:

@@ -18,9 +18,9 @@ start-up hook may use it before pytest is imported.
 
 from __future__ import annotations
 
-import json
 import os
 
+from pytest_fastcollect.wire import cjson
 from pytest_fastcollect.wire.version import PROTOCOL_VERSION
 
 TYPE_CHECKING = False
@@ -328,14 +328,14 @@ BY_KIND = {"status": STATUS, "health": HEALTH, "error": ERROR}
 
 def encode_request(command: str, **fields: Any) -> bytes:
     """A ``status`` or ``health`` request (``full=True`` for status: every figure)."""
-    return json.dumps(
+    return cjson.dumps(
         {
             "protocol_version": PROTOCOL_VERSION,
             "request_id": os.urandom(8).hex(),
             "command": command,
             **fields,
         }
-    ).encode()
+    )
 
 
 def decode_response(raw: bytes, expected: str) -> tuple[Record, dict[str, Any]]:
@@ -344,7 +344,7 @@ def decode_response(raw: bytes, expected: str) -> tuple[Record, dict[str, Any]]:
     ``expected``: "status" or "health"; an ``error`` answer decodes too.
     """
     try:
-        data = json.loads(raw)
+        data = cjson.loads(raw)
     except ValueError as exc:
         raise LiteVerbError(f"not JSON: {exc}") from exc
     kind = data.get("kind") if isinstance(data, dict) else None
