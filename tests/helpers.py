@@ -210,9 +210,14 @@ def serving(proj: Project, *paths: str) -> Iterator[Project]:
 
 
 def run_workers(warm_pid: int) -> list[psutil.Process]:
-    """The warm process's children but its standby worker (``standby_workers``)."""
+    """The warm process's children but its standby worker (``standby_workers``) and a
+    pyc writer (warm/pyc_writer.py: it ends on its own, within milliseconds)."""
     standby = {c.pid for c in standby_workers(warm_pid)}
-    return [c for c in psutil.Process(warm_pid).children() if c.pid not in standby]
+    return [
+        c
+        for c in psutil.Process(warm_pid).children()
+        if c.pid not in standby and not _title(c).startswith("pytest-fastcollect pyc writer ")
+    ]
 
 
 def standby_workers(warm_pid: int) -> list[psutil.Process]:

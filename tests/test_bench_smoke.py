@@ -277,6 +277,7 @@ def test_bench_warm_scientific_example(tmp_path: Path) -> None:
         "module a conftest imports",
         "plain conftest edit",
         "conftest edit needing a new layer",
+        "test edit, run 0.5 s later",
     }
     assert mode["checks"] and all(c["ok"] for c in mode["checks"]), mode["checks"]
 

@@ -28,7 +28,7 @@ PAYLOADS: list[Any] = [
     False,
     None,
     "plain",
-    "quote \" backslash \\ slash / controls \b\f\n\r\t \x00 \x1f",
+    'quote " backslash \\ slash / controls \b\f\n\r\t \x00 \x1f',
     "é ü 中文 🐍 \u2028 \ud800",  # a lone surrogate too, as os.environ can hold
     {"nested": [1, [2, {"x": None}], {"y": [True, False]}], "": ""},
     {"env": dict(os.environ), "args": sys.argv, "umask": 0o22},
@@ -83,7 +83,7 @@ def test_what_json_cannot_write_raises_the_same_errors() -> None:
             cjson.dumps(value)
     loop: list[Any] = []
     loop.append(loop)
-    with pytest.raises(ValueError, match="[Cc]ircular"):
+    with pytest.raises(ValueError, match=r"[Cc]ircular"):
         cjson.dumps(loop)
 
 
@@ -107,7 +107,7 @@ def test_the_client_start_up_imports_none_of_the_costly_modules(tmp_path: Any) -
         "from pytest_fastcollect.wire import framing, lite\n"
         "route.route(['-q', 'tests'], sys.argv[1])\n"
         "lite.decode_run_response(lite.encode_run(['-q'], '.', {}, 0, '', []).replace("
-        "b'\"command\":\"run\"', b'\"kind\":\"notice\",\"message\":\"m\"'))\n"
+        'b\'"command":"run"\', b\'"kind":"notice","message":"m"\'))\n'
         "print(' '.join(sorted(set(sys.modules) - before)))\n"
     )
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\naddopts = '-q'\n")

@@ -80,6 +80,18 @@ def _rewritten_by_pytest(mod: ModuleType | None) -> bool:
     return type(loader).__name__ == "AssertionRewritingHook"
 
 
+def rewritten_files(names: list[str]) -> list[tuple[str, str]]:
+    """(name, file) of the loaded modules among ``names`` that pytest rewrote: the
+    next run rewrites them again (warm/pyc_writer.py writes their pyc ahead)."""
+    found = []
+    for name in names:
+        mod = sys.modules.get(name)
+        file = getattr(mod, "__file__", None)
+        if _rewritten_by_pytest(mod) and isinstance(file, str) and file.endswith(".py"):
+            found.append((name, file))
+    return found
+
+
 class Result:
     """What a reload or re-warm did; ``failure`` None means it can be trusted."""
 

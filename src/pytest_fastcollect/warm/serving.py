@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from pytest_fastcollect.warm import learn, threads, worker
+from pytest_fastcollect.warm import learn, pyc_writer, threads, worker
 from pytest_fastcollect.warm.standby import StandbySlot
 from pytest_fastcollect.wire import warm as wm
 from pytest_fastcollect.wire.framing import PeerClosed, recv_frame, send_frame
@@ -82,6 +82,10 @@ class OrderLoop:
         self.freezes_heap = True
         # The next run's worker, forked ahead (project layers only: standby.py).
         self.standby: StandbySlot | None = None
+        # Files a reload purged whose pyc the next run would rewrite (pyc_writer.py),
+        # and the writers forked for them.
+        self.pyc_ahead: list[tuple[str, str]] = []
+        self.pyc_writers: set[int] = set()
         self.handlers: dict[str, Callable[[Any, list[int]], bool]] = {
             "fork": self.fork,
             "trial": self.trial,
@@ -136,6 +140,8 @@ class OrderLoop:
                     self.shutdown()
                     return
                 order = wm.decode_order(raw)
+                if isinstance(order, wm.ForkOrder):
+                    self.pyc_ahead = []  # the run rewrites what it imports itself
                 if self.standby is not None and _stales_standby(order):
                     # The layer is about to change: what the standby holds would be stale.
                     self.standby.changed()
@@ -146,10 +152,24 @@ class OrderLoop:
         """Fork a standby when idle; the socket to watch while one prepares."""
         slot = self.standby
         if slot is None or not slot.enabled:
+            self.pyc_ahead = []  # written ahead only for a command a standby predicts
             return None
         if slot.current is None and not self.children and not self.jobs:
             slot.spawn(self)
+        if self.pyc_ahead and slot.ready_and_idle(self):
+            self._write_pycs_ahead(slot)
         return slot.fileno_waiting()
+
+    def _write_pycs_ahead(self, slot: StandbySlot) -> None:
+        """Fork the pyc writer under the last run's command: only once the standby
+        is ready and no run is in progress or waiting, so that it never takes a
+        core from the run it prepares for (on a 2-core machine, a run that is
+        already waiting is quicker rewriting the file itself)."""
+        files, self.pyc_ahead = self.pyc_ahead, []
+        if slot.last is None or not threads.fork_safety().safe:
+            return
+        close = [self.ctl.fileno(), self.wake_r, self.wake_w, *slot.close_fds()]
+        self.pyc_writers.add(pyc_writer.spawn(slot.last, files, close, self.fork_options()))
 
     def reap(self) -> None:
         while True:
@@ -162,6 +182,9 @@ class OrderLoop:
             job = self.jobs.pop(pid, None)
             if job is not None:
                 job()
+                continue
+            if pid in self.pyc_writers:
+                self.pyc_writers.discard(pid)
                 continue
             order_id = self.children.pop(pid, None)
             if order_id is None:

@@ -415,8 +415,11 @@ class Zygote(OrderLoop):
 
     def reload(self, order: wm.ReloadOrder, _fds: list[int]) -> bool:
         envtrack.install()
+        rewritten = reload.rewritten_files(order.modules)
         with _session_sys_path([*self.pythonpath, *self.collection_roots]):
             result = reload.reload_modules(order.modules, order.reimport)
+        if result.failure is None:
+            self.pyc_ahead = rewritten  # written ahead once the standby is ready (serving.py)
         self._reloaded(order.id, result)
         return True
 
