@@ -218,17 +218,30 @@ def standby(session: nox.Session) -> None:
 
 
 @nox.session
+def warm(session: nox.Session) -> None:
+    """Issue 9's figures: one-file runs cold vs warm vs thin, the first run after each
+    kind of save, a run during idle work, on examples/scientific and examples/heavy,
+    bytecode cached. posargs go to bench/bench_warm.py (--reps N, --quick)."""
+    _bench_cached(session, "bench_warm.py", "warm.json")
+
+
+@nox.session
 def overhead(session: nox.Session) -> None:
     """Issue 12's figures: a warm one-file run split into phases, standby on vs off, the
     repeated collect and --daemon-status, on examples/heavy and examples/scientific,
     bytecode cached. posargs go to bench/bench_overhead.py (--reps N, --quick)."""
+    _bench_cached(session, "bench_overhead.py", "overhead.json")
+
+
+def _bench_cached(session: nox.Session, script: str, result: str) -> None:
+    """One benchmark with bytecode cached (what users have), then its summary."""
     session.install("-e", ".", *BENCH_NEEDS)
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
-    target = out / "overhead.json"
+    target = out / result
     session.run(
         "python",
-        "bench/bench_overhead.py",
+        f"bench/{script}",
         "--bytecode",
         "cached",
         "--output",
