@@ -11,6 +11,7 @@ warm process discards the standby it had prepared before the change.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -205,6 +206,59 @@ def test_standbys_that_keep_failing_are_not_forked_again_until_the_layer_changes
     assert "could not prepare" in slot.unsafe
     slot.changed()
     assert slot.broken == 0
+
+
+class _Slot:
+    """A StandbySlot that records what the layer's loop asks of it."""
+
+    enabled = True
+    current = None
+
+    def __init__(self) -> None:
+        self.spawned = 0
+
+    def spawn(self, _layer: object) -> None:
+        self.spawned += 1
+
+    def fileno_waiting(self) -> None:
+        return None
+
+
+def test_a_standby_is_forked_beside_a_scan_but_not_beside_a_trial_or_run(
+    tmp_path: Path,
+) -> None:
+    """A registrant scan reads the heap in a child and leaves the layer as it is: the
+    next run's standby prepares meanwhile (a run after a project edit waits for the
+    scan). A trial may be followed by imports into the layer; a run is a run."""
+    import socket
+
+    from pytest_fastcollect.warm import serving
+
+    ours, theirs = socket.socketpair()
+    loop = serving.OrderLoop(ours, str(tmp_path), str(tmp_path / "cache"))
+    try:
+        slot = _Slot()
+        loop.standby = slot  # type: ignore[assignment]
+        loop.jobs[1] = lambda: None
+        loop.quiet_jobs.add(1)  # a scan, as ZygoteLayer.scan registers it
+        loop._standby_tick()
+        assert slot.spawned == 1
+        loop.jobs[2] = lambda: None  # a trial
+        loop._standby_tick()
+        assert slot.spawned == 1
+        del loop.jobs[2]
+        loop.children[3] = "run"
+        loop._standby_tick()
+        assert slot.spawned == 1
+    finally:
+        for fd in (loop.wake_r, loop.wake_w):
+            os.close(fd)
+        ours.close()
+        theirs.close()
+    assert not serving._stales_standby(wm.ScanOrder(id="s"))
+    assert not serving._stales_standby(wm.PingOrder(id="p"))
+    assert serving._stales_standby(wm.PingOrder(id="p", changed=True))
+    assert serving._stales_standby(wm.ReloadOrder(id="r", modules=["m"], reimport=[]))
 
 
 def test_run_key_reads_blocks_as_pytest_does() -> None:

@@ -55,10 +55,11 @@ def fork_verdict() -> wm.ForkVerdict:
 
 
 def _stales_standby(order: wm.Order) -> bool:
-    """Every order but a run and a liveness ping changes the layer or its files."""
+    """Every order but a run, a registrant scan (a child reads the heap) and a liveness
+    ping changes the layer or its files."""
     if isinstance(order, wm.PingOrder):
         return order.changed
-    return not isinstance(order, wm.ForkOrder)
+    return not isinstance(order, (wm.ForkOrder, wm.ScanOrder))
 
 
 class OrderLoop:
@@ -72,6 +73,9 @@ class OrderLoop:
         self.children: dict[int, str] = {}  # worker pid -> order id
         # Children doing work for an order (a trial, a scan): pid -> what to do when done.
         self.jobs: dict[int, Callable[[], None]] = {}
+        # Those of them that leave the layer as it is (a scan): a standby may be
+        # forked beside them. A trial may be followed by imports into the layer.
+        self.quiet_jobs: set[int] = set()
         rfd, wfd = os.pipe()
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
@@ -154,7 +158,7 @@ class OrderLoop:
         if slot is None or not slot.enabled:
             self.pyc_ahead = []  # written ahead only for a command a standby predicts
             return None
-        if slot.current is None and not self.children and not self.jobs:
+        if slot.current is None and not self.children and self.jobs.keys() <= self.quiet_jobs:
             slot.spawn(self)
         if self.pyc_ahead and slot.ready_and_idle(self):
             self._write_pycs_ahead(slot)
@@ -181,6 +185,7 @@ class OrderLoop:
                 return
             job = self.jobs.pop(pid, None)
             if job is not None:
+                self.quiet_jobs.discard(pid)
                 job()
                 continue
             if pid in self.pyc_writers:

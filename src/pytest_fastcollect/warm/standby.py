@@ -30,8 +30,9 @@ registers them after the ``-p`` plugins and the ini options, and that order
 shows (hook order, ``--help``). A preparation that printed, warned, raised or
 read the whole environment is never used. Any other run is forked afresh.
 
-The standby is discarded whenever the layer changes (every order but ``fork``)
-and a new one is forked when the layer is idle (no run of its own running).
+The standby is discarded whenever the layer changes (every order but ``fork``,
+a registrant scan and a liveness ping) and a new one is forked when the layer
+is idle (no run of its own running, no child but a scan's).
 It is a fork like any other: ``threads.fork_safety`` is checked first.
 ``ENV_STANDBY`` (read once by the base process) turns it off, or makes every
 run go through a standby (``always``: one is made for the run when none

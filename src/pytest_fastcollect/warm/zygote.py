@@ -401,6 +401,8 @@ class Zygote(OrderLoop):
                 self.send(wm.Scanned(id=order.id, registrants={}, complete=False))
 
         self.jobs[pid] = done
+        # The next run's standby need not wait for it: the layer stays as it is.
+        self.quiet_jobs.add(pid)
         return True
 
     def recollect(self, paths: list[str]) -> list[wm.Failure]:
