@@ -23,18 +23,17 @@ from pytest_fastcollect.wire.framing import FrameError, recv_frame, send_frame
 # and wire/cjson.py): ``_signal`` is ``signal`` without its enums.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import signal
-else:
-    import _signal as signal
-if TYPE_CHECKING:
     import _socket
     import argparse
+    import signal
     from collections.abc import Sequence
     from types import FrameType
 
     import pytest
 
     from pytest_fastcollect.paths import ProjectFiles
+else:
+    import _signal as signal
 
 
 def notice(message: str) -> None:

@@ -6,15 +6,17 @@ cached pyc no longer matches the source, so that run parses, rewrites and
 compiles it: 20-40 ms of a first run after a save, on a 4 KB test file, that
 a steady run does not pay.
 
-So right after such a reload the layer forks one more child beside the
-standby. It starts the last run's command exactly as the prepared standby
-does (``standby_run.py``: the same order, placeholder stdio), and at the same
-pause, with the run's own config and assertion-rewrite hook, it writes the
-pyc of each purged file that hook rewrites, with pytest's own functions
+So after such a reload, once the next standby is ready and the layer runs
+nothing (serving.py: a run already waiting is quicker rewriting the file
+itself than sharing a core with a writer), the layer forks one more child.
+It starts the last run's command exactly as the prepared standby does
+(``standby_run.py``: the same order, placeholder stdio), and at the same
+pause, with the command's own config and assertion-rewrite hook, it writes
+the pyc of each purged file that hook rewrites, with pytest's own functions
 (``_rewrite_test``, ``_write_pyc``: the bytes pytest writes, written the way
 pytest writes them, to a temporary name and renamed). Then it exits. It
-imports nothing of the project and runs no conftest; the run, on a second
-core, reads the pyc as it would read one left by an earlier run.
+imports nothing of the project and runs no conftest; a run that comes later
+reads the pyc as it would read one left by an earlier run.
 
 It writes nothing when the run would not: bytecode writing off
 (``PYTHONDONTWRITEBYTECODE``), assertion rewriting off (``--assert=plain``,

@@ -160,7 +160,7 @@ class OrderLoop:
             return None
         if slot.current is None and not self.children and self.jobs.keys() <= self.quiet_jobs:
             slot.spawn(self)
-        if self.pyc_ahead and slot.ready_and_idle(self):
+        if self.pyc_ahead and not self.children and not self.jobs and slot.prepared_and_ready():
             self._write_pycs_ahead(slot)
         return slot.fileno_waiting()
 

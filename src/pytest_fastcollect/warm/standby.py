@@ -409,16 +409,10 @@ class StandbySlot:
             while os.waitpid(sb.pid, os.WNOHANG)[0] == 0 and time.monotonic() < deadline:
                 time.sleep(0.001)
 
-    def ready_and_idle(self, layer: Any) -> bool:
-        """A standby prepared for the last command is ready, and the layer runs nothing."""
+    def prepared_and_ready(self) -> bool:
+        """A standby prepared for the last run's command has reported ready."""
         sb = self.current
-        return (
-            sb is not None
-            and sb.order is not None
-            and sb.ready is not None
-            and not layer.children
-            and not layer.jobs
-        )
+        return sb is not None and sb.order is not None and sb.ready is not None
 
     def close_fds(self) -> list[int]:
         """Descriptors a fresh worker must close (the layer's end of the standby's socket)."""
